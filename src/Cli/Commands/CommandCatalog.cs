@@ -1,0 +1,12 @@
+using System.CommandLine;
+
+namespace IlgpuLlm.Cli.Commands;
+
+/// <summary>Every subcommand of the CLI, in the order <c>--help</c> lists them.</summary>
+public static class CommandCatalog
+{
+    public static IEnumerable<Command> All()
+    {
+        yield break;
+    }
+}
