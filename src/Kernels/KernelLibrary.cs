@@ -1,0 +1,70 @@
+using System.Collections.Concurrent;
+using ILGPU;
+using ILGPU.Runtime;
+using ILGPU.Runtime.CPU;
+using ILGPU.Runtime.Cuda;
+
+namespace IlgpuLlm.Kernels;
+
+/// <summary>
+/// The ILGPU context every kernel is compiled in: exact arithmetic registered for PTX, no fast
+/// math, and a CPU device shaped like a GPU (32-thread warps) so that the warp-level canonical
+/// tree runs unchanged on ILGPU's CPU accelerator.
+/// </summary>
+public static class KernelContext
+{
+    /// <summary>Threads of one warp on every device the kernels run on (docs/NUMERICS.md).</summary>
+    public const int WarpSize = 32;
+
+    /// <summary>Largest group a kernel launches: four warps.</summary>
+    public const int MaxGroupSize = 4 * WarpSize;
+
+    public static Context Create(int cpuThreads = 0)
+    {
+        if (cpuThreads <= 0)
+            cpuThreads = Environment.ProcessorCount;
+        return Context.Create(builder =>
+        {
+            builder.CPU(new CPUDevice(WarpSize, MaxGroupSize / WarpSize, cpuThreads));
+            builder.Cuda();
+            builder.Optimize(OptimizationLevel.O1);
+            builder.Math(MathMode.Default);
+            ExactMath.RegisterPtx(builder);
+        });
+    }
+
+    /// <summary>The first CUDA device of a context, or null where there is none.</summary>
+    public static Device? FindCuda(Context context) =>
+        context.Devices.FirstOrDefault(d => d.AcceleratorType == AcceleratorType.Cuda);
+}
+
+/// <summary>
+/// Kernels loaded for one accelerator, each compiled once on first use. Every kernel takes one
+/// argument struct (its views and sizes), so one loader serves them all.
+/// </summary>
+public sealed class KernelLibrary : IDisposable
+{
+    readonly ConcurrentDictionary<System.Reflection.MethodInfo, Delegate> loaded = new();
+
+    public KernelLibrary(Accelerator accelerator)
+    {
+        if (accelerator.WarpSize != KernelContext.WarpSize)
+            throw new NotSupportedException(
+                $"{accelerator.Name} has {accelerator.WarpSize}-thread warps; the canonical reduction order needs {KernelContext.WarpSize}");
+        Accelerator = accelerator;
+    }
+
+    public Accelerator Accelerator { get; }
+
+    /// <summary>The loaded form of <paramref name="kernel"/>, compiled on first request.</summary>
+    public Action<KernelConfig, TArgs> Get<TArgs>(Action<TArgs> kernel) where TArgs : struct =>
+        (Action<KernelConfig, TArgs>)loaded.GetOrAdd(kernel.Method,
+            _ => Accelerator.LoadStreamKernel(kernel));
+
+    /// <summary>The loaded form of an implicitly grouped (one thread per element) kernel.</summary>
+    public Action<Index1D, TArgs> GetElementwise<TArgs>(Action<Index1D, TArgs> kernel) where TArgs : struct =>
+        (Action<Index1D, TArgs>)loaded.GetOrAdd(kernel.Method,
+            _ => Accelerator.LoadAutoGroupedStreamKernel(kernel));
+
+    public void Dispose() => loaded.Clear();
+}

@@ -1,0 +1,80 @@
+using System.Reflection;
+using ILGPU;
+using ILGPU.Backends.EntryPoints;
+using ILGPU.Backends.PTX;
+using ILGPU.Runtime;
+using ILGPU.Runtime.Cuda;
+
+namespace IlgpuLlm.Kernels;
+
+/// <summary>Marks a method as a GPU kernel of the library, so the PTX checks find every one.</summary>
+[AttributeUsage(AttributeTargets.Method)]
+public sealed class GpuKernelAttribute : Attribute;
+
+/// <summary>
+/// Every kernel of the library, instantiated for every storage type its type parameters accept.
+/// </summary>
+public static class KernelCatalog
+{
+    static readonly Type[] StorageTypes = [typeof(F32Storage), typeof(F16Storage), typeof(Bf16Storage)];
+
+    public static IEnumerable<MethodInfo> All()
+    {
+        var methods = typeof(KernelCatalog).Assembly.GetTypes()
+            .SelectMany(t => t.GetMethods(BindingFlags.Static | BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.DeclaredOnly))
+            .Where(m => m.GetCustomAttribute<GpuKernelAttribute>() != null)
+            .OrderBy(m => m.DeclaringType!.FullName).ThenBy(m => m.Name);
+        foreach (var method in methods)
+        {
+            if (!method.IsGenericMethodDefinition)
+            {
+                yield return method;
+                continue;
+            }
+            foreach (var arguments in Combinations(method.GetGenericArguments()))
+                yield return method.MakeGenericMethod(arguments);
+        }
+    }
+
+    static IEnumerable<Type[]> Combinations(Type[] parameters)
+    {
+        IEnumerable<Type[]> result = [[]];
+        foreach (var parameter in parameters)
+        {
+            var choices = parameter.GetGenericParameterConstraints().Contains(typeof(IStorage))
+                ? StorageTypes
+                : throw new NotSupportedException($"kernel type parameter {parameter.Name} has no known instantiations");
+            result = result.SelectMany(prefix => choices.Select(choice => prefix.Append(choice).ToArray()));
+        }
+        return result;
+    }
+
+    public static string DisplayName(MethodInfo kernel) =>
+        kernel.DeclaringType!.Name + "." + kernel.Name +
+        (kernel.IsGenericMethod ? "<" + string.Join(",", kernel.GetGenericArguments().Select(a => a.Name)) + ">" : "");
+}
+
+/// <summary>
+/// Compiles kernels to PTX without a GPU, through the same ILGPU context setup the CUDA backend
+/// uses (exact-math lowering registered). ILGPU 1.5.3 writes <c>.target sm_80</c> whatever
+/// architecture is requested; the PTX uses nothing newer, so for sm_90 the checks rewrite the
+/// target line and assemble with <c>ptxas -arch=sm_90</c> (docs/NUMERICS.md, "PTX").
+/// </summary>
+public sealed class PtxCompiler : IDisposable
+{
+    readonly Context context = KernelContext.Create(1);
+
+    public string Compile(MethodInfo kernel, CudaArchitecture architecture)
+    {
+        // PTX ISA 8.0 (CUDA 12.0) covers sm_80 and sm_90 and is accepted by every CUDA 12 ptxas.
+        using var backend = new PTXBackend(context, architecture, CudaInstructionSet.ISA_80, null!);
+        var parameters = kernel.GetParameters();
+        var description = parameters.Length > 0 && parameters[0].ParameterType == typeof(Index1D)
+            ? EntryPointDescription.FromImplicitlyGroupedKernel(kernel)
+            : EntryPointDescription.FromExplicitlyGroupedKernel(kernel);
+        var compiled = (PTXCompiledKernel)backend.Compile(description, KernelSpecialization.Empty);
+        return compiled.PTXAssembly;
+    }
+
+    public void Dispose() => context.Dispose();
+}

@@ -1,0 +1,123 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace IlgpuLlm.Kernels;
+
+/// <summary>
+/// Loading stored values into vectors of binary32, exactly as <see cref="HalfBits"/> widens them.
+/// Implemented by one struct per storage type so generic SIMD loops specialise per type with no
+/// call overhead. The f16 path assumes finite values (weights are validated at load): .NET has no
+/// F16C API, and the exact integer widening of finite halves — sign-extend, shift left 13, keep
+/// sign and the 15 magnitude bits, multiply by 2^112 — is four instructions.
+/// </summary>
+public unsafe interface IStoredVectors
+{
+    static abstract StorageType Type { get; }
+
+    /// <summary>16 consecutive values from <paramref name="at"/> (an element index).</summary>
+    static abstract Vector512<float> Load16(byte* data, long at);
+
+    /// <summary>8 consecutive values from <paramref name="at"/> (an element index).</summary>
+    static abstract Vector256<float> Load8(byte* data, long at);
+
+    /// <summary>One value, exactly widened (including ±inf and NaN).</summary>
+    static abstract float Load1(byte* data, long at);
+}
+
+public unsafe struct F32Vectors : IStoredVectors
+{
+    public static StorageType Type => StorageType.F32;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Load16(byte* data, long at) => Vector512.Load((float*)data + at);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Load8(byte* data, long at) => Vector256.Load((float*)data + at);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Load1(byte* data, long at) => ((float*)data)[at];
+}
+
+public unsafe struct F16Vectors : IStoredVectors
+{
+    public static StorageType Type => StorageType.F16;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Load16(byte* data, long at)
+    {
+        var bits = Avx512F.ConvertToVector512Int32(Vector256.Load((short*)data + at));
+        var magnitude = Avx512F.ShiftLeftLogical(bits, 13) & Vector512.Create(unchecked((int)0x8FFFE000));
+        return magnitude.AsSingle() * Vector512.Create(5.192296858534828e33f);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Load8(byte* data, long at)
+    {
+        var bits = Avx2.ConvertToVector256Int32(Vector128.Load((short*)data + at));
+        var magnitude = Avx2.ShiftLeftLogical(bits, 13) & Vector256.Create(unchecked((int)0x8FFFE000));
+        return magnitude.AsSingle() * Vector256.Create(5.192296858534828e33f);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Load1(byte* data, long at) => HalfBits.F16ToF32(((ushort*)data)[at]);
+}
+
+public unsafe struct Bf16Vectors : IStoredVectors
+{
+    public static StorageType Type => StorageType.BF16;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Load16(byte* data, long at) =>
+        Avx512F.ShiftLeftLogical(Avx512F.ConvertToVector512UInt32(Vector256.Load((ushort*)data + at)), 16).AsSingle();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Load8(byte* data, long at) =>
+        Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32(Vector128.Load((ushort*)data + at)), 16).AsSingle();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Load1(byte* data, long at) => HalfBits.Bf16ToF32(((ushort*)data)[at]);
+}
+
+/// <summary>
+/// The canonical tree (<see cref="Canonical"/>) on vector registers: lanes 0–15 and 16–31 as two
+/// Vector512, or lanes 0–7, 8–15, 16–23, 24–31 as four Vector256. Each step adds lane j+h into
+/// lane j, exactly as the scalar tree and the GPU warp do.
+/// </summary>
+public static class SimdTree
+{
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Sum(Vector512<float> lanes0, Vector512<float> lanes16)
+    {
+        var h16 = lanes0 + lanes16;
+        var h8 = h16.GetLower() + h16.GetUpper();
+        return Sum8(h8);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Sum(Vector256<float> lanes0, Vector256<float> lanes8, Vector256<float> lanes16, Vector256<float> lanes24)
+    {
+        var low = lanes0 + lanes16;
+        var high = lanes8 + lanes24;
+        return Sum8(low + high);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static float Sum8(Vector256<float> lanes)
+    {
+        var h4 = lanes.GetLower() + lanes.GetUpper();
+        float l0 = h4.GetElement(0) + h4.GetElement(2);
+        float l1 = h4.GetElement(1) + h4.GetElement(3);
+        return l0 + l1;
+    }
+
+    /// <summary>Lane mask of the first <paramref name="active"/> lanes of lanes [first, first + 16).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Active16(int first, int active) =>
+        Vector512.LessThan(Vector512<int>.Indices + Vector512.Create(first), Vector512.Create(active)).AsSingle();
+
+    /// <summary>Lane mask of the first <paramref name="active"/> lanes of lanes [first, first + 8).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Active8(int first, int active) =>
+        Vector256.LessThan(Vector256<int>.Indices + Vector256.Create(first), Vector256.Create(active)).AsSingle();
+}

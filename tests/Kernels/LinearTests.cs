@@ -1,0 +1,63 @@
+using IlgpuLlm.Kernels;
+using IlgpuLlm.Runtime.Backends;
+using IlgpuLlm.Tests.Support;
+
+namespace IlgpuLlm.Tests.Kernels;
+
+[Collection(BackendCollection.Name)]
+public class LinearTests
+{
+    public static IEnumerable<object[]> Cases()
+    {
+        (int rows, int outFeatures, int inFeatures)[] shapes =
+            [(1, 1, 1), (1, 3, 33), (3, 17, 17), (5, 3, 127), (1, 33, 3), (6, 5, 64), (2, 4, 1000)];
+        foreach (var backend in TestBackends.All)
+            foreach (var type in Enum.GetValues<StorageType>())
+                foreach (var (m, n, k) in shapes)
+                    yield return [backend[0], type, m, n, k];
+    }
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void Matches_the_reference_bit_for_bit(string backendName, StorageType type, int rows, int outFeatures, int inFeatures)
+    {
+        var backend = TestBackends.Get(backendName);
+        var shape = new LinearShape(rows, outFeatures, inFeatures);
+        var x = TestValues.WithEdges(rows * inFeatures, seed: rows * 31 + inFeatures, nonFinite: true);
+        var weights = TestValues.FiniteForStorage(
+            TestValues.WithEdges(outFeatures * inFeatures, seed: outFeatures, nonFinite: type != StorageType.F16), type);
+        var stored = TestValues.Stored(weights, type);
+        var bias = TestValues.Random(outFeatures, seed: 7);
+
+        foreach (bool hasBias in new[] { false, true })
+        {
+            var expected = new float[rows * outFeatures];
+            Linear.Reference(x, new HostStorage(stored, type), bias, hasBias, expected, shape);
+
+            var xs = backend.Upload(x, "x");
+            var w = backend.Allocate(type.AsTensorType(), weights.Length, "w");
+            backend.Upload(w, stored);
+            var b = hasBias ? backend.Upload(bias, "bias") : null;
+            var y = backend.Allocate(TensorType.F32, rows * outFeatures, "y");
+            backend.Linear(xs, w, b, y, shape);
+            Bits.Equal(expected, backend.DownloadFloats(y), $"{backend.Name} {type.Name()} {shape} bias={hasBias}");
+            foreach (var t in new[] { xs, w, y })
+                backend.Free(t);
+            if (b != null)
+                backend.Free(b);
+        }
+    }
+
+    [Fact]
+    public void Rejects_mismatched_shapes_with_a_message_naming_the_tensor()
+    {
+        var backend = TestBackends.Get("ilgpu-cpu");
+        var x = backend.Upload(new float[6], "x");
+        var w = backend.Upload(new float[6], "w");
+        var y = backend.Allocate(TensorType.F32, 5, "y");
+        var error = Assert.Throws<ArgumentException>(() => backend.Linear(x, w, null, y, new LinearShape(2, 2, 3)));
+        Assert.Contains("linear: y holds 5 values; expected 4 (rows 2 × out features 2)", error.Message);
+        error = Assert.Throws<ArgumentException>(() => backend.Linear(x, w, null, y, new LinearShape(2, 3, 3)));
+        Assert.Contains("linear: weight holds 6 values; expected 9", error.Message);
+    }
+}

@@ -1,0 +1,41 @@
+using IlgpuLlm.Kernels;
+using IlgpuLlm.Runtime.Backends;
+
+namespace IlgpuLlm.Tests.Support;
+
+/// <summary>
+/// Every backend present on this machine, by name, created once per test run: the ILGPU CPU
+/// accelerator, CUDA where a device exists, and the SIMD CPU backend with 1 and 2 threads at every
+/// SIMD level the machine runs. A test that takes a backend name runs once per entry, so a new
+/// backend only has to add itself here.
+/// </summary>
+public static class TestBackends
+{
+    static readonly Lazy<bool> CudaPresent = new(() =>
+    {
+        using var context = KernelContext.Create(1);
+        return KernelContext.FindCuda(context) != null;
+    });
+
+    static readonly Dictionary<string, Lazy<IBackend>> Registry = Build();
+
+    static Dictionary<string, Lazy<IBackend>> Build()
+    {
+        var backends = new Dictionary<string, Lazy<IBackend>>
+        {
+            ["ilgpu-cpu"] = new(() => IlgpuBackend.CreateCpu(2)),
+        };
+        var cuda = new Lazy<IBackend?>(IlgpuBackend.TryCreateCuda);
+        if (CudaPresent.Value)
+            backends["cuda"] = new(() => cuda.Value!);
+        foreach (var level in SimdLevels.Available)
+            foreach (int threads in new[] { 1, 2 })
+                backends[$"simd-{level.Name()}-t{threads}"] = new(() => new SimdBackend(threads, level));
+        return backends;
+    }
+
+    /// <summary>Backend names for [MemberData].</summary>
+    public static IEnumerable<object[]> All => Registry.Keys.Select(name => new object[] { name });
+
+    public static IBackend Get(string name) => Registry[name].Value;
+}
