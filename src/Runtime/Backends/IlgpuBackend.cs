@@ -109,6 +109,26 @@ public sealed class IlgpuBackend : IBackend
         return Bytes(tensor).Cast<float>();
     }
 
+    /// <summary>
+    /// Copies small per-call host data (ids, positions, key ranges) to the device for one op.
+    /// Dispose it only after the op has finished (<see cref="Synchronize"/>).
+    /// </summary>
+    MemoryBuffer1D<T, Stride1D.Dense> Stage<T>(ReadOnlySpan<T> values) where T : unmanaged
+    {
+        var buffer = accelerator.Allocate1D<T>(Math.Max(1, values.Length));
+        if (values.Length > 0)
+            buffer.View.AsContiguous().SubView(0, values.Length).CopyFromCPU(values);
+        return buffer;
+    }
+
+    /// <summary>A device buffer of <paramref name="length"/> zeroed values for an op's per-call results.</summary>
+    MemoryBuffer1D<T, Stride1D.Dense> Scratch<T>(long length) where T : unmanaged
+    {
+        var buffer = accelerator.Allocate1D<T>(Math.Max(1, length));
+        buffer.MemSetToZero();
+        return buffer;
+    }
+
     static void Expect(Tensor tensor, TensorType type)
     {
         if (tensor.Type != type)
