@@ -1,0 +1,171 @@
+using IlgpuLlm.Kernels;
+using IlgpuLlm.Runtime.Backends;
+
+namespace IlgpuLlm.Runtime;
+
+/// <summary>
+/// The shape of a KV cache. Global layers keep every position up to the context length; sliding
+/// layers keep a ring of window + (rows per forward − 1) positions, so that the keys one forward
+/// pass writes never overwrite keys its own earlier rows still attend to (llama.cpp sizes its SWA
+/// cache the same way, n_swa + n_ubatch).
+/// </summary>
+public sealed record KvCacheLayout(
+    int Layers,
+    int KvHeads,
+    int HeadDim,
+    int Slots,
+    int ContextLength,
+    int MaxRowsPerForward,
+    IReadOnlyList<int?> SlidingWindows)
+{
+    public int RowWidth => KvHeads * HeadDim;
+
+    public int Capacity(int layer) =>
+        SlidingWindows[layer] is int window ? Math.Min(ContextLength, window + MaxRowsPerForward - 1) : ContextLength;
+
+    public void Validate()
+    {
+        Shapes.Positive("kv cache: layers", Layers);
+        Shapes.Positive("kv cache: kv heads", KvHeads);
+        Shapes.Positive("kv cache: head_dim", HeadDim);
+        Shapes.Positive("kv cache: slots", Slots);
+        Shapes.Positive("kv cache: context length", ContextLength);
+        Shapes.Positive("kv cache: rows per forward", MaxRowsPerForward);
+        if (SlidingWindows.Count != Layers)
+            throw new ArgumentException($"kv cache: {SlidingWindows.Count} sliding-window entries for {Layers} layers");
+        for (int l = 0; l < Layers; l++)
+            if (SlidingWindows[l] is < 1)
+                throw new ArgumentException($"kv cache: layer {l} has sliding window {SlidingWindows[l]}; it must be at least 1");
+    }
+}
+
+/// <summary>
+/// Keys and values of every layer for a fixed number of sequence slots, stored in f32, f16 or
+/// bf16 independently of the weights. Position t of a slot lives at t mod capacity of its layer.
+/// The cache can be converted to another storage type in place of the old one without losing any
+/// stored sequence (the field report: a hybrid cache that could not be converted under mixed
+/// precision).
+/// </summary>
+public sealed class KvCache : IDisposable
+{
+    readonly IBackend backend;
+    readonly Tensor[] keys;
+    readonly Tensor[] values;
+    readonly int[] rowsPerSlot;
+
+    public KvCache(IBackend backend, KvCacheLayout layout, StorageType type)
+    {
+        layout.Validate();
+        this.backend = backend;
+        Layout = layout;
+        Type = type;
+        rowsPerSlot = new int[layout.Slots];
+        keys = new Tensor[layout.Layers];
+        values = new Tensor[layout.Layers];
+        for (int l = 0; l < layout.Layers; l++)
+        {
+            keys[l] = backend.Allocate(type.AsTensorType(), CacheLength(l), $"layer {l} key cache");
+            values[l] = backend.Allocate(type.AsTensorType(), CacheLength(l), $"layer {l} value cache");
+        }
+    }
+
+    public KvCacheLayout Layout { get; }
+    public StorageType Type { get; private set; }
+
+    public Tensor Keys(int layer) => keys[layer];
+    public Tensor Values(int layer) => values[layer];
+
+    long CacheLength(int layer) => (long)Layout.Slots * Layout.Capacity(layer) * Layout.RowWidth;
+
+    /// <summary>The keys a query at <paramref name="position"/> of a slot attends to in a layer.</summary>
+    public KeyRange Range(int layer, int slot, int position)
+    {
+        int begin = Layout.SlidingWindows[layer] is int window ? Math.Max(0, position + 1 - window) : 0;
+        return new KeyRange(slot, begin, position + 1);
+    }
+
+    /// <summary>
+    /// Checks that rows for (slot, position) can be stored: positions inside the context, and no
+    /// more rows per slot in one forward pass than the sliding rings were sized for.
+    /// </summary>
+    public void ValidateRows(ReadOnlySpan<int> slots, ReadOnlySpan<int> positions)
+    {
+        var perSlot = rowsPerSlot;
+        Array.Clear(perSlot);
+        for (int r = 0; r < slots.Length; r++)
+        {
+            if ((uint)slots[r] >= (uint)Layout.Slots)
+                throw new ArgumentOutOfRangeException(nameof(slots), $"row {r} uses cache slot {slots[r]}; the cache has {Layout.Slots} slots");
+            if (positions[r] < 0)
+                throw new ArgumentOutOfRangeException(nameof(positions), $"row {r} has negative position {positions[r]}");
+            if (positions[r] >= Layout.ContextLength)
+                throw new ContextOverflowException(slots[r], positions[r] + 1, Layout.ContextLength);
+            if (++perSlot[slots[r]] > Layout.MaxRowsPerForward)
+                throw new ArgumentException(
+                    $"slot {slots[r]} has more than {Layout.MaxRowsPerForward} rows in one forward pass; split the prompt into chunks");
+        }
+    }
+
+    /// <summary>
+    /// Writes one layer's new keys and values ([rows, kv_heads·head_dim] f32) at each row's slot and
+    /// position. Returns whether any row overflowed f16 (flags per row in <paramref name="overflowed"/>).
+    /// </summary>
+    public bool Store(int layer, Tensor newKeys, Tensor newValues, ReadOnlySpan<int> slots, ReadOnlySpan<int> positions,
+        Span<bool> overflowed)
+    {
+        int rows = slots.Length;
+        int capacity = Layout.Capacity(layer);
+        Span<long> destinations = rows <= 512 ? stackalloc long[rows] : new long[rows];
+        for (int r = 0; r < rows; r++)
+            destinations[r] = (long)slots[r] * capacity + positions[r] % capacity;
+        var shape = new ScatterShape(rows, Layout.RowWidth, (long)Layout.Slots * capacity);
+        Span<bool> valueOverflow = rows <= 512 ? stackalloc bool[rows] : new bool[rows];
+        int keyRows = backend.ScatterRows(newKeys, keys[layer], destinations, shape, overflowed);
+        int valueRows = backend.ScatterRows(newValues, values[layer], destinations, shape, valueOverflow);
+        for (int r = 0; r < rows; r++)
+            overflowed[r] |= valueOverflow[r];
+        return keyRows + valueRows > 0;
+    }
+
+    /// <summary>Re-stores every layer in another storage type, keeping all sequences. Returns f16 overflows.</summary>
+    public long ConvertTo(StorageType type)
+    {
+        if (type == Type)
+            return 0;
+        long overflows = 0;
+        for (int l = 0; l < Layout.Layers; l++)
+        {
+            overflows += Replace(keys, l, type);
+            overflows += Replace(values, l, type);
+        }
+        Type = type;
+        return overflows;
+    }
+
+    long Replace(Tensor[] tensors, int layer, StorageType type)
+    {
+        var old = tensors[layer];
+        var converted = backend.Allocate(type.AsTensorType(), old.Length, old.Name);
+        long overflows = backend.Convert(old, converted);
+        backend.Free(old);
+        tensors[layer] = converted;
+        return overflows;
+    }
+
+    public long ByteLength => keys.Sum(k => k.ByteLength) + values.Sum(v => v.ByteLength);
+
+    public void Dispose()
+    {
+        foreach (var tensor in keys.Concat(values))
+            backend.Free(tensor);
+    }
+}
+
+/// <summary>A sequence needs more positions than the cache holds.</summary>
+public sealed class ContextOverflowException(int slot, int positions, int limit)
+    : Exception($"the sequence in cache slot {slot} needs {positions} positions; the cache holds {limit}")
+{
+    public int Slot { get; } = slot;
+    public int Positions { get; } = positions;
+    public int Limit { get; } = limit;
+}
