@@ -20,6 +20,13 @@ public interface IBackend : IDisposable
 
     Tensor Allocate(TensorType type, long length, string name);
 
+    /// <summary>
+    /// A read-only tensor of weights held in host memory (a memory-mapped model file) that stays
+    /// valid as long as the tensor is used. The SIMD CPU backend uses it in place; device backends
+    /// copy it. <see cref="Free"/> releases only what the backend itself allocated.
+    /// </summary>
+    unsafe Tensor Weights(TensorType type, long length, byte* data, string name);
+
     /// <summary>Copies raw little-endian values into a tensor; the span holds exactly its bytes.</summary>
     void Upload(Tensor destination, ReadOnlySpan<byte> values);
 

@@ -71,6 +71,18 @@ public sealed class IlgpuBackend : IBackend
         return new Tensor(this, buffer, type, 0, length, name);
     }
 
+    public unsafe Tensor Weights(TensorType type, long length, byte* data, string name)
+    {
+        var tensor = Allocate(type, length, name);
+        long bytes = tensor.ByteLength;
+        for (long done = 0; done < bytes; done += int.MaxValue / 2)
+        {
+            int chunk = (int)Math.Min(int.MaxValue / 2, bytes - done);
+            Own(tensor).View.AsContiguous().SubView(done, chunk).CopyFromCPU(new ReadOnlySpan<byte>(data + done, chunk));
+        }
+        return tensor;
+    }
+
     public void Free(Tensor tensor) => Own(tensor).Dispose();
 
     public void Upload(Tensor destination, ReadOnlySpan<byte> values)

@@ -28,15 +28,15 @@ public sealed unsafe class SimdBackend : IBackend
     public SimdLevel Level => level;
     public int Threads => workers.Threads;
 
-    /// <summary>A block of native memory, 64-byte aligned when this backend allocated it.</summary>
-    sealed class NativeBlock(byte* pointer, long length) : IDisposable
+    /// <summary>A block of native memory: 64-byte aligned when this backend allocated it, else borrowed.</summary>
+    sealed class NativeBlock(byte* pointer, long length, bool owned) : IDisposable
     {
         public byte* Pointer { get; private set; } = pointer;
         public long Length { get; } = length;
 
         public void Dispose()
         {
-            if (Pointer != null)
+            if (Pointer != null && owned)
                 NativeMemory.AlignedFree(Pointer);
             Pointer = null;
         }
@@ -49,7 +49,14 @@ public sealed unsafe class SimdBackend : IBackend
         long bytes = checked(length * type.SizeOf());
         var pointer = (byte*)NativeMemory.AlignedAlloc((nuint)Math.Max(64, bytes), 64);
         NativeMemory.Clear(pointer, (nuint)Math.Max(64, bytes));
-        return new Tensor(this, new NativeBlock(pointer, bytes), type, 0, length, name);
+        return new Tensor(this, new NativeBlock(pointer, bytes, owned: true), type, 0, length, name);
+    }
+
+    public Tensor Weights(TensorType type, long length, byte* data, string name)
+    {
+        if (length < 0 || data == null)
+            throw new ArgumentException($"{name}: no data for {length} values");
+        return new Tensor(this, new NativeBlock(data, checked(length * type.SizeOf()), owned: false), type, 0, length, name);
     }
 
     public void Free(Tensor tensor) => Block(tensor).Dispose();
