@@ -8,7 +8,7 @@ namespace IlgpuLlm.Kernels;
 /// 32 lanes held in two Vector512 or four Vector256 accumulators and weights widened inside the
 /// loop. Threads split the output features.
 /// </summary>
-public static unsafe class LinearSimd
+public static unsafe partial class LinearSimd
 {
     /// <summary>The reusable job object a backend keeps for its linear calls.</summary>
     public sealed class Job : IRangeJob
@@ -18,14 +18,21 @@ public static unsafe class LinearSimd
         internal LinearShape Shape;
         internal StorageType Type;
         internal SimdLevel Level;
+        internal bool Tiled;
+        internal float* Packed;
+        internal long PackedCapacity;
+        internal int PackedStride;
 
         public void Run(int start, int end)
         {
-            switch (Type)
+            switch (Type, Tiled)
             {
-                case StorageType.F32: Rows<F32Vectors>(this, start, end); break;
-                case StorageType.F16: Rows<F16Vectors>(this, start, end); break;
-                default: Rows<Bf16Vectors>(this, start, end); break;
+                case (StorageType.F32, false): Rows<F32Vectors>(this, start, end); break;
+                case (StorageType.F16, false): Rows<F16Vectors>(this, start, end); break;
+                case (_, false): Rows<Bf16Vectors>(this, start, end); break;
+                case (StorageType.F32, true): TiledBlocks<F32Vectors>(this, start, end); break;
+                case (StorageType.F16, true): TiledBlocks<F16Vectors>(this, start, end); break;
+                default: TiledBlocks<Bf16Vectors>(this, start, end); break;
             }
         }
     }
@@ -40,7 +47,15 @@ public static unsafe class LinearSimd
         job.Y = y;
         job.Shape = shape;
         job.Level = SimdLevels.AtMost(level);
-        workers.For(shape.OutFeatures, workers.ChunkFor(shape.OutFeatures), job);
+        job.Tiled = job.Level == SimdLevel.Avx512 && shape.Rows >= TiledFromRows;
+        if (job.Tiled)
+        {
+            PackRows(job);
+            int blocks = (shape.OutFeatures + BlockOutputs - 1) / BlockOutputs;
+            workers.For(blocks, 1, job);
+        }
+        else
+            workers.For(shape.OutFeatures, workers.ChunkFor(shape.OutFeatures), job);
     }
 
     static void Rows<T>(Job job, int start, int end) where T : struct, IStoredVectors

@@ -1,0 +1,91 @@
+using System.Runtime.InteropServices;
+using BenchmarkDotNet.Attributes;
+using IlgpuLlm.Kernels;
+using IlgpuLlm.Runtime.Backends;
+
+namespace IlgpuLlm.Bench;
+
+/// <summary>
+/// Linear layers of Llama-3.2-1B's shapes on the SIMD CPU backend. Decode (one row) streams the
+/// weights once, so its figure of merit is weight bytes per second against the memory baseline;
+/// prefill (many rows) is compute-bound and reported in GFLOP/s.
+/// </summary>
+public abstract class LinearBenchmark
+{
+    protected SimdBackend Backend = null!;
+    Tensor x = null!, w = null!, y = null!;
+    LinearShape shape;
+
+    [Params(StorageType.F32, StorageType.F16, StorageType.BF16)]
+    public StorageType Type { get; set; }
+
+    [Params(1, 2)]
+    public int Threads { get; set; }
+
+    /// <summary>"in→out", one of the Llama-3.2-1B projections.</summary>
+    public abstract string Shape { get; set; }
+
+    protected abstract int Rows { get; }
+
+    /// <summary>Parses <see cref="Shape"/>; enough to report the work without allocating anything.</summary>
+    public void PrepareShape()
+    {
+        var parts = Shape.Split('→');
+        shape = new LinearShape(Rows, int.Parse(parts[1]), int.Parse(parts[0]));
+    }
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        PrepareShape();
+        int inFeatures = shape.InFeatures, outFeatures = shape.OutFeatures;
+        Backend = new SimdBackend(Threads);
+        var random = new Random(1);
+        var weights = new float[(long)outFeatures * inFeatures];
+        for (long i = 0; i < weights.LongLength; i++)
+            weights[i] = (float)(random.NextDouble() - 0.5) * 0.1f;
+        w = Backend.Allocate(Type.AsTensorType(), weights.LongLength, "w");
+        var bytes = new byte[weights.LongLength * Type.SizeOf()];
+        for (long i = 0; i < weights.LongLength; i++)
+        {
+            uint bits = Scatter.Narrow(weights[i], Type);
+            if (Type == StorageType.F32)
+                MemoryMarshal.Write(bytes.AsSpan((int)(i * 4)), bits);
+            else
+                MemoryMarshal.Write(bytes.AsSpan((int)(i * 2)), (ushort)bits);
+        }
+        Backend.Upload(w, bytes);
+        x = Backend.Upload(Enumerable.Range(0, Rows * inFeatures).Select(i => (float)Math.Sin(i)).ToArray(), "x");
+        y = Backend.Allocate(TensorType.F32, (long)Rows * outFeatures, "y");
+    }
+
+    [GlobalCleanup]
+    public void Cleanup() => Backend.Dispose();
+
+    [Benchmark]
+    public void Linear() => Backend.Linear(x, w, null, y, shape);
+
+    public long WeightBytes => (long)shape.OutFeatures * shape.InFeatures * Type.SizeOf();
+    public double Flops => 2.0 * shape.Rows * shape.OutFeatures * shape.InFeatures;
+}
+
+[Config(typeof(BenchConfig))]
+public class LinearDecode : LinearBenchmark
+{
+    [Params("2048→2048", "2048→8192", "8192→2048", "2048→128256")]
+    public override string Shape { get; set; } = "";
+
+    protected override int Rows => 1;
+}
+
+[Config(typeof(BenchConfig))]
+public class LinearPrefill : LinearBenchmark
+{
+    [Params("2048→2048", "2048→8192", "8192→2048")]
+    public override string Shape { get; set; } = "";
+
+    [Params(16, 128, 512)]
+    public int M { get; set; }
+
+    protected override int Rows => M;
+}
