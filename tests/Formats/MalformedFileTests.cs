@@ -312,6 +312,7 @@ public sealed class MalformedFileTests : IClassFixture<MalformedFileTests.Worksp
         Add("llama2.c n_layers lies", d => Write(d, "m.bin", TinyLlama.Llama2c([8, 16, int.MaxValue, 2, 1, 16, 32])), "rms_att_weight");
         Add("llama2.c every field huge", d => Write(d, "m.bin", TinyLlama.Llama2c([1 << 30, int.MaxValue, int.MaxValue, 1 << 28, 1 << 28, int.MinValue + 1, int.MaxValue])),
             "token_embedding_table");
+        Add("llama2.c path holding a PyTorch zip", d => Write(d, "pytorch_model.bin", [0x50, 0x4b, 0x03, 0x04, .. new byte[200]]), "zip");
         Add("llama2.c versioned export", d => Write(d, "m.bin", Patch(TinyLlama.Llama2c(), 0, 0x32, 0x34, 0x6b, 0x61)), "ak42");
 
         // ------------------------------------------------ GgufFile on its own (the tokenizer's entry point)

@@ -88,6 +88,61 @@ public sealed class GgufWriter
         w.Write(bytes);
     }
 
+    /// <summary>A writer holding a parsed file's metadata and tensors, to re-emit it (optionally edited).</summary>
+    public static GgufWriter FromFile(IlgpuLlm.Model.Formats.GgufFile file)
+    {
+        var writer = new GgufWriter { Version = file.Version, Alignment = file.Alignment };
+        foreach (var entry in file.Metadata)
+            writer.Raw(entry.Key, (uint)entry.Type, w => WriteValue(w, entry.Type, entry.Value));
+        foreach (var t in file.Tensors)
+            writer.Tensors.Add(new TestTensor(t.Name, [.. t.Shape], file.GetTensorBytes(t).ToArray(), (uint)t.Type));
+        return writer;
+    }
+
+    static void WriteValue(BinaryWriter w, IlgpuLlm.Model.Formats.GgufValueType type, object value)
+    {
+        switch (value)
+        {
+            case byte v: w.Write(v); break;
+            case sbyte v: w.Write(v); break;
+            case ushort v: w.Write(v); break;
+            case short v: w.Write(v); break;
+            case uint v: w.Write(v); break;
+            case int v: w.Write(v); break;
+            case float v: w.Write(v); break;
+            case bool v: w.Write(v); break;
+            case ulong v: w.Write(v); break;
+            case long v: w.Write(v); break;
+            case double v: w.Write(v); break;
+            case string v: WriteString(w, v); break;
+            case IlgpuLlm.Model.Formats.GgufArray a:
+                w.Write((uint)a.ElementType);
+                w.Write((ulong)a.Count);
+                foreach (var item in a.Items) WriteValue(w, a.ElementType, item!);
+                break;
+            default: throw new ArgumentException($"cannot write {type}");
+        }
+    }
+
+    /// <summary>
+    /// The header alone, for tensors given as (name, row-major shape, ggml type, bytes) without
+    /// data; returns the header and the length the whole file must have.
+    /// </summary>
+    public (byte[] Header, long FileLength) BuildHeaderFor(IEnumerable<(string Name, long[] Shape, uint Type, long Bytes)> tensors)
+    {
+        var list = tensors.ToList();
+        Tensors.Clear();
+        long offset = 0;
+        foreach (var t in list)
+        {
+            Tensors.Add(new TestTensor(t.Name, t.Shape, [], t.Type));
+            OffsetOverrides[t.Name] = (ulong)offset;
+            offset += AlignUp(t.Bytes, Alignment);
+        }
+        var header = Build();
+        return (header, header.Length + offset);
+    }
+
     public byte[] Build()
     {
         using var stream = new MemoryStream();

@@ -231,10 +231,8 @@ internal static class GgufModelReader
             throw new ModelFormatException(gguf.Path,
                 $"tensor '{TensorNames.RopeFrequencies}': expected shape [{headDim / 2}] (head_dim / 2), found [{string.Join(", ", frequencies.Shape)}]");
 
-        var store = new TensorStore(); // not disposed: owns nothing, the GGUF outlives this read
-        var tensor = ModelTensor.Mapped(store, TensorNames.RopeFrequencies, TensorNames.RopeFrequencies,
-            GgmlTypeLayout.ToTensorDataType(frequencies.Type)!.Value, frequencies.Shape, gguf.File, frequencies.FileOffset);
-        var values = tensor.ToFloat32Array();
+        var values = new float[headDim / 2];
+        GgmlTypeLayout.ToTensorDataType(frequencies.Type)!.Value.WidenToFloat32(gguf.GetTensorBytes(frequencies), values);
         for (int i = 0; i < values.Length; i++)
             if (!float.IsFinite(values[i]) || values[i] <= 0)
                 throw new ModelFormatException(gguf.Path,

@@ -177,7 +177,7 @@ internal static unsafe class CheckpointAssembler
 }
 
 /// <summary>The q/k row order of adjacent-pair rotary (llama.cpp NORM rope, Meta/llama2.c checkpoints).</summary>
-internal static unsafe class RotaryRowOrder
+public static unsafe class RotaryRowOrder
 {
     /// <summary>
     /// Inverts convert_hf_to_gguf.py <c>LlamaModel.permute</c>, which reshapes the rows of each head
