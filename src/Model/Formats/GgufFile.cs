@@ -343,8 +343,8 @@ public sealed unsafe class GgufFile : IDisposable
 
         // Each entry needs at least: key length (8) + value type (4) + a one-byte value.
         reader.RequireCount(metadataCount, 8 + 4 + 1, "metadata_kv_count");
-        var entries = ImmutableArray.CreateBuilder<GgufMetadataEntry>((int)metadataCount);
-        var byKey = new Dictionary<string, GgufMetadataEntry>((int)metadataCount, StringComparer.Ordinal);
+        var entries = ImmutableArray.CreateBuilder<GgufMetadataEntry>(InitialCapacity(metadataCount));
+        var byKey = new Dictionary<string, GgufMetadataEntry>(InitialCapacity(metadataCount), StringComparer.Ordinal);
         for (ulong i = 0; i < metadataCount; i++)
         {
             string key = reader.ReadString($"metadata entry #{i} key");
@@ -368,7 +368,7 @@ public sealed unsafe class GgufFile : IDisposable
 
         // Each tensor info needs at least: name length (8) + n_dims (4) + type (4) + offset (8).
         reader.RequireCount(tensorCount, 8 + 4 + 4 + 8, "tensor_count");
-        var pending = new List<(string Name, GgmlType Type, ImmutableArray<long> Dims, long Elements, long Bytes, ulong Offset)>((int)tensorCount);
+        var pending = new List<(string Name, GgmlType Type, ImmutableArray<long> Dims, long Elements, long Bytes, ulong Offset)>(InitialCapacity(tensorCount));
         var names = new HashSet<string>(StringComparer.Ordinal);
         for (ulong i = 0; i < tensorCount; i++)
         {
@@ -430,7 +430,7 @@ public sealed unsafe class GgufFile : IDisposable
         }
 
         CheckNoOverlap(file.Path, tensors);
-        return new GgufFile(file, version, alignment, dataOffset, entries.MoveToImmutable(), byKey,
+        return new GgufFile(file, version, alignment, dataOffset, entries.ToImmutable(), byKey,
             tensors.MoveToImmutable(), byName);
     }
 
@@ -509,19 +509,26 @@ public sealed unsafe class GgufFile : IDisposable
 
     static string[] ReadStrings(HeaderReader reader, int count, string key)
     {
-        var strings = new string[count];
+        var strings = new List<string>(InitialCapacity((ulong)count));
         for (int i = 0; i < count; i++)
-            strings[i] = reader.ReadString($"metadata key '{key}' element {i}");
-        return strings;
+            strings.Add(reader.ReadString($"metadata key '{key}' element {i}"));
+        return [.. strings];
     }
 
     static GgufArray[] ReadNested(HeaderReader reader, int count, string key, int depth)
     {
-        var arrays = new GgufArray[count];
+        var arrays = new List<GgufArray>(InitialCapacity((ulong)count));
         for (int i = 0; i < count; i++)
-            arrays[i] = ReadArray(reader, $"{key}[{i}]", depth + 1);
-        return arrays;
+            arrays.Add(ReadArray(reader, $"{key}[{i}]", depth + 1));
+        return [.. arrays];
     }
+
+    /// <summary>
+    /// Collections of variable-size items grow as items actually parse instead of trusting the
+    /// claimed count up front: a count that fits the file's size can still be a lie, and
+    /// pre-sizing for it would allocate memory the file never backs.
+    /// </summary>
+    static int InitialCapacity(ulong claimedCount) => (int)Math.Min(claimedCount, 4096);
 
     static bool TryMultiply(long a, long b, out long product)
     {
