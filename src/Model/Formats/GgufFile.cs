@@ -510,8 +510,9 @@ public sealed unsafe class GgufFile : IDisposable
     static string[] ReadStrings(HeaderReader reader, int count, string key)
     {
         var strings = new List<string>(InitialCapacity((ulong)count));
+        string what = $"metadata key '{key}'";
         for (int i = 0; i < count; i++)
-            strings.Add(reader.ReadString($"metadata key '{key}' element {i}"));
+            strings.Add(reader.ReadString(what, i));
         return [.. strings];
     }
 
@@ -557,11 +558,15 @@ public sealed unsafe class GgufFile : IDisposable
 
         long Remaining => file.Length - Position;
 
-        byte* Take(long count, string what)
+        // Error context is passed as (what, element index) and formatted only when a read fails:
+        // a vocabulary has 10^5 strings, and building a description for each would dominate the parse.
+        static string Describe(string what, long element) => element < 0 ? what : $"{what} element {element}";
+
+        byte* Take(long count, string what, long element = -1)
         {
             if (count > Remaining)
                 throw new ModelFormatException(file.Path,
-                    $"{what}: needs {count} bytes at offset {Position} but the file ends at {file.Length} (truncated)");
+                    $"{Describe(what, element)}: needs {count} bytes at offset {Position} but the file ends at {file.Length} (truncated)");
             byte* p = file.PointerAt(Position);
             Position += count;
             return p;
@@ -582,17 +587,17 @@ public sealed unsafe class GgufFile : IDisposable
                     $"{what}: claims {count} items of at least {minimumBytesEach} bytes each, but only {Remaining} bytes remain in the file");
         }
 
-        public string ReadString(string what)
+        public string ReadString(string what, long element = -1)
         {
-            ulong length = ReadUInt64($"{what} (string length)");
+            ulong length = System.Runtime.CompilerServices.Unsafe.ReadUnaligned<ulong>(Take(sizeof(ulong), what, element));
             if (length > (ulong)Remaining)
                 throw new ModelFormatException(file.Path,
-                    $"{what}: string claims {length} bytes at offset {Position} but only {Remaining} bytes remain in the file");
+                    $"{Describe(what, element)}: string claims {length} bytes at offset {Position} but only {Remaining} bytes remain in the file");
             if (length > int.MaxValue)
-                throw new ModelFormatException(file.Path, $"{what}: string of {length} bytes is too long");
+                throw new ModelFormatException(file.Path, $"{Describe(what, element)}: string of {length} bytes is too long");
             // gguf.md: strings are UTF-8. Invalid sequences are replaced (U+FFFD) rather than
             // rejected, as gguf-py does when it decodes, so a vocabulary with one bad piece still opens.
-            return Encoding.UTF8.GetString(Take((long)length, what), (int)length);
+            return Encoding.UTF8.GetString(Take((long)length, what, element), (int)length);
         }
 
         public T[] ReadBlock<T>(int count, string what) where T : unmanaged
