@@ -343,8 +343,8 @@ public sealed unsafe class GgufFile : IDisposable
 
         // Each entry needs at least: key length (8) + value type (4) + a one-byte value.
         reader.RequireCount(metadataCount, 8 + 4 + 1, "metadata_kv_count");
-        var entries = ImmutableArray.CreateBuilder<GgufMetadataEntry>((int)metadataCount);
-        var byKey = new Dictionary<string, GgufMetadataEntry>((int)metadataCount, StringComparer.Ordinal);
+        var entries = ImmutableArray.CreateBuilder<GgufMetadataEntry>(InitialCapacity(metadataCount));
+        var byKey = new Dictionary<string, GgufMetadataEntry>(InitialCapacity(metadataCount), StringComparer.Ordinal);
         for (ulong i = 0; i < metadataCount; i++)
         {
             string key = reader.ReadString($"metadata entry #{i} key");
@@ -368,7 +368,7 @@ public sealed unsafe class GgufFile : IDisposable
 
         // Each tensor info needs at least: name length (8) + n_dims (4) + type (4) + offset (8).
         reader.RequireCount(tensorCount, 8 + 4 + 4 + 8, "tensor_count");
-        var pending = new List<(string Name, GgmlType Type, ImmutableArray<long> Dims, long Elements, long Bytes, ulong Offset)>((int)tensorCount);
+        var pending = new List<(string Name, GgmlType Type, ImmutableArray<long> Dims, long Elements, long Bytes, ulong Offset)>(InitialCapacity(tensorCount));
         var names = new HashSet<string>(StringComparer.Ordinal);
         for (ulong i = 0; i < tensorCount; i++)
         {
@@ -430,7 +430,7 @@ public sealed unsafe class GgufFile : IDisposable
         }
 
         CheckNoOverlap(file.Path, tensors);
-        return new GgufFile(file, version, alignment, dataOffset, entries.MoveToImmutable(), byKey,
+        return new GgufFile(file, version, alignment, dataOffset, entries.ToImmutable(), byKey,
             tensors.MoveToImmutable(), byName);
     }
 
@@ -509,19 +509,27 @@ public sealed unsafe class GgufFile : IDisposable
 
     static string[] ReadStrings(HeaderReader reader, int count, string key)
     {
-        var strings = new string[count];
+        var strings = new List<string>(InitialCapacity((ulong)count));
+        string what = $"metadata key '{key}'";
         for (int i = 0; i < count; i++)
-            strings[i] = reader.ReadString($"metadata key '{key}' element {i}");
-        return strings;
+            strings.Add(reader.ReadString(what, i));
+        return [.. strings];
     }
 
     static GgufArray[] ReadNested(HeaderReader reader, int count, string key, int depth)
     {
-        var arrays = new GgufArray[count];
+        var arrays = new List<GgufArray>(InitialCapacity((ulong)count));
         for (int i = 0; i < count; i++)
-            arrays[i] = ReadArray(reader, $"{key}[{i}]", depth + 1);
-        return arrays;
+            arrays.Add(ReadArray(reader, $"{key}[{i}]", depth + 1));
+        return [.. arrays];
     }
+
+    /// <summary>
+    /// Collections of variable-size items grow as items actually parse instead of trusting the
+    /// claimed count up front: a count that fits the file's size can still be a lie, and
+    /// pre-sizing for it would allocate memory the file never backs.
+    /// </summary>
+    static int InitialCapacity(ulong claimedCount) => (int)Math.Min(claimedCount, 4096);
 
     static bool TryMultiply(long a, long b, out long product)
     {
@@ -550,11 +558,15 @@ public sealed unsafe class GgufFile : IDisposable
 
         long Remaining => file.Length - Position;
 
-        byte* Take(long count, string what)
+        // Error context is passed as (what, element index) and formatted only when a read fails:
+        // a vocabulary has 10^5 strings, and building a description for each would dominate the parse.
+        static string Describe(string what, long element) => element < 0 ? what : $"{what} element {element}";
+
+        byte* Take(long count, string what, long element = -1)
         {
             if (count > Remaining)
                 throw new ModelFormatException(file.Path,
-                    $"{what}: needs {count} bytes at offset {Position} but the file ends at {file.Length} (truncated)");
+                    $"{Describe(what, element)}: needs {count} bytes at offset {Position} but the file ends at {file.Length} (truncated)");
             byte* p = file.PointerAt(Position);
             Position += count;
             return p;
@@ -575,17 +587,17 @@ public sealed unsafe class GgufFile : IDisposable
                     $"{what}: claims {count} items of at least {minimumBytesEach} bytes each, but only {Remaining} bytes remain in the file");
         }
 
-        public string ReadString(string what)
+        public string ReadString(string what, long element = -1)
         {
-            ulong length = ReadUInt64($"{what} (string length)");
+            ulong length = System.Runtime.CompilerServices.Unsafe.ReadUnaligned<ulong>(Take(sizeof(ulong), what, element));
             if (length > (ulong)Remaining)
                 throw new ModelFormatException(file.Path,
-                    $"{what}: string claims {length} bytes at offset {Position} but only {Remaining} bytes remain in the file");
+                    $"{Describe(what, element)}: string claims {length} bytes at offset {Position} but only {Remaining} bytes remain in the file");
             if (length > int.MaxValue)
-                throw new ModelFormatException(file.Path, $"{what}: string of {length} bytes is too long");
+                throw new ModelFormatException(file.Path, $"{Describe(what, element)}: string of {length} bytes is too long");
             // gguf.md: strings are UTF-8. Invalid sequences are replaced (U+FFFD) rather than
             // rejected, as gguf-py does when it decodes, so a vocabulary with one bad piece still opens.
-            return Encoding.UTF8.GetString(Take((long)length, what), (int)length);
+            return Encoding.UTF8.GetString(Take((long)length, what, element), (int)length);
         }
 
         public T[] ReadBlock<T>(int count, string what) where T : unmanaged

@@ -99,6 +99,8 @@ internal static class GgufModelReader
         int heads = UniformPerLayer(Key("attention.head_count"), layers, null);
         int kvHeads = UniformPerLayer(Key("attention.head_count_kv"), layers, heads);
         int feedForward = UniformPerLayer(Key("feed_forward_length"), layers, null);
+        if (heads % kvHeads != 0)
+            throw Error(Key("attention.head_count_kv"), $"expected a divisor of head_count {heads}, found {kvHeads}");
 
         // llama.cpp: n_embd_head_k defaults to n_embd / n_head; GGUF Gemmas state it (256 ≠ 2048/8).
         int headDim;
@@ -154,10 +156,10 @@ internal static class GgufModelReader
             ? gguf.TryGetFloat32(Key("rope.freq_base_swa"), out float localBase) ? localBase : 10000f
             : null;
 
-        int? bos = OptionalTokenId(gguf, "tokenizer.ggml.bos_token_id");
-        int? eos = OptionalTokenId(gguf, "tokenizer.ggml.eos_token_id");
-        int? eot = OptionalTokenId(gguf, "tokenizer.ggml.eot_token_id");
-        int? pad = OptionalTokenId(gguf, "tokenizer.ggml.padding_token_id");
+        int? bos = OptionalTokenId(gguf, "tokenizer.ggml.bos_token_id", vocab);
+        int? eos = OptionalTokenId(gguf, "tokenizer.ggml.eos_token_id", vocab);
+        int? eot = OptionalTokenId(gguf, "tokenizer.ggml.eot_token_id", vocab);
+        int? pad = OptionalTokenId(gguf, "tokenizer.ggml.padding_token_id", vocab);
 
         return new ModelConfig
         {
@@ -229,10 +231,8 @@ internal static class GgufModelReader
             throw new ModelFormatException(gguf.Path,
                 $"tensor '{TensorNames.RopeFrequencies}': expected shape [{headDim / 2}] (head_dim / 2), found [{string.Join(", ", frequencies.Shape)}]");
 
-        var store = new TensorStore(); // not disposed: owns nothing, the GGUF outlives this read
-        var tensor = ModelTensor.Mapped(store, TensorNames.RopeFrequencies, TensorNames.RopeFrequencies,
-            GgmlTypeLayout.ToTensorDataType(frequencies.Type)!.Value, frequencies.Shape, gguf.File, frequencies.FileOffset);
-        var values = tensor.ToFloat32Array();
+        var values = new float[headDim / 2];
+        GgmlTypeLayout.ToTensorDataType(frequencies.Type)!.Value.WidenToFloat32(gguf.GetTensorBytes(frequencies), values);
         for (int i = 0; i < values.Length; i++)
             if (!float.IsFinite(values[i]) || values[i] <= 0)
                 throw new ModelFormatException(gguf.Path,
@@ -290,7 +290,7 @@ internal static class GgufModelReader
     }
 
     /// <summary>A token id, or null when absent or negative / LLAMA_TOKEN_NULL (writers use -1 for "none").</summary>
-    static int? OptionalTokenId(GgufFile gguf, string key)
+    static int? OptionalTokenId(GgufFile gguf, string key, int vocab)
     {
         if (!gguf.TryGetEntry(key, out var entry)) return null;
         long id = entry.Value switch
@@ -305,6 +305,8 @@ internal static class GgufModelReader
             sbyte s => s,
             _ => throw new ModelFormatException(gguf.Path, $"metadata key '{key}': expected an integer token id, found {entry.Type}"),
         };
-        return id is >= 0 and < int.MaxValue ? (int)id : null;
+        if (id is < 0 or >= int.MaxValue) return null;
+        return id < vocab ? (int)id
+            : throw new ModelFormatException(gguf.Path, $"metadata key '{key}': token id {id} is not below the vocabulary size {vocab}");
     }
 }

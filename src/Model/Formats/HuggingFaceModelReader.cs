@@ -91,7 +91,7 @@ internal static class HuggingFaceModelReader
         }
         if (!File.Exists(index))
             throw new ModelFormatException(folder,
-                $"no weights: neither {SingleFileName} nor {IndexFileName} is present (only safetensors is supported)");
+                $"no weights: neither '{SingleFileName}' nor '{IndexFileName}' is present (only safetensors is supported)");
         return OpenShards(folder, index, store);
     }
 
@@ -181,6 +181,8 @@ internal static class HuggingFaceModelReader
             throw Error("num_hidden_layers", $"{layers} layers need at least {minimumTensors} tensors, the safetensors hold {tensorCount}");
         int heads = c.RequiredPositiveInt("num_attention_heads");
         int kvHeads = c.OptionalPositiveInt("num_key_value_heads") ?? heads;
+        if (heads % kvHeads != 0)
+            throw Error("num_key_value_heads", $"expected a divisor of num_attention_heads {heads}, found {kvHeads}");
         // transformers: Gemma's head_dim defaults to 256; Llama/Qwen2 fall back to hidden / heads.
         int headDim = c.OptionalPositiveInt("head_dim") ?? (gemma ? 256
             : hidden % heads == 0 ? hidden / heads
@@ -259,9 +261,17 @@ internal static class HuggingFaceModelReader
 
         bool tied = c.OptionalBool("tie_word_embeddings") ?? gemma; // LlamaConfig/Qwen2Config: false, Gemma*: true
 
-        var eosIds = c.IntOrIntArray("eos_token_id");
-        var allEos = eosIds.Concat(generation?.Eos ?? []).Where(id => id >= 0).Distinct().Order().ToArray();
-        int? NonNegative(int? id) => id is >= 0 ? id : null;
+        int vocab = c.RequiredPositiveInt("vocab_size");
+        // transformers writes -1 (or null) for "no such token"; an id past the vocabulary is an error.
+        int? TokenId(int? id, string key) => id switch
+        {
+            null or < 0 => null,
+            _ when id >= vocab => throw Error(key, $"token id {id} is not below vocab_size {vocab}"),
+            _ => id,
+        };
+        var eosIds = c.IntOrIntArray("eos_token_id").Select(id => TokenId(id, "eos_token_id")).OfType<int>().ToArray();
+        var generationEos = (generation?.Eos ?? []).Select(id => TokenId(id, $"{GenerationConfigFileName} eos_token_id")).OfType<int>();
+        var allEos = eosIds.Concat(generationEos).Distinct().Order().ToArray();
 
         return new ModelConfig
         {
@@ -272,7 +282,7 @@ internal static class HuggingFaceModelReader
             KeyValueHeadCount = kvHeads,
             HeadDim = headDim,
             IntermediateSize = c.RequiredPositiveInt("intermediate_size"),
-            VocabSize = c.RequiredPositiveInt("vocab_size"),
+            VocabSize = vocab,
             ContextLength = c.OptionalPositiveInt("max_position_embeddings") ?? defaultContext,
             RmsNormEpsilon = c.OptionalFloat("rms_norm_eps") ?? 1e-6f,
             RopeTheta = theta,
@@ -291,9 +301,9 @@ internal static class HuggingFaceModelReader
             HasPostFeedForwardNorm = sandwich,
             Activation = activation,
             EmbeddingScale = gemma ? (float)Math.Sqrt(hidden) : 1f,
-            BosTokenId = NonNegative(c.OptionalInt("bos_token_id") ?? generation?.Bos),
-            EosTokenId = eosIds.Where(id => id >= 0).Select(id => (int?)id).FirstOrDefault() ?? allEos.Select(id => (int?)id).FirstOrDefault(),
-            PadTokenId = NonNegative(c.OptionalInt("pad_token_id") ?? generation?.Pad),
+            BosTokenId = TokenId(c.OptionalInt("bos_token_id") ?? generation?.Bos, "bos_token_id"),
+            EosTokenId = eosIds.Length > 0 ? eosIds[0] : allEos.Length > 0 ? allEos[0] : null,
+            PadTokenId = TokenId(c.OptionalInt("pad_token_id") ?? generation?.Pad, "pad_token_id"),
             StopTokenIds = [.. allEos],
         };
     }

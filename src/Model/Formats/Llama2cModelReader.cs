@@ -38,6 +38,9 @@ internal static class Llama2cModelReader
             ? new ReadOnlySpan<int>(file.PointerAt(0), 7)
             : throw new ModelFormatException(file.Path,
                 $"header: expected at least {HeaderBytes} bytes (7 int32: dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len), found {file.Length}");
+        if (file.Span(0, 4, "header").SequenceEqual("PK\u0003\u0004"u8))
+            throw new ModelFormatException(file.Path,
+                "header: this is a zip archive (a PyTorch pytorch_model.bin?), not a llama2.c checkpoint; use the safetensors export");
         if ((uint)header[0] == VersionedExportMagic)
             throw new ModelFormatException(file.Path,
                 $"header: magic 'ak42' marks a llama2.c export of version {header[1]}; only the legacy 7-int32 header (run.c) is supported");

@@ -45,7 +45,10 @@ public sealed class ModelCheckpoint : IDisposable
     /// </summary>
     public ImmutableArray<ModelTensor> Tensors { get; }
 
-    /// <summary>The GGUF file itself (its metadata carries the tokenizer), when the source is a GGUF.</summary>
+    /// <summary>
+    /// The GGUF file itself (its metadata carries the tokenizer), when the source is a GGUF.
+    /// Owned by this checkpoint: disposing the checkpoint disposes it.
+    /// </summary>
     public GgufFile? Gguf { get; }
 
     /// <summary>
@@ -81,7 +84,10 @@ public sealed class ModelCheckpoint : IDisposable
             ? tensor
             : throw new KeyNotFoundException($"{SourcePath}: the model has no tensor '{name}'");
 
-    /// <summary>Checks every weight for NaN/infinity (see <see cref="WeightFiniteness"/>).</summary>
+    /// <summary>
+    /// Checks every weight for NaN/infinity (see <see cref="WeightFiniteness"/>); reads every
+    /// byte, so it belongs where the engine uploads weights, not in <see cref="Open"/>.
+    /// </summary>
     public void EnsureAllFinite()
     {
         foreach (var tensor in Tensors)
@@ -177,7 +183,7 @@ internal static unsafe class CheckpointAssembler
 }
 
 /// <summary>The q/k row order of adjacent-pair rotary (llama.cpp NORM rope, Meta/llama2.c checkpoints).</summary>
-internal static unsafe class RotaryRowOrder
+public static unsafe class RotaryRowOrder
 {
     /// <summary>
     /// Inverts convert_hf_to_gguf.py <c>LlamaModel.permute</c>, which reshapes the rows of each head

@@ -1,5 +1,4 @@
 using System.Collections.Immutable;
-using System.Numerics.Tensors;
 using System.Runtime.InteropServices;
 
 namespace IlgpuLlm.Model.Formats;
@@ -17,6 +16,7 @@ public sealed unsafe class ModelTensor
     readonly MappedFile? _file;
     readonly long _fileOffset;
     readonly Action<IntPtr>? _materialise;
+    readonly Lock _materialiseLock = new();
     byte* _materialised;
 
     ModelTensor(TensorStore store, string name, string sourceName, string sourcePath, TensorDataType dataType,
@@ -83,7 +83,7 @@ public sealed unsafe class ModelTensor
             _store.ThrowIfDisposed();
             if (_file is not null) return _file.PointerAt(_fileOffset);
             if (_materialised != null) return _materialised;
-            lock (this)
+            lock (_materialiseLock)
             {
                 if (_materialised == null)
                 {
@@ -134,22 +134,8 @@ public sealed unsafe class ModelTensor
     {
         if (first < 0 || first > ElementCount - destination.Length)
             throw new ArgumentOutOfRangeException(nameof(first));
-        byte* p = Pointer + first * DataType.ElementSize();
-        int n = destination.Length;
-        switch (DataType)
-        {
-            case TensorDataType.F32:
-                new ReadOnlySpan<float>(p, n).CopyTo(destination);
-                break;
-            case TensorDataType.F16:
-                TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>(p, n), destination);
-                break;
-            case TensorDataType.BF16:
-                var bits = new ReadOnlySpan<ushort>(p, n);
-                for (int i = 0; i < n; i++)
-                    destination[i] = BitConverter.Int32BitsToSingle(bits[i] << 16);
-                break;
-        }
+        int size = DataType.ElementSize();
+        DataType.WidenToFloat32(new ReadOnlySpan<byte>(Pointer + first * size, destination.Length * size), destination);
     }
 
     /// <summary>All elements widened to f32 (for tests and small tensors).</summary>
