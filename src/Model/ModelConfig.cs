@@ -1,3 +1,4 @@
+using IlgpuLlm.Kernels;
 using System.Collections.Immutable;
 
 namespace IlgpuLlm.Model;
@@ -19,31 +20,6 @@ public enum ModelFamily
 
     /// <summary>Gemma 3 (text): Gemma 2 without soft-caps, plus q/k norms and a local rope base.</summary>
     Gemma3,
-}
-
-/// <summary>The gate activation of the feed-forward block.</summary>
-public enum FeedForwardActivation
-{
-    /// <summary>SwiGLU: silu(gate) · up (Llama, Qwen2).</summary>
-    Silu,
-
-    /// <summary>
-    /// GeGLU with the tanh approximation of GELU, transformers' <c>gelu_pytorch_tanh</c> (Gemma).
-    /// Not erf-GELU: transformers' Gemma configs name the tanh form, and llama.cpp's
-    /// <c>ggml_gelu</c> is the tanh form too.
-    /// </summary>
-    GeluTanh,
-}
-
-/// <summary>How the two halves of each rotary pair are laid out in a q/k head.</summary>
-public enum RotaryLayout
-{
-    /// <summary>
-    /// Pair i is (x[i], x[i + head_dim/2]): transformers' <c>rotate_half</c>, llama.cpp's NEOX
-    /// rope. Every loader produces this layout: q/k rows of llama.cpp <c>llama</c> GGUFs and of
-    /// llama2.c checkpoints (which pair adjacent elements) are permuted back on load.
-    /// </summary>
-    HalfSplit,
 }
 
 /// <summary>What an RMSNorm weight tensor means.</summary>
@@ -153,6 +129,11 @@ public sealed record ModelConfig
     /// <summary>The rope base of sliding-window layers when it differs (Gemma 3: 10000); else null.</summary>
     public float? RopeLocalTheta { get; init; }
 
+    /// <summary>
+    /// Always <see cref="RotaryLayout.HalfSplit"/> (transformers' rotate_half): q/k rows of
+    /// llama.cpp <c>llama</c> GGUFs and of llama2.c checkpoints, which pair adjacent elements, are
+    /// permuted back on load, so every source rotates the same rows the same way.
+    /// </summary>
     public RotaryLayout RotaryLayout { get; init; } = RotaryLayout.HalfSplit;
 
     /// <summary>
@@ -197,7 +178,7 @@ public sealed record ModelConfig
     /// <summary>Gemma 2/3: post_ffw_norm applied to the feed-forward output before the residual add.</summary>
     public required bool HasPostFeedForwardNorm { get; init; }
 
-    public required FeedForwardActivation Activation { get; init; }
+    public required Activation Activation { get; init; }
 
     /// <summary>
     /// Embeddings are multiplied by this after lookup. Gemma: sqrt(HiddenSize) rounded once to

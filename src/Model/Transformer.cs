@@ -195,8 +195,8 @@ public sealed class Transformer : ILanguageModel, IDisposable
                 backend.RmsNorm(k, layer.KeyNorm, keys, new RmsNormShape(n * kvHeads, headDim, eps, false));
             }
             var rotary = angles[layer.RotaryTable];
-            backend.Rotary(queries, rotary, new RotaryShape(n, heads, headDim, Kernels.RotaryLayout.HalfSplit));
-            backend.Rotary(keys, rotary, new RotaryShape(n, kvHeads, headDim, Kernels.RotaryLayout.HalfSplit));
+            backend.Rotary(queries, rotary, new RotaryShape(n, heads, headDim, config.RotaryLayout));
+            backend.Rotary(keys, rotary, new RotaryShape(n, kvHeads, headDim, config.RotaryLayout));
             if (cache.Store(l, keys, v, slots, positions, overflowed))
                 for (int r = 0; r < n; r++)
                     if (overflowed[r])
@@ -221,7 +221,7 @@ public sealed class Transformer : ILanguageModel, IDisposable
             backend.RmsNorm(x, layer.FeedForwardNorm, normed, rowNorm);
             backend.Linear(normed, layer.Gate, null, gate, new LinearShape(n, config.IntermediateSize, hidden));
             backend.Linear(normed, layer.Up, null, up, new LinearShape(n, config.IntermediateSize, hidden));
-            backend.GatedActivation(gate, up, gate, gate.Length, ActivationOf(config.Activation));
+            backend.GatedActivation(gate, up, gate, gate.Length, config.Activation);
             problems.Check(gate, config.IntermediateSize, $"{at} feed-forward activation");
             backend.Linear(gate, layer.Down, null, projected, new LinearShape(n, hidden, config.IntermediateSize));
             if (layer.PostFeedForwardNorm != null)
@@ -250,9 +250,6 @@ public sealed class Transformer : ILanguageModel, IDisposable
         }
         return new ForwardResult(logits, problems.Found);
     }
-
-    static Kernels.Activation ActivationOf(FeedForwardActivation activation) =>
-        activation == FeedForwardActivation.GeluTanh ? Kernels.Activation.GeluTanh : Kernels.Activation.Silu;
 
     /// <summary>(cos, sin) of every rotary table at the rows' positions, uploaded once per forward pass.</summary>
     Tensor[] RotaryAngles(int[] positions)
@@ -296,8 +293,8 @@ public sealed class Transformer : ILanguageModel, IDisposable
         var source = checkpoint.GetTensor(name);
         var type = source.DataType switch
         {
-            TensorDataType.F32 => TensorType.F32,
-            TensorDataType.F16 => TensorType.F16,
+            StorageType.F32 => TensorType.F32,
+            StorageType.F16 => TensorType.F16,
             _ => TensorType.BF16,
         };
         Tensor tensor;

@@ -1,3 +1,4 @@
+using IlgpuLlm.Kernels;
 using IlgpuLlm.Model;
 using IlgpuLlm.Model.Formats;
 
@@ -51,10 +52,10 @@ public class FormatEquivalenceTests
         ModelComparison.AssertSameTensors(hf, gguf);
         ModelComparison.AssertSameTensors(hf, bf16);
 
-        Assert.All(gguf.Tensors, t => Assert.Equal(TensorDataType.F32, t.DataType));
+        Assert.All(gguf.Tensors, t => Assert.Equal(StorageType.F32, t.DataType));
         // BF16 stays BF16 except the Gemma norms, which become f32 1 + w.
         bool gemma = hf.Config.Family is ModelFamily.Gemma or ModelFamily.Gemma2 or ModelFamily.Gemma3;
-        Assert.All(bf16.Tensors, t => Assert.Equal(gemma && t.Name.EndsWith("norm.weight") ? TensorDataType.F32 : TensorDataType.BF16, t.DataType));
+        Assert.All(bf16.Tensors, t => Assert.Equal(gemma && t.Name.EndsWith("norm.weight") ? StorageType.F32 : StorageType.BF16, t.DataType));
         gguf.EnsureAllFinite();
         bf16.EnsureAllFinite();
     }
@@ -78,7 +79,7 @@ public class FormatEquivalenceTests
                 Assert.Equal(RopeScalingType.Llama3, c.RopeScaling.Type);
                 Assert.Equal(8f, c.RopeScaling.Factor);
                 Assert.False(c.TiedEmbeddings);
-                Assert.Equal(FeedForwardActivation.Silu, c.Activation);
+                Assert.Equal(Activation.Silu, c.Activation);
                 Assert.Equal(1f, c.EmbeddingScale);
                 break;
             case "qwen2":
@@ -91,7 +92,7 @@ public class FormatEquivalenceTests
             case "gemma":
                 Assert.Equal(ModelFamily.Gemma, c.Family);
                 Assert.Equal((64, 4, 1, 32), (c.HiddenSize, c.HeadCount, c.KeyValueHeadCount, c.HeadDim));
-                Assert.Equal(FeedForwardActivation.GeluTanh, c.Activation);
+                Assert.Equal(Activation.GeluTanh, c.Activation);
                 Assert.Equal(8f, c.EmbeddingScale);
                 Assert.True(c.TiedEmbeddings);
                 Assert.Equal(32f, c.QueryPreAttentionScalar);
@@ -150,7 +151,7 @@ public class FormatEquivalenceTests
         using var gguf = ModelCheckpoint.Open(SharedModels.Family("main", "gemma3", "model.gguf"));
         var norm = hf.GetTensor(TensorNames.AttentionQueryNorm(0));
         Assert.True(norm.IsTransformed);
-        Assert.Equal(TensorDataType.F32, norm.DataType);
+        Assert.Equal(StorageType.F32, norm.DataType);
         Assert.Equal("model.layers.0.self_attn.q_norm.weight", norm.SourceName);
         Assert.False(gguf.GetTensor(TensorNames.AttentionQueryNorm(0)).IsTransformed);
         // the stored w is around 0, the multiplier around 1
@@ -165,9 +166,9 @@ public class FormatEquivalenceTests
         Assert.Equal((8, 1, 2, 2, 4, 32, 32000, 4096), (c.HiddenSize, c.LayerCount, c.HeadCount, c.KeyValueHeadCount, c.HeadDim, c.IntermediateSize, c.VocabSize, c.ContextLength));
         Assert.False(c.TiedEmbeddings);
         Assert.Equal(10000f, c.RopeTheta); // llama.cpp's default: the file has no rope.freq_base
-        Assert.Equal(TensorDataType.F16, model.GetTensor(TensorNames.TokenEmbedding).DataType);
-        Assert.Equal(TensorDataType.F32, model.GetTensor(TensorNames.AttentionNorm(0)).DataType);
-        Assert.Equal(TensorDataType.F16, model.GetTensor(TensorNames.AttentionQuery(0)).DataType); // permutation keeps the dtype
+        Assert.Equal(StorageType.F16, model.GetTensor(TensorNames.TokenEmbedding).DataType);
+        Assert.Equal(StorageType.F32, model.GetTensor(TensorNames.AttentionNorm(0)).DataType);
+        Assert.Equal(StorageType.F16, model.GetTensor(TensorNames.AttentionQuery(0)).DataType); // permutation keeps the dtype
         Assert.Equal([32000L, 8L], model.GetTensor(TensorNames.Output).Shape.ToArray());
         model.EnsureAllFinite();
 

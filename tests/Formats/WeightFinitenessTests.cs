@@ -1,3 +1,4 @@
+using IlgpuLlm.Kernels;
 using System.Runtime.InteropServices;
 using IlgpuLlm.Model.Formats;
 
@@ -5,27 +6,27 @@ namespace IlgpuLlm.Tests.Formats;
 
 public class WeightFinitenessTests
 {
-    static byte[] Encode(TensorDataType type, float[] values) => type switch
+    static byte[] Encode(StorageType type, float[] values) => type switch
     {
-        TensorDataType.F32 => MemoryMarshal.AsBytes(values.AsSpan()).ToArray(),
-        TensorDataType.F16 => MemoryMarshal.AsBytes(values.Select(v => (Half)v).ToArray().AsSpan()).ToArray(),
+        StorageType.F32 => MemoryMarshal.AsBytes(values.AsSpan()).ToArray(),
+        StorageType.F16 => MemoryMarshal.AsBytes(values.Select(v => (Half)v).ToArray().AsSpan()).ToArray(),
         _ => MemoryMarshal.AsBytes(values.Select(v => (ushort)(BitConverter.SingleToInt32Bits(v) >> 16)).ToArray().AsSpan()).ToArray(),
     };
 
     /// <summary>Every vector width's main loop and scalar tail, every dtype, NaN and both infinities.</summary>
     [Theory]
-    [InlineData(TensorDataType.F32)]
-    [InlineData(TensorDataType.F16)]
-    [InlineData(TensorDataType.BF16)]
-    public void Finds_the_first_non_finite_element_at_any_position(TensorDataType type)
+    [InlineData(StorageType.F32)]
+    [InlineData(StorageType.F16)]
+    [InlineData(StorageType.BF16)]
+    public void Finds_the_first_non_finite_element_at_any_position(StorageType type)
     {
         foreach (int length in new[] { 1, 7, 31, 32, 33, 64, 100, 257, 1000 })
         {
             // Finite extremes of each type must pass: the largest finite value, subnormals, -0.
-            float largest = type switch { TensorDataType.F32 => float.MaxValue, TensorDataType.F16 => 65504f, _ => BitConverter.Int32BitsToSingle(0x7F7F0000) };
+            float largest = type switch { StorageType.F32 => float.MaxValue, StorageType.F16 => 65504f, _ => BitConverter.Int32BitsToSingle(0x7F7F0000) };
             var values = Enumerable.Range(0, length).Select(i => (i % 5) switch
             {
-                0 => largest, 1 => -largest, 2 => -0f, 3 => type == TensorDataType.F16 ? 6e-8f : 1e-39f, _ => i * 0.5f,
+                0 => largest, 1 => -largest, 2 => -0f, 3 => type == StorageType.F16 ? 6e-8f : 1e-39f, _ => i * 0.5f,
             }).ToArray();
             Assert.Equal(-1, WeightFiniteness.IndexOfNonFinite(Encode(type, values), type));
             foreach (int position in new[] { 0, length / 2, length - 1 }.Distinct())

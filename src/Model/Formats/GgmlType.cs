@@ -1,3 +1,4 @@
+using IlgpuLlm.Kernels;
 namespace IlgpuLlm.Model.Formats;
 
 /// <summary>
@@ -105,11 +106,11 @@ public static class GgmlTypeLayout
         Enum.IsDefined(type) ? type.ToString() : $"type id {(uint)type}";
 
     /// <summary>The engine's storage type for a ggml type, or null when the engine cannot compute with it.</summary>
-    public static TensorDataType? ToTensorDataType(GgmlType type) => type switch
+    public static StorageType? ToTensorDataType(GgmlType type) => type switch
     {
-        GgmlType.F32 => TensorDataType.F32,
-        GgmlType.F16 => TensorDataType.F16,
-        GgmlType.BF16 => TensorDataType.BF16,
+        GgmlType.F32 => StorageType.F32,
+        GgmlType.F16 => StorageType.F16,
+        GgmlType.BF16 => StorageType.BF16,
         _ => null,
     };
 }

@@ -1,3 +1,4 @@
+using IlgpuLlm.Kernels;
 using System.Collections.Immutable;
 
 namespace IlgpuLlm.Model.Formats;
@@ -188,7 +189,7 @@ internal static class GgufModelReader
             TiedEmbeddings = !gguf.TryGetTensor(TensorNames.Output, out _),
             HasPostAttentionNorm = family is ModelFamily.Gemma2 or ModelFamily.Gemma3,
             HasPostFeedForwardNorm = family is ModelFamily.Gemma2 or ModelFamily.Gemma3,
-            Activation = gemma ? FeedForwardActivation.GeluTanh : FeedForwardActivation.Silu,
+            Activation = gemma ? Activation.GeluTanh : Activation.Silu,
             EmbeddingScale = gemma ? (float)Math.Sqrt(hidden) : 1f,
             BosTokenId = bos,
             EosTokenId = eos,

@@ -1,3 +1,4 @@
+using IlgpuLlm.Kernels;
 using System.Collections.Immutable;
 using System.Text.Json;
 
@@ -66,9 +67,9 @@ internal static class HuggingFaceModelReader
         if (canonical == TensorNames.Output && config.TiedEmbeddings) return;
         var dataType = tensor.DType switch
         {
-            "F32" => TensorDataType.F32,
-            "F16" => TensorDataType.F16,
-            "BF16" => TensorDataType.BF16,
+            "F32" => StorageType.F32,
+            "F16" => StorageType.F16,
+            "BF16" => StorageType.BF16,
             _ => throw new ModelFormatException(file.Path,
                 $"tensor '{tensor.Name}' has dtype {tensor.DType}; only F32, F16 and BF16 are supported"),
         };
@@ -236,7 +237,7 @@ internal static class HuggingFaceModelReader
 
         float queryPreAttentionScalar = sandwich ? c.OptionalFloat("query_pre_attn_scalar") ?? 256f : headDim;
 
-        FeedForwardActivation activation;
+        Activation activation;
         if (gemma)
         {
             // transformers' Gemma MLP takes hidden_activation and, when it is unset, uses
@@ -244,13 +245,13 @@ internal static class HuggingFaceModelReader
             // llama.cpp always uses the tanh form.
             string name = c.OptionalString("hidden_activation") ?? "gelu_pytorch_tanh";
             activation = name is "gelu_pytorch_tanh" or "gelu_new"
-                ? FeedForwardActivation.GeluTanh
+                ? Activation.GeluTanh
                 : throw Error("hidden_activation", $"'{name}' is not supported; expected gelu_pytorch_tanh");
         }
         else
         {
             string name = c.OptionalString("hidden_act") ?? "silu";
-            activation = name == "silu" ? FeedForwardActivation.Silu
+            activation = name == "silu" ? Activation.Silu
                 : throw Error("hidden_act", $"'{name}' is not supported; expected silu");
         }
 

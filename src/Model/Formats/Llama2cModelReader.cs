@@ -1,3 +1,4 @@
+using IlgpuLlm.Kernels;
 using System.Collections.Immutable;
 
 namespace IlgpuLlm.Model.Formats;
@@ -124,7 +125,7 @@ internal static class Llama2cModelReader
             TiedEmbeddings = sharedClassifier,
             HasPostAttentionNorm = false,
             HasPostFeedForwardNorm = false,
-            Activation = FeedForwardActivation.Silu,
+            Activation = Activation.Silu,
             EmbeddingScale = 1f,
             BosTokenId = 1, // run.c encode(): BOS = 1, EOS = 2 (the Llama 2 sentencepiece ids)
             EosTokenId = 2,
@@ -139,7 +140,7 @@ internal static class Llama2cModelReader
             long elements = shape.Aggregate(1L, (a, b) => a * b);
             string sourceName = index < 0 ? block : $"{block}[{index}]";
             sources.Add(canonical, new SourceTensor(canonical, sourceName, file, offsets[block] + Math.Max(0, index) * elements * 4,
-                TensorDataType.F32, [.. shape]));
+                StorageType.F32, [.. shape]));
         }
         long kvWidth = (long)kvHeads * headSize;
         Add(TensorNames.TokenEmbedding, "token_embedding_table", -1, vocab, dim);

@@ -1,3 +1,4 @@
+using IlgpuLlm.Kernels;
 using System.Collections.Immutable;
 
 namespace IlgpuLlm.Model.Formats;
@@ -113,7 +114,7 @@ public sealed class ModelCheckpoint : IDisposable
 
 /// <summary>A tensor as a reader found it in a file, already named canonically.</summary>
 internal sealed record SourceTensor(
-    string CanonicalName, string SourceName, MappedFile File, long FileOffset, TensorDataType DataType, ImmutableArray<long> Shape);
+    string CanonicalName, string SourceName, MappedFile File, long FileOffset, StorageType DataType, ImmutableArray<long> Shape);
 
 /// <summary>What a source's tensors need to reach the normalised (transformers) layout.</summary>
 internal sealed record Normalisation(
@@ -174,7 +175,7 @@ internal static unsafe class CheckpointAssembler
         }
         if (normalisation.NormsStoreOffsetFromOne && e.Role is TensorRole.Norm)
         {
-            return ModelTensor.Derived(store, e.Name, s.SourceName, s.File.Path, TensorDataType.F32, s.Shape,
+            return ModelTensor.Derived(store, e.Name, s.SourceName, s.File.Path, StorageType.F32, s.Shape,
                 $"Gemma norm weight: 1 + w computed in f32 (transformers' 1.0 + weight.float()), stored F32 (was {s.DataType})",
                 destination => GemmaNormWeights.AddOne(mapped, new Span<float>((void*)destination, checked((int)mapped.ElementCount))));
         }

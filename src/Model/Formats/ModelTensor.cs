@@ -1,3 +1,4 @@
+using IlgpuLlm.Kernels;
 using System.Collections.Immutable;
 using System.Runtime.InteropServices;
 
@@ -19,7 +20,7 @@ public sealed unsafe class ModelTensor
     readonly Lock _materialiseLock = new();
     byte* _materialised;
 
-    ModelTensor(TensorStore store, string name, string sourceName, string sourcePath, TensorDataType dataType,
+    ModelTensor(TensorStore store, string name, string sourceName, string sourcePath, StorageType dataType,
         ImmutableArray<long> shape, MappedFile? file, long fileOffset, Action<IntPtr>? materialise, string? transformation)
     {
         _store = store;
@@ -29,14 +30,14 @@ public sealed unsafe class ModelTensor
         DataType = dataType;
         Shape = shape;
         ElementCount = shape.Aggregate(1L, (a, b) => checked(a * b));
-        ByteLength = checked(ElementCount * dataType.ElementSize());
+        ByteLength = checked(ElementCount * dataType.SizeOf());
         _file = file;
         _fileOffset = fileOffset;
         _materialise = materialise;
         Transformation = transformation;
     }
 
-    internal static ModelTensor Mapped(TensorStore store, string name, string sourceName, TensorDataType dataType,
+    internal static ModelTensor Mapped(TensorStore store, string name, string sourceName, StorageType dataType,
         ImmutableArray<long> shape, MappedFile file, long fileOffset)
     {
         var tensor = new ModelTensor(store, name, sourceName, file.Path, dataType, shape, file, fileOffset, null, null);
@@ -46,7 +47,7 @@ public sealed unsafe class ModelTensor
 
     /// <summary>A tensor computed from others on first access; <paramref name="fill"/> writes ByteLength bytes.</summary>
     internal static ModelTensor Derived(TensorStore store, string name, string sourceName, string sourcePath,
-        TensorDataType dataType, ImmutableArray<long> shape, string transformation, Action<IntPtr> fill) =>
+        StorageType dataType, ImmutableArray<long> shape, string transformation, Action<IntPtr> fill) =>
         new(store, name, sourceName, sourcePath, dataType, shape, null, 0, fill, transformation);
 
     /// <summary>Canonical name, e.g. <c>blk.0.attn_q.weight</c> (see <see cref="TensorNames"/>).</summary>
@@ -58,7 +59,7 @@ public sealed unsafe class ModelTensor
     /// <summary>The file the bytes come from.</summary>
     public string SourcePath { get; }
 
-    public TensorDataType DataType { get; }
+    public StorageType DataType { get; }
 
     /// <summary>Row-major, outermost first: [out_features, in_features] for matrices, [vocab, hidden] for embeddings.</summary>
     public ImmutableArray<long> Shape { get; }
@@ -117,7 +118,7 @@ public sealed unsafe class ModelTensor
     /// </summary>
     public ReadOnlySpan<T> AsSpan<T>() where T : unmanaged
     {
-        if (sizeof(T) != DataType.ElementSize())
+        if (sizeof(T) != DataType.SizeOf())
             throw new InvalidOperationException($"tensor '{Name}' is {DataType}; {typeof(T).Name} has the wrong size");
         return MemoryMarshal.Cast<byte, T>(Bytes);
     }
@@ -134,7 +135,7 @@ public sealed unsafe class ModelTensor
     {
         if (first < 0 || first > ElementCount - destination.Length)
             throw new ArgumentOutOfRangeException(nameof(first));
-        int size = DataType.ElementSize();
+        int size = DataType.SizeOf();
         DataType.WidenToFloat32(new ReadOnlySpan<byte>(Pointer + first * size, destination.Length * size), destination);
     }
 

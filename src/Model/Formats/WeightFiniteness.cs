@@ -1,3 +1,4 @@
+using IlgpuLlm.Kernels;
 using System.Numerics;
 using System.Runtime.Intrinsics;
 
@@ -25,18 +26,18 @@ public static unsafe class WeightFiniteness
     }
 
     /// <summary>The index of the first NaN or infinity in <paramref name="count"/> elements, or -1.</summary>
-    public static long IndexOfNonFinite(byte* data, long count, TensorDataType type) => type switch
+    public static long IndexOfNonFinite(byte* data, long count, StorageType type) => type switch
     {
-        TensorDataType.F32 => IndexOfAllOnes((uint*)data, count, 0x7F80_0000u),
-        TensorDataType.F16 => IndexOfAllOnes((ushort*)data, count, (ushort)0x7C00),
-        TensorDataType.BF16 => IndexOfAllOnes((ushort*)data, count, (ushort)0x7F80),
+        StorageType.F32 => IndexOfAllOnes((uint*)data, count, 0x7F80_0000u),
+        StorageType.F16 => IndexOfAllOnes((ushort*)data, count, (ushort)0x7C00),
+        StorageType.BF16 => IndexOfAllOnes((ushort*)data, count, (ushort)0x7F80),
         _ => throw new ArgumentOutOfRangeException(nameof(type), type, null),
     };
 
-    public static long IndexOfNonFinite(ReadOnlySpan<byte> data, TensorDataType type)
+    public static long IndexOfNonFinite(ReadOnlySpan<byte> data, StorageType type)
     {
         fixed (byte* p = data)
-            return IndexOfNonFinite(p, data.Length / type.ElementSize(), type);
+            return IndexOfNonFinite(p, data.Length / type.SizeOf(), type);
     }
 
     /// <summary>First element whose bits under <paramref name="exponentMask"/> are all ones (NaN or ±inf).</summary>
@@ -84,10 +85,10 @@ public static unsafe class WeightFiniteness
         return -1;
     }
 
-    static float ReadAsFloat(byte* data, long index, TensorDataType type) => type switch
+    static float ReadAsFloat(byte* data, long index, StorageType type) => type switch
     {
-        TensorDataType.F32 => ((float*)data)[index],
-        TensorDataType.F16 => (float)((Half*)data)[index],
+        StorageType.F32 => ((float*)data)[index],
+        StorageType.F16 => (float)((Half*)data)[index],
         _ => BitConverter.Int32BitsToSingle(((ushort*)data)[index] << 16),
     };
 }
