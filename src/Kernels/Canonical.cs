@@ -104,6 +104,25 @@ public static class WarpTree
     }
 }
 
+/// <summary>
+/// The canonical tree evaluated by one thread over 32 lane values that a warp left in (shared)
+/// memory: one barrier hands a whole warp's partial sums to one thread per output, instead of five
+/// shuffles per output — which matters on ILGPU's CPU accelerator, where every shuffle is a
+/// barrier across 32 OS threads.
+/// </summary>
+public static class StoredTree
+{
+    /// <summary>Folds lanes[offset .. offset + 32) with the canonical tree; overwrites them.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Sum(ArrayView<float> lanes, int offset)
+    {
+        for (int h = Canonical.Lanes / 2; h >= 1; h >>= 1)
+            for (int j = 0; j < h; j++)
+                lanes[offset + j] = Add(lanes[offset + j], lanes[offset + j + h]);
+        return lanes[offset];
+    }
+}
+
 /// <summary>A sequence of terms that one thread folds into a lane accumulator.</summary>
 public interface ITermSource
 {

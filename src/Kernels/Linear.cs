@@ -51,57 +51,84 @@ public static class Linear
         public TWeights W;
         public ArrayView<float> Bias;
         public ArrayView<float> Y;
-        public int Rows, OutFeatures, InFeatures, HasBias;
+        public int Rows, OutFeatures, InFeatures, HasBias, OutputsPerGroup;
     }
 
     /// <summary>
-    /// One warp per (weight row n, tile of up to four x rows): lane j walks k = j, j+32, … of the
-    /// weight row once and fuses it into every row's lane accumulator, then the warp tree.
+    /// One warp per tile of up to four x rows × <see cref="Args{T}.OutputsPerGroup"/> weight rows.
+    /// For each weight row, lane j walks k = j, j+32, … once, fusing it into every x row's lane
+    /// accumulator, and parks the lanes in shared memory; after one barrier, thread c folds output
+    /// c's 32 lanes with the canonical tree. Tiling changes the speed, never the order.
     /// </summary>
     [GpuKernel]
     static void Kernel<TWeights>(Args<TWeights> a) where TWeights : struct, IStorage
     {
+        var partials = SharedMemory.Allocate<float>(RowsPerGroup * MaxOutputsPerGroup * LaneStride);
         int lane = Group.IdxX;
-        int n = Grid.IdxX % a.OutFeatures;
-        int m0 = Grid.IdxX / a.OutFeatures * RowsPerGroup;
+        int outputTiles = (a.OutFeatures + a.OutputsPerGroup - 1) / a.OutputsPerGroup;
+        int n0 = Grid.IdxX % outputTiles * a.OutputsPerGroup;
+        int m0 = Grid.IdxX / outputTiles * RowsPerGroup;
         int rows = a.Rows - m0 < RowsPerGroup ? a.Rows - m0 : RowsPerGroup;
-        long weightRow = (long)n * a.InFeatures;
+        int outputs = a.OutFeatures - n0 < a.OutputsPerGroup ? a.OutFeatures - n0 : a.OutputsPerGroup;
         long x0 = (long)m0 * a.InFeatures;
-        float acc0 = 0f, acc1 = 0f, acc2 = 0f, acc3 = 0f;
-        for (int k = lane; k < a.InFeatures; k += Canonical.Lanes)
+        for (int c = 0; c < outputs; c++)
         {
-            float w = a.W.Load(weightRow + k);
-            acc0 = Fma(a.X[x0 + k], w, acc0);
-            if (rows > 1)
-                acc1 = Fma(a.X[x0 + a.InFeatures + k], w, acc1);
-            if (rows > 2)
-                acc2 = Fma(a.X[x0 + 2L * a.InFeatures + k], w, acc2);
-            if (rows > 3)
-                acc3 = Fma(a.X[x0 + 3L * a.InFeatures + k], w, acc3);
+            long weightRow = (long)(n0 + c) * a.InFeatures;
+            float acc0 = 0f, acc1 = 0f, acc2 = 0f, acc3 = 0f;
+            for (int k = lane; k < a.InFeatures; k += Canonical.Lanes)
+            {
+                float w = a.W.Load(weightRow + k);
+                acc0 = Fma(a.X[x0 + k], w, acc0);
+                if (rows > 1)
+                    acc1 = Fma(a.X[x0 + a.InFeatures + k], w, acc1);
+                if (rows > 2)
+                    acc2 = Fma(a.X[x0 + 2L * a.InFeatures + k], w, acc2);
+                if (rows > 3)
+                    acc3 = Fma(a.X[x0 + 3L * a.InFeatures + k], w, acc3);
+            }
+            int slot = c * LaneStride + lane;
+            partials[slot] = acc0;
+            partials[RowStride + slot] = acc1;
+            partials[2 * RowStride + slot] = acc2;
+            partials[3 * RowStride + slot] = acc3;
         }
-        acc0 = WarpTree.Sum(acc0);
-        acc1 = WarpTree.Sum(acc1);
-        acc2 = WarpTree.Sum(acc2);
-        acc3 = WarpTree.Sum(acc3);
-        if (lane != 0)
+        Group.Barrier();
+        if (lane >= outputs)
             return;
-        float bias = a.HasBias != 0 ? a.Bias[n] : 0f;
-        long y0 = (long)m0 * a.OutFeatures + n;
-        a.Y[y0] = a.HasBias != 0 ? Add(acc0, bias) : acc0;
-        if (rows > 1)
-            a.Y[y0 + a.OutFeatures] = a.HasBias != 0 ? Add(acc1, bias) : acc1;
-        if (rows > 2)
-            a.Y[y0 + 2L * a.OutFeatures] = a.HasBias != 0 ? Add(acc2, bias) : acc2;
-        if (rows > 3)
-            a.Y[y0 + 3L * a.OutFeatures] = a.HasBias != 0 ? Add(acc3, bias) : acc3;
+        int n = n0 + lane;
+        for (int r = 0; r < rows; r++)
+        {
+            float dot = StoredTree.Sum(partials, r * RowStride + lane * LaneStride);
+            a.Y[(long)(m0 + r) * a.OutFeatures + n] = a.HasBias != 0 ? Add(dot, a.Bias[n]) : dot;
+        }
     }
+
+    /// <summary>Most weight rows one group walks (one per thread for the final trees).</summary>
+    public const int MaxOutputsPerGroup = 32;
+
+    /// <summary>Shared-memory floats per parked output: 32 lanes plus one against bank conflicts.</summary>
+    const int LaneStride = Canonical.Lanes + 1;
+
+    const int RowStride = MaxOutputsPerGroup * LaneStride;
+
+    /// <summary>
+    /// Weight rows per group: on the CPU accelerator as many as possible (each group costs a
+    /// barrier across 32 OS threads); on a GPU few enough to keep every multiprocessor busy in
+    /// decode, where there is only one x row.
+    /// </summary>
+    public static int OutputsPerGroup(Accelerator accelerator, int outFeatures) =>
+        accelerator.AcceleratorType == AcceleratorType.CPU
+            ? MaxOutputsPerGroup
+            : Math.Clamp(outFeatures / 1024, 1, MaxOutputsPerGroup);
 
     public static void Run(KernelLibrary library, ArrayView<float> x, ArrayView<byte> w, StorageType wType,
         ArrayView<float>? bias, ArrayView<float> y, LinearShape shape)
     {
         shape.Validate(x.Length, w.Length / wType.SizeOf(), bias?.Length, y.Length);
-        int tiles = (shape.Rows + RowsPerGroup - 1) / RowsPerGroup;
-        var config = new KernelConfig(checked(tiles * shape.OutFeatures), KernelContext.WarpSize);
+        int rowTiles = (shape.Rows + RowsPerGroup - 1) / RowsPerGroup;
+        int perGroup = OutputsPerGroup(library.Accelerator, shape.OutFeatures);
+        int outputTiles = (shape.OutFeatures + perGroup - 1) / perGroup;
+        var config = new KernelConfig(checked(rowTiles * outputTiles), KernelContext.WarpSize);
         var biasView = bias ?? x;
         int hasBias = bias.HasValue ? 1 : 0;
         switch (wType)
@@ -110,21 +137,21 @@ public static class Linear
                 library.Get<Args<F32Storage>>(Kernel)(config, new Args<F32Storage>
                 {
                     X = x, W = new F32Storage(w.Cast<float>()), Bias = biasView, Y = y, Rows = shape.Rows,
-                    OutFeatures = shape.OutFeatures, InFeatures = shape.InFeatures, HasBias = hasBias,
+                    OutFeatures = shape.OutFeatures, InFeatures = shape.InFeatures, HasBias = hasBias, OutputsPerGroup = perGroup,
                 });
                 break;
             case StorageType.F16:
                 library.Get<Args<F16Storage>>(Kernel)(config, new Args<F16Storage>
                 {
                     X = x, W = new F16Storage(w.Cast<ushort>()), Bias = biasView, Y = y, Rows = shape.Rows,
-                    OutFeatures = shape.OutFeatures, InFeatures = shape.InFeatures, HasBias = hasBias,
+                    OutFeatures = shape.OutFeatures, InFeatures = shape.InFeatures, HasBias = hasBias, OutputsPerGroup = perGroup,
                 });
                 break;
             default:
                 library.Get<Args<Bf16Storage>>(Kernel)(config, new Args<Bf16Storage>
                 {
                     X = x, W = new Bf16Storage(w.Cast<ushort>()), Bias = biasView, Y = y, Rows = shape.Rows,
-                    OutFeatures = shape.OutFeatures, InFeatures = shape.InFeatures, HasBias = hasBias,
+                    OutFeatures = shape.OutFeatures, InFeatures = shape.InFeatures, HasBias = hasBias, OutputsPerGroup = perGroup,
                 });
                 break;
         }
