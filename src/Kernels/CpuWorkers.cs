@@ -144,7 +144,8 @@ public sealed class CpuWorkers : IDisposable
     public void Dispose()
     {
         stopping = true;
-        start.Release(threads.Length);
+        if (threads.Length > 0)
+            start.Release(threads.Length);
         foreach (var thread in threads)
             thread.Join();
         start.Dispose();
