@@ -62,13 +62,18 @@ public static partial class FiniteCheck
         }
     }
 
-    /// <summary>Checks all of <paramref name="x"/>; the answer lands in result[0] (<see cref="NotFound"/> when every value is finite).</summary>
-    public static void Run(KernelLibrary library, ArrayView<float> x, ArrayView<long> result)
+    /// <summary>
+    /// Checks all of <paramref name="x"/>; the answer lands in result[0], which must hold
+    /// <see cref="NotFound"/> before (and still does when every value is finite). At most
+    /// <paramref name="maxThreads"/> threads start (tests lower it to exercise the stride loop).
+    /// </summary>
+    public static void Run(KernelLibrary library, ArrayView<float> x, ArrayView<long> result, int maxThreads = MaxThreads)
     {
         Shapes.ExpectAtLeast("finite check: result", result.Length, 1, "one cell for the lowest index");
+        Shapes.Positive("finite check: threads", maxThreads);
         if (x.Length == 0)
             return;
-        int threads = (int)Math.Min(x.Length, MaxThreads);
+        int threads = (int)Math.Min(x.Length, maxThreads);
         library.GetElementwise<Args>(Kernel)(threads, new Args { X = x, Count = x.Length, Stride = threads, Result = result });
     }
 }

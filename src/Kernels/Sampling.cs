@@ -137,11 +137,15 @@ public static partial class Sampling
         return best;
     }
 
-    /// <summary>A 32-bit key whose signed order is the numeric order of non-NaN floats (−0 just below +0).</summary>
+    /// <summary>
+    /// A 32-bit key whose signed order is the numeric order of non-NaN floats: sign and magnitude
+    /// bits turned into two's complement, so −0 and +0 share key 0 (they compare equal, and top-k
+    /// must keep both when one is kept). No non-NaN value has key <see cref="int.MinValue"/>.
+    /// </summary>
     public static int OrderKey(float value)
     {
         int bits = (int)Interop.FloatAsInt(value);
-        return bits < 0 ? bits ^ int.MaxValue : bits;
+        return bits < 0 ? -(bits & int.MaxValue) : bits;
     }
 
     /// <summary>
@@ -429,7 +433,7 @@ public static partial class Sampling
     }
 
     /// <summary>Does (value, index) beat (bestValue, bestIndex) for the lowest-index argmax? Index −1 is "none yet".</summary>
-    static bool Beats(float value, int index, float bestValue, int bestIndex) =>
+    internal static bool Beats(float value, int index, float bestValue, int bestIndex) =>
         index >= 0 && (bestIndex < 0 || value > bestValue || (value == bestValue && index < bestIndex));
 
     /// <summary>

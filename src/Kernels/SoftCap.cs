@@ -33,13 +33,17 @@ public static partial class Activations
         Shapes.ExpectAtLeast("soft-cap: x", available, count, $"a count of {count}");
     }
 
-    /// <summary>x = tanh(x / cap)·cap in place over the whole view.</summary>
-    public static void RunSoftCap(KernelLibrary library, ArrayView<float> x, float cap)
+    /// <summary>
+    /// x = tanh(x / cap)·cap in place over the whole view, with at most <paramref name="maxThreads"/>
+    /// threads (tests lower it to exercise the stride loop).
+    /// </summary>
+    public static void RunSoftCap(KernelLibrary library, ArrayView<float> x, float cap, int maxThreads = SoftCapMaxThreads)
     {
         ValidateCap(cap);
+        Shapes.Positive("soft-cap: threads", maxThreads);
         if (x.Length == 0)
             return;
-        int threads = (int)Math.Min(x.Length, SoftCapMaxThreads);
+        int threads = (int)Math.Min(x.Length, maxThreads);
         library.GetElementwise<SoftCapArgs>(SoftCapKernel)(threads, new SoftCapArgs
         {
             X = x, Count = x.Length, Stride = threads, Cap = cap,
