@@ -132,8 +132,8 @@ public static unsafe class SoftmaxSimd
         int full = n & ~31;
         for (int i = 0; i < full; i += 32)
         {
-            var a = CanonicalLanes.Exp(Vector512.Load(p + i) - m);
-            var b = CanonicalLanes.Exp(Vector512.Load(p + i + 16) - m);
+            var a = ExpOrZero(Vector512.Load(p + i) - m);
+            var b = ExpOrZero(Vector512.Load(p + i + 16) - m);
             a.Store(p + i);
             b.Store(p + i + 16);
             s0 += a;
@@ -158,10 +158,10 @@ public static unsafe class SoftmaxSimd
         int full = n & ~31;
         for (int i = 0; i < full; i += 32)
         {
-            var a = CanonicalLanes.Exp(Vector256.Load(p + i) - m);
-            var b = CanonicalLanes.Exp(Vector256.Load(p + i + 8) - m);
-            var c = CanonicalLanes.Exp(Vector256.Load(p + i + 16) - m);
-            var d = CanonicalLanes.Exp(Vector256.Load(p + i + 24) - m);
+            var a = ExpOrZero(Vector256.Load(p + i) - m);
+            var b = ExpOrZero(Vector256.Load(p + i + 8) - m);
+            var c = ExpOrZero(Vector256.Load(p + i + 16) - m);
+            var d = ExpOrZero(Vector256.Load(p + i + 24) - m);
             a.Store(p + i);
             b.Store(p + i + 8);
             c.Store(p + i + 16);
@@ -191,6 +191,18 @@ public static unsafe class SoftmaxSimd
         }
         return Canonical.SumTree(new Span<float>(lanes, Canonical.Lanes));
     }
+
+    // exp clamps its argument at −104 and exp(−104) is +0, so a vector of arguments at or below the
+    // clamp (masked or filtered logits: −inf) is +0 without evaluating it. Evaluating it costs far
+    // more than a normal exp on x86: the final scaling produces subnormal or zero results, which
+    // take microcode assists.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector512<float> ExpOrZero(Vector512<float> x) =>
+        Vector512.LessThanOrEqualAll(x, Vector512.Create(CanonicalMath.ExpLowerClamp)) ? Vector512<float>.Zero : CanonicalLanes.Exp(x);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector256<float> ExpOrZero(Vector256<float> x) =>
+        Vector256.LessThanOrEqualAll(x, Vector256.Create(CanonicalMath.ExpLowerClamp)) ? Vector256<float>.Zero : CanonicalLanes.Exp(x);
 
     /// <summary>p = p / total: one IEEE division per element, so the vector width does not matter.</summary>
     static void Divide(float* p, int n, float total, SimdLevel level)

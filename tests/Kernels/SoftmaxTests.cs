@@ -72,6 +72,15 @@ public class SoftmaxTests
     }
 
     [Fact]
+    public void Exp_at_its_lower_clamp_is_positive_zero()
+    {
+        // The SIMD twins skip exp for arguments at or below the clamp (−inf after top-k) and write +0.
+        Assert.Equal(0u, BitConverter.SingleToUInt32Bits(CanonicalMath.Exp(-104f)));
+        Assert.Equal(0u, BitConverter.SingleToUInt32Bits(CanonicalMath.Exp(float.NegativeInfinity)));
+        Assert.True(CanonicalMath.Exp(-103f) > 0f);
+    }
+
+    [Fact]
     public void A_row_of_only_minus_infinity_gives_zeros_and_finite_rows_sum_to_about_one()
     {
         var probabilities = new float[6];
