@@ -49,7 +49,8 @@ public static unsafe class FiniteCheckSimd
     /// <summary>The lowest index of a NaN or ±inf among x[0..count), or −1.</summary>
     public static long Run(CpuWorkers workers, SimdLevel level, Job job, float* x, long count)
     {
-        FiniteCheck.ValidateCount(count, count);
+        if (count < 0)
+            throw new ArgumentOutOfRangeException(nameof(count), $"finite check: count {count} must not be negative");
         job.X = x;
         job.Count = count;
         job.Level = SimdLevels.AtMost(level);
