@@ -1,3 +1,5 @@
+using ILGPU;
+using ILGPU.Runtime;
 using static IlgpuLlm.Kernels.ExactMath;
 
 namespace IlgpuLlm.Kernels;
@@ -40,7 +42,9 @@ public readonly record struct SamplingRow(
         if (PenaltyOffset < 0 || PenaltyCount < 0 || (long)PenaltyOffset + PenaltyCount > penalizedTokens.Length)
             throw new ArgumentOutOfRangeException(nameof(penalizedTokens),
                 $"{where}: penalized tokens [{PenaltyOffset}, {(long)PenaltyOffset + PenaltyCount}) lie outside the list of {penalizedTokens.Length}");
-        var seen = new HashSet<int>();
+        // The set is reused: validation runs on every generation step, for every row.
+        var seen = seenTokens ??= new HashSet<int>();
+        seen.Clear();
         foreach (int id in penalizedTokens.Slice(PenaltyOffset, PenaltyCount))
         {
             if ((uint)id >= (uint)vocabulary)
@@ -50,15 +54,22 @@ public readonly record struct SamplingRow(
                 throw new ArgumentException($"{where}: penalized token {id} is listed twice; list each token once");
         }
     }
+
+    [ThreadStatic]
+    static HashSet<int>? seenTokens;
 }
+
 
 /// <summary>
 /// Draws tokens. The order of the filters follows transformers' logits processors: repetition
 /// penalty, temperature, top-k, top-p, min-p; then one uniform number picks a token by inverse CDF.
-/// Nothing is sorted: every threshold is found by bisection over float bit patterns with exact
+/// Nothing is sorted: every threshold is found by a search over float bit patterns with exact
 /// integer counts or canonical sums, and the CDF is the canonical sum of a prefix, which is
 /// monotone in the prefix length (rounding is monotone), so the result is the same on every
 /// backend. Weights are kept unnormalised (e = exp(x − max), so the top token has e = 1).
+/// Each threshold is the unique solution of a monotone predicate, so the backends may search for
+/// it differently (the GPU tests several candidates per step, the SIMD twin scans prefix sums
+/// block by block) and still agree bit for bit.
 /// </summary>
 public static partial class Sampling
 {
@@ -96,7 +107,7 @@ public static partial class Sampling
         for (int i = 0; i < x.Length; i++)
             x[i] = Div(x[i], row.Temperature);
         if (row.TopK > 0 && row.TopK < x.Length)
-            KeepTopK(x, row.TopK);
+            KeepAtOrAboveKey(x, KthLargestKey(x, row.TopK));
         float max = Canonical.Max(x);
         if (!(max > float.NegativeInfinity))
             return Argmax(x);
@@ -110,10 +121,13 @@ public static partial class Sampling
         return InverseCdf(x, Mul(u, Canonical.Sum(x)));
     }
 
-    /// <summary>transformers' and llama.cpp's repetition penalty: divide positive logits, multiply negative ones.</summary>
+    /// <summary>transformers' and llama.cpp's repetition penalty: divide positive logits, multiply the others.</summary>
     public static float Penalize(float logit, float penalty) => logit > 0f ? Div(logit, penalty) : Mul(logit, penalty);
 
-    /// <summary>The lowest index of the largest value; NaN is never chosen.</summary>
+    /// <summary>
+    /// The lowest index of the largest value; NaN is never chosen (a row of only NaN gives the last
+    /// index). ±0 compare equal, so the lower index wins between them.
+    /// </summary>
     public static int Argmax(ReadOnlySpan<float> x)
     {
         int best = 0;
@@ -123,19 +137,23 @@ public static partial class Sampling
         return best;
     }
 
-    /// <summary>A 32-bit key whose signed order is the numeric order of non-NaN floats.</summary>
+    /// <summary>
+    /// A 32-bit key whose signed order is the numeric order of non-NaN floats: sign and magnitude
+    /// bits turned into two's complement, so −0 and +0 share key 0 (they compare equal, and top-k
+    /// must keep both when one is kept). No non-NaN value has key <see cref="int.MinValue"/>.
+    /// </summary>
     public static int OrderKey(float value)
     {
-        int bits = BitConverter.SingleToInt32Bits(value);
-        return bits < 0 ? bits ^ int.MaxValue : bits;
+        int bits = (int)Interop.FloatAsInt(value);
+        return bits < 0 ? -(bits & int.MaxValue) : bits;
     }
 
     /// <summary>
-    /// Keeps the k largest values (ties at the k-th value go to the lowest ids) and sets the rest
-    /// to −inf. The k-th largest key is the largest key t with count(key ≥ t) ≥ k, found by
-    /// bisection over all 2^32 keys.
+    /// The k-th largest key among the non-NaN values, counting repeated values (transformers'
+    /// <c>topk(x, k).values[-1]</c>): the largest key t with count(key ≥ t) ≥ k, found by bisection
+    /// over all 2^32 keys. With fewer than k non-NaN values it is <see cref="int.MinValue"/>.
     /// </summary>
-    static void KeepTopK(Span<float> x, int k)
+    static int KthLargestKey(ReadOnlySpan<float> x, int k)
     {
         long low = int.MinValue, high = (long)int.MaxValue + 1; // count(≥ low) ≥ k, count(≥ high) < k
         while (high - low > 1)
@@ -146,21 +164,19 @@ public static partial class Sampling
             else
                 high = middle;
         }
-        int threshold = (int)low;
-        int aboveThreshold = CountAtOrAbove(x, threshold) - CountEqual(x, threshold);
-        int tiesToKeep = k - aboveThreshold;
+        return (int)low;
+    }
+
+    /// <summary>
+    /// transformers' top-k: every value below the k-th largest becomes −inf, so all values tied
+    /// with the k-th largest stay (more than k tokens may remain). NaN never stays: the outcome must
+    /// not depend on NaN payloads, which differ between devices.
+    /// </summary>
+    static void KeepAtOrAboveKey(Span<float> x, int threshold)
+    {
         for (int i = 0; i < x.Length; i++)
-        {
-            int key = OrderKey(x[i]);
-            if (key > threshold && !float.IsNaN(x[i]))
-                continue;
-            if (key == threshold && tiesToKeep > 0)
-            {
-                tiesToKeep--;
-                continue;
-            }
-            x[i] = float.NegativeInfinity;
-        }
+            if (float.IsNaN(x[i]) || OrderKey(x[i]) < threshold)
+                x[i] = float.NegativeInfinity;
     }
 
     public static int CountAtOrAbove(ReadOnlySpan<float> x, int key)
@@ -171,23 +187,19 @@ public static partial class Sampling
         return count;
     }
 
-    static int CountEqual(ReadOnlySpan<float> x, int key)
-    {
-        int count = 0;
-        foreach (float value in x)
-            count += !float.IsNaN(value) && OrderKey(value) == key ? 1 : 0;
-        return count;
-    }
+    /// <summary>The bit pattern above every weight: weights are at most exp(0) = 1.</summary>
+    internal const uint AboveOneBits = 0x3F800001;
 
     /// <summary>
-    /// transformers' top-p keeps the smallest set of most likely tokens whose probability reaches p.
+    /// transformers' top-p keeps the smallest set of most likely tokens whose probability reaches p
+    /// (the token that crosses p included; ties with the smallest kept weight kept too).
     /// In weights: the largest threshold τ in [0, 1] with Σ(e ≥ τ) ≥ p·Σe, by bisection over the
     /// bit patterns of τ (the masked sum shrinks as τ grows).
     /// </summary>
     static float TopPThreshold(ReadOnlySpan<float> e, float p)
     {
         float target = Mul(p, Canonical.Sum(e));
-        uint low = 0, high = BitConverter.SingleToUInt32Bits(1f) + 1; // mass(≥ low) ≥ target > mass(≥ high)
+        uint low = 0, high = AboveOneBits; // mass(≥ low) ≥ target > mass(≥ high)
         var masked = new float[e.Length];
         while (high - low > 1)
         {
@@ -212,7 +224,7 @@ public static partial class Sampling
 
     /// <summary>
     /// The smallest index k whose canonical prefix sum Σ e[0..k] exceeds the target; if rounding
-    /// leaves none, the last index with weight.
+    /// leaves none (only a NaN total does), the last index with weight.
     /// </summary>
     static int InverseCdf(ReadOnlySpan<float> e, float target)
     {
@@ -239,17 +251,497 @@ public static partial class Sampling
     }
 }
 
+public static partial class Sampling
+{
+    /// <summary>Warps per row on CUDA: integer counts and element-wise passes use all of them.</summary>
+    public const int GpuWarps = 4;
+
+    /// <summary>
+    /// Ints per row in the parameter buffer the GPU receives: temperature, top-p, min-p and penalty
+    /// as bit patterns, then top-k, sequence, step, penalty offset, penalty count, seed low, seed high.
+    /// </summary>
+    public const int ParameterInts = 11;
+
+    // Candidates a top-k pass counts (an 8-way search: 11 passes over 32 key bits) and top-p
+    // thresholds each warp sums per step (with four warps a 13-way search: 9 steps over 30 bits).
+    const int KeyCandidates = 7;
+    const int MassCandidatesPerWarp = 3;
+    const int MaxMassCandidates = MassCandidatesPerWarp * GpuWarps;
+    const int MaxThreads = GpuWarps * KernelContext.WarpSize;
+
+    public static void PackParameters(ReadOnlySpan<SamplingRow> rows, Span<int> packed)
+    {
+        Shapes.Expect("sampling: parameters", packed.Length, (long)rows.Length * ParameterInts, $"{ParameterInts} per row");
+        for (int r = 0; r < rows.Length; r++)
+        {
+            var row = rows[r];
+            var p = packed.Slice(r * ParameterInts, ParameterInts);
+            p[0] = BitConverter.SingleToInt32Bits(row.Temperature);
+            p[1] = BitConverter.SingleToInt32Bits(row.TopP);
+            p[2] = BitConverter.SingleToInt32Bits(row.MinP);
+            p[3] = BitConverter.SingleToInt32Bits(row.RepetitionPenalty);
+            p[4] = row.TopK;
+            p[5] = row.Sequence;
+            p[6] = row.Step;
+            p[7] = row.PenaltyOffset;
+            p[8] = row.PenaltyCount;
+            p[9] = unchecked((int)(uint)row.Seed);
+            p[10] = unchecked((int)(uint)(row.Seed >> 32));
+        }
+    }
+
+    public struct Args
+    {
+        public ArrayView<float> Logits;
+        /// <summary>Work space, rows × vocabulary: the filtered logits, then the weights.</summary>
+        public ArrayView<float> Weights;
+        public ArrayView<int> Parameters;
+        public ArrayView<int> Penalized;
+        public ArrayView<int> Tokens;
+        public int Vocabulary;
+    }
+
+    /// <summary>
+    /// One group per row, 1 to 4 warps (4 on CUDA; 1 on ILGPU's CPU accelerator, where every
+    /// barrier costs milliseconds per thread). Element-wise passes, the argmax and top-k's exact
+    /// integer counts spread the vocabulary over all threads (counts are exact, so their order is
+    /// free). Canonical sums and maxima keep lane j of a warp on indices j, j+32, …; the 32 lane
+    /// values go to shared memory and every thread folds them with the canonical tree
+    /// (<see cref="SharedTreeSum"/>), so each reduction costs one barrier and all threads hold the
+    /// same bits. Top-p tests three thresholds per warp per pass; the inverse CDF runs on warp 0,
+    /// extending its prefix-sum lanes as the bisection moves up.
+    /// </summary>
+    [GpuKernel]
+    static void Kernel(Args a)
+    {
+        int thread = Group.IdxX;
+        int threads = Group.DimX;
+        int lane = Warp.LaneIdx;
+        int warp = Warp.WarpIdx;
+        int row = Grid.IdxX;
+        int vocabulary = a.Vocabulary;
+        long rowStart = (long)row * vocabulary;
+        var logits = a.Logits.SubView(rowStart, vocabulary);
+        var x = a.Weights.SubView(rowStart, vocabulary);
+        int p = row * ParameterInts;
+        float temperature = Interop.IntAsFloat((uint)a.Parameters[p]);
+        float topP = Interop.IntAsFloat((uint)a.Parameters[p + 1]);
+        float minP = Interop.IntAsFloat((uint)a.Parameters[p + 2]);
+        float penalty = Interop.IntAsFloat((uint)a.Parameters[p + 3]);
+        int topK = a.Parameters[p + 4];
+        int penaltyOffset = a.Parameters[p + 7];
+        int penaltyCount = a.Parameters[p + 8];
+
+        var counts = SharedMemory.Allocate<int>(3 * KeyCandidates);
+        // Two buffers of lane values so a reduction never overwrites lanes another thread may still read.
+        var lanes = SharedMemory.Allocate<float>(2 * MaxMassCandidates * Canonical.Lanes);
+        var bestValues = SharedMemory.Allocate<float>(MaxThreads);
+        var bestIndices = SharedMemory.Allocate<int>(MaxThreads);
+        int buffer = 0;
+
+        bool greedy = temperature == 0f;
+        for (int i = thread; i < vocabulary; i += threads)
+            x[i] = greedy ? logits[i] : Div(logits[i], temperature);
+        if (penalty != 1f && penaltyCount > 0)
+        {
+            Group.Barrier();
+            // Ids are distinct (validated), so no two threads write the same element.
+            for (int j = thread; j < penaltyCount; j += threads)
+            {
+                int id = a.Penalized[penaltyOffset + j];
+                float penalized = Penalize(logits[id], penalty);
+                x[id] = greedy ? penalized : Div(penalized, temperature);
+            }
+        }
+        Group.Barrier();
+        if (greedy)
+        {
+            GroupArgmax(x, vocabulary, thread, threads, bestValues, bestIndices, a.Tokens, row);
+            return;
+        }
+
+        if (topK > 0 && topK < vocabulary)
+        {
+            int threshold = GroupKthLargestKey(x, vocabulary, topK, thread, threads, counts);
+            for (int i = thread; i < vocabulary; i += threads)
+            {
+                float v = x[i];
+                if (float.IsNaN(v) || OrderKey(v) < threshold)
+                    x[i] = float.NegativeInfinity;
+            }
+            Group.Barrier();
+        }
+
+        var maxLanes = lanes.SubView(buffer * MaxMassCandidates * Canonical.Lanes, Canonical.Lanes);
+        buffer ^= 1;
+        if (warp == 0)
+            maxLanes[lane] = LaneMax(x, vocabulary, lane);
+        Group.Barrier();
+        float max = SharedTreeMax(maxLanes);
+        if (!(max > float.NegativeInfinity))
+        {
+            GroupArgmax(x, vocabulary, thread, threads, bestValues, bestIndices, a.Tokens, row);
+            return;
+        }
+        for (int i = thread; i < vocabulary; i += threads)
+            x[i] = CanonicalMath.Exp(Sub(x[i], max));
+        Group.Barrier();
+
+        bool topPActive = topP < 1f;
+        bool minPActive = minP > 0f;
+        if (topPActive || minPActive)
+        {
+            float tau = 0f;
+            if (topPActive)
+            {
+                var totalLanes = lanes.SubView(buffer * MaxMassCandidates * Canonical.Lanes, Canonical.Lanes);
+                buffer ^= 1;
+                if (warp == 0)
+                    totalLanes[lane] = LaneSum(x, vocabulary, lane);
+                Group.Barrier();
+                float target = Mul(topP, SharedTreeSum(totalLanes));
+                tau = GroupTopPThreshold(x, vocabulary, target, lane, warp, threads / Canonical.Lanes, lanes, ref buffer);
+            }
+            for (int i = thread; i < vocabulary; i += threads)
+            {
+                float e = x[i];
+                if ((topPActive && !(e >= tau)) || (minPActive && !(e >= minP)))
+                    x[i] = 0f;
+            }
+            Group.Barrier();
+        }
+
+        if (warp != 0)
+            return;
+        // From here on only warp 0 runs; warp barriers order its shared-memory exchanges.
+        var sumLanes = lanes.SubView(buffer * MaxMassCandidates * Canonical.Lanes, Canonical.Lanes);
+        buffer ^= 1;
+        sumLanes[lane] = LaneSum(x, vocabulary, lane);
+        Warp.Barrier();
+        float total = SharedTreeSum(sumLanes);
+        ulong seed = (uint)a.Parameters[p + 9] | ((ulong)(uint)a.Parameters[p + 10] << 32);
+        float u = Philox.Uniform(seed, a.Parameters[p + 5], a.Parameters[p + 6]);
+        float drawTarget = Mul(u, total);
+        if (total > drawTarget)
+        {
+            int token = WarpInverseCdf(x, vocabulary, lane, drawTarget, lanes, buffer);
+            if (lane == 0)
+                a.Tokens[row] = token;
+        }
+        else
+            WarpLastPositive(x, vocabulary, lane, bestIndices, a.Tokens, row);
+    }
+
+    /// <summary>Does (value, index) beat (bestValue, bestIndex) for the lowest-index argmax? Index −1 is "none yet".</summary>
+    internal static bool Beats(float value, int index, float bestValue, int bestIndex) =>
+        index >= 0 && (bestIndex < 0 || value > bestValue || (value == bestValue && index < bestIndex));
+
+    /// <summary>
+    /// <see cref="Argmax"/> over the group, written to tokens[row]: a selection, not arithmetic, so
+    /// any order gives the same index. Each thread keeps the first best of its own (increasing)
+    /// indices; thread 0 picks among the threads.
+    /// </summary>
+    static void GroupArgmax(ArrayView<float> x, int n, int thread, int threads, ArrayView<float> values,
+        ArrayView<int> indices, ArrayView<int> tokens, int row)
+    {
+        float best = 0f;
+        int at = -1;
+        for (int i = thread; i < n; i += threads)
+        {
+            float v = x[i];
+            if (!float.IsNaN(v) && (at < 0 || v > best))
+            {
+                best = v;
+                at = i;
+            }
+        }
+        values[thread] = best;
+        indices[thread] = at;
+        Group.Barrier();
+        if (thread != 0)
+            return;
+        for (int t = 1; t < threads; t++)
+            if (Beats(values[t], indices[t], best, at))
+            {
+                best = values[t];
+                at = indices[t];
+            }
+        tokens[row] = at < 0 ? n - 1 : at;
+    }
+
+    /// <summary>
+    /// <see cref="KthLargestKey"/> by an eight-way search: each pass counts seven candidate keys at
+    /// once (11 passes over the row instead of 32). The counts go through triple-buffered shared
+    /// counters, so each pass needs one barrier.
+    /// </summary>
+    static int GroupKthLargestKey(ArrayView<float> x, int n, int k, int thread, int threads, ArrayView<int> counts)
+    {
+        if (thread < 3 * KeyCandidates)
+            counts[thread] = 0;
+        Group.Barrier();
+        long low = int.MinValue, high = (long)int.MaxValue + 1; // count(≥ low) ≥ k, count(≥ high) < k
+        int pass = 0;
+        while (high - low > 1)
+        {
+            long span = high - low;
+            long c1 = low + span / 8, c2 = low + span * 2 / 8, c3 = low + span * 3 / 8, c4 = low + span * 4 / 8,
+                c5 = low + span * 5 / 8, c6 = low + span * 6 / 8, c7 = low + span * 7 / 8;
+            int n1 = 0, n2 = 0, n3 = 0, n4 = 0, n5 = 0, n6 = 0, n7 = 0;
+            for (int i = thread; i < n; i += threads)
+            {
+                float v = x[i];
+                if (float.IsNaN(v))
+                    continue;
+                int key = OrderKey(v);
+                n1 += key >= c1 ? 1 : 0;
+                n2 += key >= c2 ? 1 : 0;
+                n3 += key >= c3 ? 1 : 0;
+                n4 += key >= c4 ? 1 : 0;
+                n5 += key >= c5 ? 1 : 0;
+                n6 += key >= c6 ? 1 : 0;
+                n7 += key >= c7 ? 1 : 0;
+            }
+            int at = pass % 3 * KeyCandidates;
+            Atomic.Add(ref counts[at], n1);
+            Atomic.Add(ref counts[at + 1], n2);
+            Atomic.Add(ref counts[at + 2], n3);
+            Atomic.Add(ref counts[at + 3], n4);
+            Atomic.Add(ref counts[at + 4], n5);
+            Atomic.Add(ref counts[at + 5], n6);
+            Atomic.Add(ref counts[at + 6], n7);
+            // The next pass's counters were last read two passes ago, before the previous barrier.
+            int next = (pass + 1) % 3 * KeyCandidates;
+            if (thread < KeyCandidates)
+                counts[next + thread] = 0;
+            Group.Barrier();
+            // Counts fall as the candidate rises: the predicate reads true…true false…false.
+            long newLow = low, newHigh = high;
+            for (int q = 0; q < KeyCandidates; q++)
+            {
+                long candidate = low + span * (q + 1) / 8;
+                if (counts[at + q] >= k)
+                    newLow = candidate;
+                else if (candidate < newHigh)
+                    newHigh = candidate;
+            }
+            low = newLow;
+            high = newHigh;
+            pass++;
+        }
+        return (int)low;
+    }
+
+    /// <summary>
+    /// <see cref="TopPThreshold"/> by a multi-way search: warp w sums the masked weights for three
+    /// candidate thresholds at once (three lane accumulators), the lanes go to shared memory, and
+    /// every thread folds every candidate with the canonical tree.
+    /// </summary>
+    static float GroupTopPThreshold(ArrayView<float> e, int n, float target, int lane, int warp, int warps,
+        ArrayView<float> lanes, ref int buffer)
+    {
+        int candidates = MassCandidatesPerWarp * warps;
+        long low = 0, high = AboveOneBits; // mass(≥ low) ≥ target > mass(≥ high)
+        while (high - low > 1)
+        {
+            long span = high - low;
+            var stepLanes = lanes.SubView(buffer * MaxMassCandidates * Canonical.Lanes, MaxMassCandidates * Canonical.Lanes);
+            buffer ^= 1;
+            int first = warp * MassCandidatesPerWarp;
+            float t0 = Interop.IntAsFloat((uint)(low + span * (first + 1) / (candidates + 1)));
+            float t1 = Interop.IntAsFloat((uint)(low + span * (first + 2) / (candidates + 1)));
+            float t2 = Interop.IntAsFloat((uint)(low + span * (first + 3) / (candidates + 1)));
+            float m0 = 0f, m1 = 0f, m2 = 0f;
+            for (int i = lane; i < n; i += Canonical.Lanes)
+            {
+                float v = e[i];
+                m0 = Add(m0, v >= t0 ? v : 0f);
+                m1 = Add(m1, v >= t1 ? v : 0f);
+                m2 = Add(m2, v >= t2 ? v : 0f);
+            }
+            stepLanes[first * Canonical.Lanes + lane] = m0;
+            stepLanes[(first + 1) * Canonical.Lanes + lane] = m1;
+            stepLanes[(first + 2) * Canonical.Lanes + lane] = m2;
+            Group.Barrier();
+            // Masses fall as the threshold rises: the predicate reads true…true false…false.
+            long newLow = low, newHigh = high;
+            for (int q = 0; q < candidates; q++)
+            {
+                long candidate = low + span * (q + 1) / (candidates + 1);
+                if (SharedTreeSum(stepLanes.SubView(q * Canonical.Lanes, Canonical.Lanes)) >= target)
+                    newLow = candidate;
+                else if (candidate < newHigh)
+                    newHigh = candidate;
+            }
+            low = newLow;
+            high = newHigh;
+        }
+        return Interop.IntAsFloat((uint)low);
+    }
+
+    // Lane j of a canonical reduction over x[0..n): terms j, j+32, … in increasing order. Four loads
+    // are issued before the four dependent additions so a warp keeps several loads in flight.
+    static float LaneSum(ArrayView<float> x, int n, int lane)
+    {
+        float acc = 0f;
+        int i = lane;
+        for (; i + 3 * Canonical.Lanes < n; i += 4 * Canonical.Lanes)
+        {
+            float t0 = x[i], t1 = x[i + Canonical.Lanes], t2 = x[i + 2 * Canonical.Lanes], t3 = x[i + 3 * Canonical.Lanes];
+            acc = Add(Add(Add(Add(acc, t0), t1), t2), t3);
+        }
+        for (; i < n; i += Canonical.Lanes)
+            acc = Add(acc, x[i]);
+        return acc;
+    }
+
+    static float LaneMax(ArrayView<float> x, int n, int lane)
+    {
+        float acc = float.NegativeInfinity;
+        for (int i = lane; i < n; i += Canonical.Lanes)
+            acc = CanonicalMath.Max(acc, x[i]);
+        return acc;
+    }
+
+    /// <summary>
+    /// The canonical tree over 32 lane values in shared memory, evaluated by one thread in the
+    /// tree's depth-first order (as <see cref="SerialTree"/> does): lanes 0, 16, 8, 24, …, merging
+    /// finished subtrees like a binary counter, lower lane always the left operand.
+    /// </summary>
+    static float SharedTreeSum(ArrayView<float> laneValues)
+    {
+        float s0 = 0f, s1 = 0f, s2 = 0f, s3 = 0f, s4 = 0f;
+        for (int c = 0; c < Canonical.Lanes; c++)
+        {
+            float v = laneValues[SerialTree.ReverseLaneBits(c)];
+            if ((c & 1) == 0) { s0 = v; continue; }
+            v = Add(s0, v);
+            if ((c & 2) == 0) { s1 = v; continue; }
+            v = Add(s1, v);
+            if ((c & 4) == 0) { s2 = v; continue; }
+            v = Add(s2, v);
+            if ((c & 8) == 0) { s3 = v; continue; }
+            v = Add(s3, v);
+            if ((c & 16) == 0) { s4 = v; continue; }
+            return Add(s4, v);
+        }
+        return s0; // not reached: c = 31 returns above
+    }
+
+    /// <summary><see cref="SharedTreeSum"/> with <see cref="CanonicalMath.Max"/>.</summary>
+    static float SharedTreeMax(ArrayView<float> laneValues)
+    {
+        float s0 = 0f, s1 = 0f, s2 = 0f, s3 = 0f, s4 = 0f;
+        for (int c = 0; c < Canonical.Lanes; c++)
+        {
+            float v = laneValues[SerialTree.ReverseLaneBits(c)];
+            if ((c & 1) == 0) { s0 = v; continue; }
+            v = CanonicalMath.Max(s0, v);
+            if ((c & 2) == 0) { s1 = v; continue; }
+            v = CanonicalMath.Max(s1, v);
+            if ((c & 4) == 0) { s2 = v; continue; }
+            v = CanonicalMath.Max(s2, v);
+            if ((c & 8) == 0) { s3 = v; continue; }
+            v = CanonicalMath.Max(s3, v);
+            if ((c & 16) == 0) { s4 = v; continue; }
+            return CanonicalMath.Max(s4, v);
+        }
+        return s0; // not reached: c = 31 returns above
+    }
+
+    /// <summary>
+    /// <see cref="InverseCdf"/> on warp 0: bisection over the prefix length, with the 32 lane sums
+    /// of the lower bound kept, so each step only adds the terms between the lower bound and the
+    /// midpoint (about one pass over the row in all) before the tree.
+    /// </summary>
+    static int WarpInverseCdf(ArrayView<float> e, int n, int lane, float target, ArrayView<float> lanes, int buffer)
+    {
+        int low = 0, high = n; // prefix(low) ≤ target < prefix(high)
+        float kept = 0f;
+        while (high - low > 1)
+        {
+            int middle = low + (high - low) / 2;
+            float extended = kept;
+            for (int i = low + ((lane - low) & (Canonical.Lanes - 1)); i < middle; i += Canonical.Lanes)
+                extended = Add(extended, e[i]);
+            var stepLanes = lanes.SubView(buffer * MaxMassCandidates * Canonical.Lanes, Canonical.Lanes);
+            buffer ^= 1;
+            stepLanes[lane] = extended;
+            Warp.Barrier();
+            if (SharedTreeSum(stepLanes) > target)
+                high = middle;
+            else
+            {
+                low = middle;
+                kept = extended;
+            }
+        }
+        return high - 1;
+    }
+
+    /// <summary>The last index with a positive weight (0 if none), written to tokens[row] by warp 0.</summary>
+    static void WarpLastPositive(ArrayView<float> e, int n, int lane, ArrayView<int> cell, ArrayView<int> tokens, int row)
+    {
+        int last = -1;
+        for (int i = lane; i < n; i += Canonical.Lanes)
+            if (e[i] > 0f)
+                last = i;
+        cell[lane] = last;
+        Warp.Barrier();
+        if (lane != 0)
+            return;
+        for (int j = 1; j < Canonical.Lanes; j++)
+            last = cell[j] > last ? cell[j] : last;
+        tokens[row] = last < 0 ? 0 : last;
+    }
+
+    /// <summary>
+    /// Launches one group per row: <see cref="GpuWarps"/> warps on CUDA, one on the CPU accelerator
+    /// (or <paramref name="warpsPerRow"/> when given; the result never depends on it).
+    /// <paramref name="weights"/> is work space of at least rows × vocabulary values;
+    /// <paramref name="parameters"/> holds <see cref="PackParameters"/>'s output. The rows must have
+    /// been validated (<see cref="Validate"/>) against the penalized list.
+    /// </summary>
+    public static void Run(KernelLibrary library, ArrayView<float> logits, ArrayView<float> weights,
+        ArrayView<int> parameters, ArrayView<int> penalized, ArrayView<int> tokens, int vocabulary, int rows,
+        int warpsPerRow = 0)
+    {
+        Shapes.Positive("sampling: vocabulary", vocabulary);
+        Shapes.Positive("sampling: rows", rows);
+        Shapes.Expect("sampling: logits", logits.Length, (long)rows * vocabulary, $"rows {rows} × vocabulary {vocabulary}");
+        Shapes.ExpectAtLeast("sampling: weights", weights.Length, (long)rows * vocabulary, $"rows {rows} × vocabulary {vocabulary}");
+        Shapes.ExpectAtLeast("sampling: parameters", parameters.Length, (long)rows * ParameterInts, $"{ParameterInts} per row");
+        Shapes.ExpectAtLeast("sampling: tokens", tokens.Length, rows, "one per row");
+        if (warpsPerRow == 0)
+            warpsPerRow = library.Accelerator.AcceleratorType == AcceleratorType.CPU ? 1 : GpuWarps;
+        if (warpsPerRow < 1 || warpsPerRow > GpuWarps)
+            throw new ArgumentOutOfRangeException(nameof(warpsPerRow), $"sampling: {warpsPerRow} warps per row; 1 to {GpuWarps} are supported");
+        library.Get<Args>(Kernel)(new KernelConfig(rows, warpsPerRow * KernelContext.WarpSize), new Args
+        {
+            Logits = logits, Weights = weights, Parameters = parameters, Penalized = penalized, Tokens = tokens,
+            Vocabulary = vocabulary,
+        });
+    }
+}
+
+/// <summary>One output of <see cref="Philox"/>: four 32-bit words.</summary>
+public struct PhiloxBlock
+{
+    public uint X0, X1, X2, X3;
+}
+
 /// <summary>
 /// Philox4x32-10 (Salmon, Moraes, Dror, Shaw: "Parallel random numbers: as easy as 1, 2, 3",
 /// SC 2011), the counter-based generator of Random123 and cuRAND: the same (key, counter) gives
-/// the same numbers on every device, with no state to carry between steps.
+/// the same numbers on every device, with no state to carry between steps. Checked against
+/// Random123's known-answer vectors (tests/Kernels/SamplingTests.cs). Integer-only, so the same
+/// code runs in GPU kernels.
 /// </summary>
 public static class Philox
 {
     const uint M0 = 0xD2511F53, M1 = 0xCD9E8D57;
     const uint W0 = 0x9E3779B9, W1 = 0xBB67AE85;
 
-    public static (uint, uint, uint, uint) Generate(uint c0, uint c1, uint c2, uint c3, uint k0, uint k1)
+    public static PhiloxBlock Generate(uint c0, uint c1, uint c2, uint c3, uint k0, uint k1)
     {
         for (int round = 0; round < 10; round++)
         {
@@ -262,15 +754,22 @@ public static class Philox
             ulong p1 = (ulong)M1 * c2;
             uint hi0 = (uint)(p0 >> 32), lo0 = (uint)p0;
             uint hi1 = (uint)(p1 >> 32), lo1 = (uint)p1;
-            (c0, c1, c2, c3) = (hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0);
+            uint n0 = hi1 ^ c1 ^ k0, n2 = hi0 ^ c3 ^ k1;
+            c0 = n0;
+            c1 = lo1;
+            c2 = n2;
+            c3 = lo0;
         }
-        return (c0, c1, c2, c3);
+        return new PhiloxBlock { X0 = c0, X1 = c1, X2 = c2, X3 = c3 };
     }
 
-    /// <summary>A uniform number in [0, 1) with 24 random bits, for (seed, sequence, step).</summary>
+    /// <summary>
+    /// A uniform number in [0, 1) with 24 random bits for (seed, sequence, step): key = seed,
+    /// counter = (sequence, step, 0, 0), the top 24 bits of word 0 times 2^−24.
+    /// </summary>
     public static float Uniform(ulong seed, int sequence, int step)
     {
-        var (x, _, _, _) = Generate((uint)sequence, (uint)step, 0, 0, (uint)seed, (uint)(seed >> 32));
-        return Mul((x >> 8), 5.9604645e-08f); // exact: an integer below 2^24 times 2^−24
+        uint word = Generate((uint)sequence, (uint)step, 0, 0, (uint)seed, (uint)(seed >> 32)).X0;
+        return Mul(word >> 8, 5.9604645e-08f); // exact: an integer below 2^24 times 2^−24
     }
 }

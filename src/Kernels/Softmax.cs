@@ -1,3 +1,5 @@
+using ILGPU;
+using ILGPU.Runtime;
 using static IlgpuLlm.Kernels.ExactMath;
 
 namespace IlgpuLlm.Kernels;
@@ -46,5 +48,61 @@ public static partial class Softmax
         float total = Canonical.Sum(probabilities);
         for (int i = 0; i < probabilities.Length; i++)
             probabilities[i] = Div(probabilities[i], total);
+    }
+
+    public struct Args
+    {
+        public ArrayView<float> Logits;
+        public ArrayView<float> Probabilities;
+        public int Width;
+        public float Temperature;
+    }
+
+    /// <summary>
+    /// One warp per row, lane j over indices j, j+32, … (coalesced): x / T and the lane maxima in
+    /// one pass, the warp tree; e and the lane sums in a second pass, the tree; then e / Z. Each
+    /// thread reads back only what it wrote itself, so no barrier is needed.
+    /// </summary>
+    [GpuKernel]
+    static void Kernel(Args a)
+    {
+        int lane = Group.IdxX;
+        long start = (long)Grid.IdxX * a.Width;
+        var x = a.Logits.SubView(start, a.Width);
+        var p = a.Probabilities.SubView(start, a.Width);
+        float max = float.NegativeInfinity;
+        for (int i = lane; i < a.Width; i += Canonical.Lanes)
+        {
+            float scaled = Div(x[i], a.Temperature);
+            p[i] = scaled;
+            max = CanonicalMath.Max(max, scaled);
+        }
+        max = WarpTree.Max(max);
+        if (max == float.NegativeInfinity)
+        {
+            for (int i = lane; i < a.Width; i += Canonical.Lanes)
+                p[i] = 0f;
+            return;
+        }
+        float total = 0f;
+        for (int i = lane; i < a.Width; i += Canonical.Lanes)
+        {
+            float e = CanonicalMath.Exp(Sub(p[i], max));
+            p[i] = e;
+            total = Add(total, e);
+        }
+        total = WarpTree.Sum(total);
+        for (int i = lane; i < a.Width; i += Canonical.Lanes)
+            p[i] = Div(p[i], total);
+    }
+
+    public static void Run(KernelLibrary library, ArrayView<float> logits, ArrayView<float> probabilities,
+        SoftmaxShape shape, float temperature)
+    {
+        shape.Validate(logits.Length, probabilities.Length, temperature);
+        library.Get<Args>(Kernel)(new KernelConfig(shape.Rows, KernelContext.WarpSize), new Args
+        {
+            Logits = logits, Probabilities = probabilities, Width = shape.Width, Temperature = temperature,
+        });
     }
 }

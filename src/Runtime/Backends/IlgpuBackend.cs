@@ -170,15 +170,52 @@ public sealed class IlgpuBackend : IBackend
 
     public void Add(Tensor a, Tensor b, Tensor output, long count) => throw new NotImplementedException();
 
-    public void SoftCap(Tensor x, long count, float cap) => throw new NotImplementedException();
+    public void SoftCap(Tensor x, long count, float cap)
+    {
+        Activations.ValidateSoftCap(x.Length, count, cap);
+        Activations.RunSoftCap(kernels, F32(x).SubView(0, count), cap);
+    }
 
     public void Softmax(Tensor logits, Tensor probabilities, SoftmaxShape shape, float temperature) =>
-        throw new NotImplementedException();
+        Kernels.Softmax.Run(kernels, F32(logits), F32(probabilities), shape, temperature);
+
+    /// <summary>The sampler's work space (rows × vocabulary weights), kept between calls and grown when needed.</summary>
+    MemoryBuffer1D<float, Stride1D.Dense>? samplingWeights;
 
     public void Sample(Tensor logits, int vocabulary, ReadOnlySpan<SamplingRow> rows, ReadOnlySpan<int> penalizedTokens,
-        Span<int> tokens) => throw new NotImplementedException();
+        Span<int> tokens)
+    {
+        Sampling.Validate(logits.Length, vocabulary, rows, penalizedTokens, tokens.Length);
+        var logitValues = F32(logits);
+        long needed = (long)rows.Length * vocabulary;
+        if (samplingWeights == null || samplingWeights.Length < needed)
+        {
+            samplingWeights?.Dispose();
+            samplingWeights = accelerator.Allocate1D<float>(needed);
+        }
+        Span<int> packed = rows.Length <= 64 ? stackalloc int[rows.Length * Sampling.ParameterInts] : new int[rows.Length * Sampling.ParameterInts];
+        Sampling.PackParameters(rows, packed);
+        using var parameters = Stage<int>(packed);
+        using var penalized = Stage(penalizedTokens);
+        using var drawn = Scratch<int>(rows.Length);
+        Kernels.Sampling.Run(kernels, logitValues, samplingWeights.View.AsContiguous(), parameters.View.AsContiguous(),
+            penalized.View.AsContiguous(), drawn.View.AsContiguous(), vocabulary, rows.Length);
+        accelerator.Synchronize();
+        drawn.View.AsContiguous().SubView(0, rows.Length).CopyToCPU(tokens);
+    }
 
-    public long FirstNonFinite(Tensor x, long count) => throw new NotImplementedException();
+    public long FirstNonFinite(Tensor x, long count)
+    {
+        FiniteCheck.ValidateCount(x.Length, count);
+        if (count == 0)
+            return -1;
+        using var result = Stage<long>([FiniteCheck.NotFound]);
+        FiniteCheck.Run(kernels, F32(x).SubView(0, count), result.View.AsContiguous());
+        accelerator.Synchronize();
+        Span<long> lowest = stackalloc long[1];
+        result.View.AsContiguous().CopyToCPU(lowest);
+        return lowest[0] == FiniteCheck.NotFound ? -1 : lowest[0];
+    }
 
     public void Dispose()
     {

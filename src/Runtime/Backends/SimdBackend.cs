@@ -122,15 +122,38 @@ public sealed unsafe class SimdBackend : IBackend
 
     public void Add(Tensor a, Tensor b, Tensor output, long count) => throw new NotImplementedException();
 
-    public void SoftCap(Tensor x, long count, float cap) => throw new NotImplementedException();
+    readonly SoftCapSimd.Job softCapJob = new();
 
-    public void Softmax(Tensor logits, Tensor probabilities, SoftmaxShape shape, float temperature) =>
-        throw new NotImplementedException();
+    public void SoftCap(Tensor x, long count, float cap)
+    {
+        Activations.ValidateSoftCap(x.Length, count, cap);
+        SoftCapSimd.Run(workers, level, softCapJob, F32(x), count, cap);
+    }
+
+    readonly SoftmaxSimd.Job softmaxJob = new();
+
+    public void Softmax(Tensor logits, Tensor probabilities, SoftmaxShape shape, float temperature)
+    {
+        shape.Validate(logits.Length, probabilities.Length, temperature);
+        SoftmaxSimd.Run(workers, level, softmaxJob, F32(logits), F32(probabilities), shape, temperature);
+    }
+
+    readonly SamplingSimd.Job samplingJob = new();
 
     public void Sample(Tensor logits, int vocabulary, ReadOnlySpan<SamplingRow> rows, ReadOnlySpan<int> penalizedTokens,
-        Span<int> tokens) => throw new NotImplementedException();
+        Span<int> tokens)
+    {
+        Sampling.Validate(logits.Length, vocabulary, rows, penalizedTokens, tokens.Length);
+        SamplingSimd.Run(workers, level, samplingJob, F32(logits), vocabulary, rows, penalizedTokens, tokens);
+    }
 
-    public long FirstNonFinite(Tensor x, long count) => throw new NotImplementedException();
+    readonly FiniteCheckSimd.Job finiteCheckJob = new();
+
+    public long FirstNonFinite(Tensor x, long count)
+    {
+        FiniteCheck.ValidateCount(x.Length, count);
+        return FiniteCheckSimd.Run(workers, level, finiteCheckJob, F32(x), count);
+    }
 
     public void Dispose() => workers.Dispose();
 }
