@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace IlgpuLlm.Kernels;
 
@@ -27,6 +28,7 @@ public static unsafe class AttentionSimd
         internal StorageType Type;
         internal SimdLevel Level;
         internal int Longest;
+        internal int HeadsPerItem;
 
         /// <summary>Work buffers of finished chunks, reused by the next (one per concurrent thread at most).</summary>
         readonly Stack<Work> idle = new();
@@ -38,7 +40,7 @@ public static unsafe class AttentionSimd
                 work = idle.Count > 0 ? idle.Pop() : new Work();
             try
             {
-                work.Reserve(Longest, Shape.HeadDim);
+                work.Reserve(HeadsPerItem, Longest, Shape.HeadDim);
                 switch (Type)
                 {
                     case StorageType.F32: Items<F32Vectors>(this, work, start, end); break;
@@ -54,29 +56,44 @@ public static unsafe class AttentionSimd
         }
     }
 
-    /// <summary>One thread's scratch: the scores of a row, and 32 lane rows of head_dim accumulators.</summary>
+    /// <summary>
+    /// One thread's scratch for an item of several heads: each head's scores, softmax total, and
+    /// 32 lane rows of head_dim accumulators.
+    /// </summary>
     sealed class Work
     {
         float[] scores = [];
         float[] lanes = [];
+        float[] totals = [];
         public float* Scores;
         public float* Lanes;
+        public float* Totals;
 
         /// <summary>Grows the buffers (pinned, so the pointers stay valid) when a call needs more.</summary>
-        public void Reserve(int keys, int headDim)
+        public void Reserve(int heads, int keys, int headDim)
         {
-            if (scores.Length < keys || scores.Length == 0)
+            int scoreCount = heads * Math.Max(keys, 1);
+            if (scores.Length < scoreCount)
             {
-                scores = GC.AllocateUninitializedArray<float>(Math.Max(keys, Canonical.Lanes), pinned: true);
+                scores = GC.AllocateUninitializedArray<float>(scoreCount, pinned: true);
                 Scores = (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(scores));
             }
-            if (lanes.Length < Canonical.Lanes * headDim)
+            if (totals.Length < heads)
             {
-                lanes = GC.AllocateUninitializedArray<float>(Canonical.Lanes * headDim, pinned: true);
+                totals = GC.AllocateUninitializedArray<float>(heads, pinned: true);
+                Totals = (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(totals));
+            }
+            int laneCount = heads * Canonical.Lanes * headDim;
+            if (lanes.Length < laneCount)
+            {
+                lanes = GC.AllocateUninitializedArray<float>(laneCount, pinned: true);
                 Lanes = (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(lanes));
             }
         }
     }
+
+    /// <summary>Largest lane-accumulator area (floats) one item may use: heads × 32 × head_dim.</summary>
+    const int MaxLaneFloats = 1 << 16;
 
     /// <summary>Runs a validated call (see <see cref="Attention.Validate"/>, which gives <paramref name="longest"/>).</summary>
     public static void Run(CpuWorkers workers, SimdLevel level, Job job, float* q, byte* keys, byte* values, StorageType cacheType,
@@ -95,61 +112,109 @@ public static unsafe class AttentionSimd
         job.FullyMasked = fullyMasked;
         job.Longest = longest;
         job.Level = SimdLevels.AtMost(level);
-        int items = shape.Rows * shape.Heads;
-        // Consecutive heads share a kv head, so a chunk of neighbouring items re-reads keys and
-        // values its own cache already holds.
+        job.HeadsPerItem = HeadsPerItem(shape, workers.Threads);
+        int items = shape.Rows * (shape.Heads / job.HeadsPerItem);
         workers.For(items, workers.ChunkFor(items), job);
+    }
+
+    /// <summary>
+    /// How many query heads of one kv head an item takes. The heads of a group read the same key
+    /// and value rows; taken together, each row comes from memory once and from L1 for the other
+    /// heads, so decode with long contexts reads the cache once instead of once per query head.
+    /// Fewer heads per item where whole groups would leave threads idle (one row, few kv heads) or
+    /// overflow the caches. Each head's arithmetic is the same whatever the grouping.
+    /// </summary>
+    static int HeadsPerItem(AttentionShape shape, int threads)
+    {
+        int group = shape.GroupSize;
+        for (int heads = group; heads > 1; heads--)
+        {
+            if (group % heads != 0)
+                continue;
+            bool enoughItems = (long)shape.Rows * (shape.Heads / heads) >= 2L * threads;
+            bool fitsCaches = (long)heads * Canonical.Lanes * shape.HeadDim <= MaxLaneFloats;
+            if (enoughItems && fitsCaches)
+                return heads;
+        }
+        return 1;
     }
 
     static void Items<T>(Job job, Work work, int start, int end) where T : struct, IStoredVectors
     {
         var shape = job.Shape;
         int headDim = shape.HeadDim;
-        long positionStride = (long)shape.KvHeads * headDim;
+        int heads = job.HeadsPerItem;
+        int blocks = shape.Heads / heads;
+        long laneFloats = (long)Canonical.Lanes * headDim;
         for (int item = start; item < end; item++)
         {
-            int row = item / shape.Heads;
-            int head = item - row * shape.Heads;
+            int row = item / blocks;
+            int firstHead = (item - row * blocks) * heads;
+            long firstOutput = (long)row * shape.Heads + firstHead;
             var range = job.Ranges[row];
             int count = range.Length;
-            float* output = job.Output + (long)item * headDim;
-            if (count == 0)
-            {
-                Masked(job, item, output, headDim);
-                continue;
-            }
             var cache = new CacheHead
             {
-                At = ((long)range.Slot * shape.Capacity * shape.KvHeads + head / shape.GroupSize) * headDim,
-                PositionStride = positionStride,
-                FirstPosition = range.Begin % shape.Capacity,
+                At = ((long)range.Slot * shape.Capacity * shape.KvHeads + firstHead / shape.GroupSize) * headDim,
+                PositionStride = (long)shape.KvHeads * headDim,
+                FirstPosition = count == 0 ? 0 : range.Begin % shape.Capacity,
                 Capacity = shape.Capacity,
             };
-            float* bias = job.Bias == null ? null
-                : job.Bias + (job.BiasLayout.Offset + row * job.BiasLayout.RowStride + head * job.BiasLayout.HeadStride + range.Begin);
-            float* scores = work.Scores;
-            Scores<T>(job.Level, job.Q + (long)item * headDim, job.Keys, cache, count, headDim, shape.Scale, shape.SoftCap, bias, scores);
-            float max = Canonical.Max(new ReadOnlySpan<float>(scores, count));
-            if (max == float.NegativeInfinity)
+            var scores = new HeadScores
             {
-                Masked(job, item, output, headDim);
-                continue;
+                Scores = work.Scores, Stride = Math.Max(count, 1), Heads = heads, Q = job.Q + firstOutput * headDim,
+                HeadDim = headDim, Scale = shape.Scale, SoftCap = shape.SoftCap, Bias = job.Bias == null ? null
+                    : job.Bias + (job.BiasLayout.Offset + row * job.BiasLayout.RowStride + firstHead * job.BiasLayout.HeadStride + range.Begin),
+                BiasHeadStride = job.BiasLayout.HeadStride,
+            };
+            Scores<T>(job.Level, job.Keys, cache, count, scores);
+
+            // Softmax weights per head; a head with no finite score is written now and skipped below.
+            bool anyLive = false;
+            for (int g = 0; g < heads; g++)
+            {
+                float* output = job.Output + (firstOutput + g) * headDim;
+                float* e = scores.Of(g);
+                float max = Canonical.Max(new ReadOnlySpan<float>(e, count));
+                bool masked = count == 0 || max == float.NegativeInfinity;
+                job.FullyMasked[firstOutput + g] = masked;
+                if (masked)
+                {
+                    new Span<float>(output, headDim).Clear();
+                    continue;
+                }
+                anyLive = true;
+                for (int i = 0; i < count; i++)
+                    e[i] = CanonicalMath.Exp(e[i] - max);
+                work.Totals[g] = Canonical.Sum(new ReadOnlySpan<float>(e, count));
+                new Span<float>(work.Lanes + g * laneFloats, (int)laneFloats).Clear();
             }
-            for (int i = 0; i < count; i++)
-                scores[i] = CanonicalMath.Exp(scores[i] - max);
-            float total = Canonical.Sum(new ReadOnlySpan<float>(scores, count));
-            WeightedSum<T>(job.Level, scores, count, job.Values, cache, headDim, work.Lanes);
-            float* sums = work.Lanes;
-            for (int d = 0; d < headDim; d++)
-                output[d] = sums[d] / total;
-            job.FullyMasked[item] = false;
+            if (!anyLive)
+                continue;
+
+            WeightedSums<T>(job.Level, scores, job.FullyMasked + firstOutput, count, job.Values, cache, headDim, work.Lanes);
+            for (int g = 0; g < heads; g++)
+            {
+                if (job.FullyMasked[firstOutput + g])
+                    continue;
+                float* output = job.Output + (firstOutput + g) * headDim;
+                float* sums = work.Lanes + g * laneFloats;
+                float total = work.Totals[g];
+                for (int d = 0; d < headDim; d++)
+                    output[d] = sums[d] / total;
+            }
         }
     }
 
-    static void Masked(Job job, int item, float* output, int headDim)
+    /// <summary>The query heads of one item and where their scores go (head g's at Scores + g·Stride).</summary>
+    struct HeadScores
     {
-        new Span<float>(output, headDim).Clear();
-        job.FullyMasked[item] = true;
+        public float* Scores, Q, Bias;
+        public int Stride, Heads, HeadDim;
+        public float Scale, SoftCap;
+        public long BiasHeadStride;
+
+        public readonly float* Of(int head) => Scores + (long)head * Stride;
     }
 
     /// <summary>Where one (slot, kv head) lives in the cache; key index i is at position (first + i) mod capacity.</summary>
@@ -168,44 +233,86 @@ public static unsafe class AttentionSimd
         }
     }
 
-    /// <summary>s_i = dot(q, k_i)·scale, soft-capped, plus the bias, for every key index i.</summary>
-    static void Scores<T>(SimdLevel level, float* q, byte* keys, CacheHead cache, int count, int headDim, float scale,
-        float softCap, float* bias, float* scores) where T : struct, IStoredVectors
+    /// <summary>
+    /// s_i = dot(q, k_i)·scale, soft-capped, plus the bias, for every key index i and every head of
+    /// the item; key row i is read from memory once and from L1 for the other heads.
+    /// </summary>
+    static void Scores<T>(SimdLevel level, byte* keys, CacheHead cache, int count, HeadScores heads) where T : struct, IStoredVectors
     {
         for (int i = 0; i < count; i++)
         {
-            float score = SimdDot.Dot<T>(level, q, keys, cache.Row(i), headDim) * scale;
-            if (softCap > 0f)
-                score = CanonicalMath.SoftCap(score, softCap);
-            if (bias != null)
-                score += bias[i];
-            scores[i] = score;
+            Prefetch<T>(keys, cache, i + PrefetchDistance, count, heads.HeadDim);
+            long at = cache.Row(i);
+            for (int g = 0; g < heads.Heads; g++)
+            {
+                float score = SimdDot.Dot<T>(level, heads.Q + (long)g * heads.HeadDim, keys, at, heads.HeadDim) * heads.Scale;
+                if (heads.SoftCap > 0f)
+                    score = CanonicalMath.SoftCap(score, heads.SoftCap);
+                if (heads.Bias != null)
+                    score += heads.Bias[g * heads.BiasHeadStride + i];
+                heads.Of(g)[i] = score;
+            }
         }
     }
 
     /// <summary>
-    /// lanes[0][d] = canonical Σ_i fma(e_i, v_i,d, ·) for every d: row j of <paramref name="lanes"/>
-    /// is canonical lane j of every dimension; the tree then adds row j+h into row j.
+    /// For every live head g of the item and every d: lane row j of g accumulates
+    /// fma(e_i, v_i,d, ·) over the key indices i ≡ j (mod 32) in increasing order (its canonical
+    /// lane j), value row i shared by the heads; then the tree adds row j+h into row j, leaving
+    /// the canonical Σ_i e_i·v_i,d in row 0.
     /// </summary>
-    static void WeightedSum<T>(SimdLevel level, float* weights, int count, byte* values, CacheHead cache, int headDim,
-        float* lanes) where T : struct, IStoredVectors
+    static void WeightedSums<T>(SimdLevel level, HeadScores heads, bool* masked, int count, byte* values, CacheHead cache,
+        int headDim, float* lanes) where T : struct, IStoredVectors
     {
-        // Every lane starts at +0, used or not: the tree adds the untouched ones too.
-        new Span<float>(lanes, Canonical.Lanes * headDim).Clear();
+        long laneFloats = (long)Canonical.Lanes * headDim;
         for (int i = 0; i < count; i++)
         {
-            float* lane = lanes + (i & (Canonical.Lanes - 1)) * headDim;
+            Prefetch<T>(values, cache, i + PrefetchDistance, count, headDim);
             long at = cache.Row(i);
-            switch (level)
+            long lane = (i & (Canonical.Lanes - 1)) * headDim;
+            for (int g = 0; g < heads.Heads; g++)
             {
-                case SimdLevel.Avx512: FmaRow512<T>(weights[i], values, at, lane, headDim); break;
-                case SimdLevel.Avx2: FmaRow256<T>(weights[i], values, at, lane, headDim); break;
-                default: FmaRowScalar<T>(weights[i], values, at, lane, headDim); break;
+                if (masked[g])
+                    continue;
+                float weight = heads.Of(g)[i];
+                float* accumulators = lanes + g * laneFloats + lane;
+                switch (level)
+                {
+                    case SimdLevel.Avx512: FmaRow512<T>(weight, values, at, accumulators, headDim); break;
+                    case SimdLevel.Avx2: FmaRow256<T>(weight, values, at, accumulators, headDim); break;
+                    default: FmaRowScalar<T>(weight, values, at, accumulators, headDim); break;
+                }
             }
         }
-        for (int h = Canonical.Lanes / 2; h >= 1; h >>= 1)
-            for (int j = 0; j < h; j++)
-                AddRow(level, lanes + j * headDim, lanes + (j + h) * headDim, headDim);
+        for (int g = 0; g < heads.Heads; g++)
+        {
+            if (masked[g])
+                continue;
+            float* head = lanes + g * laneFloats;
+            for (int h = Canonical.Lanes / 2; h >= 1; h >>= 1)
+                for (int j = 0; j < h; j++)
+                    AddRow(level, head + j * headDim, head + (j + h) * headDim, headDim);
+        }
+    }
+
+    /// <summary>Key rows ahead of the one in use whose cache lines are requested early.</summary>
+    const int PrefetchDistance = 8;
+
+    /// <summary>
+    /// Asks for the cache lines of key index <paramref name="index"/>'s row. The rows of one kv
+    /// head lie kv_heads × head_dim values apart (kilobytes), so each row is on a new page and the
+    /// hardware prefetchers, which follow sequential streams within a page, do not fetch ahead;
+    /// long-context decode is otherwise bound by one memory latency per row.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void Prefetch<T>(byte* data, CacheHead cache, int index, int count, int headDim) where T : struct, IStoredVectors
+    {
+        if (index >= count || !Sse.IsSupported)
+            return;
+        int size = T.Type.SizeOf();
+        byte* row = data + cache.Row(index) * size;
+        for (int offset = 0; offset < headDim * size; offset += 64)
+            Sse.Prefetch0(row + offset);
     }
 
     /// <summary>lane[d] = fma(weight, v[d], lane[d]) for d &lt; headDim.</summary>
