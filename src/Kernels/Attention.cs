@@ -185,20 +185,21 @@ public static partial class Attention
         /// <summary>[rows × heads × ScoresPerGroup]: the scores, then the exp weights, of each (row, head).</summary>
         public ArrayView<float> Scores;
         public ArrayView<int> FullyMasked;
-        public int Heads, KvHeads, HeadDim, Capacity, ScoresPerGroup, HasBias;
+        public int Heads, KvHeads, HeadDim, Capacity, ScoresPerGroup, HasBias, TileKeys;
         public float Scale, SoftCap;
         public long BiasOffset, BiasRowStride, BiasHeadStride;
     }
 
-    /// <summary>q·k of one key: the terms of the canonical dot over the head dimension.</summary>
-    struct QueryKeyTerms<TCache> : ITermSource where TCache : struct, IStorage
+    /// <summary>q·k of one key staged in shared memory: the terms of the canonical dot over the head dimension.</summary>
+    struct QueryKeyTerms : ITermSource
     {
         public ArrayView<float> Q;
-        public TCache Keys;
-        public long QueryAt, KeyAt;
+        public ArrayView<float> Tile;
+        public long QueryAt;
+        public int KeyAt;
 
         public float Accumulate(int index, float accumulator) =>
-            Fma(Q[QueryAt + index], Keys.Load(KeyAt + index), accumulator);
+            Fma(Q[QueryAt + index], Tile[KeyAt + index], accumulator);
     }
 
     /// <summary>Σ e_i·v_i,d of one output dimension d: the terms over the key index i.</summary>
@@ -219,18 +220,20 @@ public static partial class Attention
 
     /// <summary>
     /// One 32-thread warp per (query row, head); thread j is canonical lane j throughout.
-    /// Phase 1: thread j scores keys i = j, j+32, …, each q·k dot computed by the thread alone with
-    /// <see cref="SerialTree"/> over head_dim, keeping the lane maximum; <see cref="WarpTree.Max"/>
-    /// gives m. A cooperative dot (the warp over head_dim, a warp tree per key) would read keys
-    /// coalesced but costs five shuffles per key: five times the instructions on the GPU for
-    /// head_dim 128, and on ILGPU's CPU accelerator, where each shuffle is a software barrier,
-    /// hundreds of milliseconds per row; the per-thread dot reads each key row once, contiguous per
-    /// thread, with q broadcast to the warp. Phase 2: thread j turns its scores into
-    /// e_i = exp(s_i − m) in the scratch area and sums its lane; <see cref="WarpTree.Sum"/> gives Z.
-    /// Phase 3, after a group barrier makes every e_i visible: threads over the head dimension
-    /// (d = j, j+32, …) each reduce Σ_i fma(e_i, v_i,d, ·) with <see cref="SerialTree"/> over the key
-    /// index — neighbouring threads read neighbouring values of a key row (coalesced), e_i is a
-    /// broadcast — then divide by Z.
+    /// Phase 1: tiles of <see cref="TileKeysFor"/> keys (32 unless head_dim is very large) are
+    /// staged in shared memory, the warp reading each key row coalesced (threads over head_dim);
+    /// then the thread whose lane is the key's index mod 32 computes that key's q·k alone with
+    /// <see cref="SerialTree"/> over head_dim, reading its tile row (rows padded to an odd pitch,
+    /// so the 32 threads hit 32 different banks) and q (a broadcast), keeping its lane maximum;
+    /// <see cref="WarpTree.Max"/> gives m. Computing each dot from global memory per thread would
+    /// have neighbouring threads read rows kilobytes apart (32 cache lines per warp load); a warp
+    /// tree per key would read coalesced but costs five shuffles per key, which on ILGPU's CPU
+    /// accelerator (each shuffle a software barrier) is hundreds of milliseconds per row.
+    /// Phase 2: thread j turns its scores into e_i = exp(s_i − m) in the scratch area and sums its
+    /// lane; <see cref="WarpTree.Sum"/> gives Z. Phase 3, after a group barrier makes every e_i
+    /// visible: threads over the head dimension (d = j, j+32, …) each reduce Σ_i fma(e_i, v_i,d, ·)
+    /// with <see cref="SerialTree"/> over the key index — neighbouring threads read neighbouring
+    /// values of a row (coalesced), e_i is a broadcast — then divide by Z.
     /// </summary>
     [GpuKernel]
     static void Kernel<TCache>(Args<TCache> a) where TCache : struct, IStorage
@@ -256,22 +259,38 @@ public static partial class Attention
         long scoresAt = (long)group * a.ScoresPerGroup;
         long biasAt = a.BiasOffset + row * a.BiasRowStride + head * a.BiasHeadStride + range.Begin;
 
+        var tile = SharedMemory.GetDynamic<float>();
+        int pitch = TilePitch(a.HeadDim);
         float laneMax = float.NegativeInfinity;
-        for (int i = lane; i < keyCount; i += Canonical.Lanes)
+        for (int tileStart = 0; tileStart < keyCount; tileStart += a.TileKeys)
         {
-            int position = firstPosition + i;
-            position = position >= a.Capacity ? position - a.Capacity : position;
-            var terms = new QueryKeyTerms<TCache>
+            int tileKeys = keyCount - tileStart < a.TileKeys ? keyCount - tileStart : a.TileKeys;
+            for (int k = 0; k < tileKeys; k++)
             {
-                Q = a.Q, Keys = a.Keys, QueryAt = outputAt, KeyAt = headAt + position * positionStride,
-            };
-            float score = Mul(SerialTree.Sum(ref terms, a.HeadDim), a.Scale);
-            if (a.SoftCap > 0f)
-                score = CanonicalMath.SoftCap(score, a.SoftCap);
-            if (a.HasBias != 0)
-                score = Add(score, a.Bias[biasAt + i]);
-            a.Scores[scoresAt + i] = score;
-            laneMax = CanonicalMath.Max(laneMax, score);
+                int position = firstPosition + tileStart + k;
+                position = position >= a.Capacity ? position - a.Capacity : position;
+                long keyAt = headAt + position * positionStride;
+                for (int d = lane; d < a.HeadDim; d += Canonical.Lanes)
+                    tile[k * pitch + d] = a.Keys.Load(keyAt + d);
+            }
+            Group.Barrier();
+            // Key i belongs to canonical lane i mod 32, so each thread scores its own lane's key.
+            int tileRow = lane - (tileStart & (Canonical.Lanes - 1));
+            if (tileRow >= 0 && tileRow < tileKeys)
+            {
+                int i = tileStart + tileRow;
+                var terms = new QueryKeyTerms { Q = a.Q, Tile = tile, QueryAt = outputAt, KeyAt = tileRow * pitch };
+                float score = Mul(SerialTree.Sum(ref terms, a.HeadDim), a.Scale);
+                if (a.SoftCap > 0f)
+                    score = CanonicalMath.SoftCap(score, a.SoftCap);
+                if (a.HasBias != 0)
+                    score = Add(score, a.Bias[biasAt + i]);
+                a.Scores[scoresAt + i] = score;
+                laneMax = CanonicalMath.Max(laneMax, score);
+            }
+            // The next tile overwrites this one; after the last there is none.
+            if (tileStart + a.TileKeys < keyCount)
+                Group.Barrier();
         }
         // Every thread takes the same branch: the butterfly gives threads above lane 0 the mirror
         // Max(b, a), which differs from lane 0's only between ±0 or between NaNs — both are −inf
@@ -306,6 +325,23 @@ public static partial class Attention
             a.FullyMasked[group] = 0;
     }
 
+    /// <summary>Shared-memory row pitch of a key tile: odd, so the rows of 32 threads fall in 32 different banks.</summary>
+    static int TilePitch(int headDim) => headDim | 1;
+
+    /// <summary>Shared memory a warp may use without a per-kernel opt-in on CUDA.</summary>
+    const int SharedMemoryBytes = 48 * 1024;
+
+    /// <summary>Keys per shared-memory tile: 32, or a smaller power of two when head_dim is too large for 32 rows.</summary>
+    public static int TileKeysFor(int headDim)
+    {
+        int keys = Canonical.Lanes;
+        while (keys > 1 && (long)keys * TilePitch(headDim) * sizeof(float) > SharedMemoryBytes)
+            keys /= 2;
+        if ((long)keys * TilePitch(headDim) * sizeof(float) > SharedMemoryBytes)
+            throw new NotSupportedException($"attention: head_dim {headDim} does not fit one key row in {SharedMemoryBytes} bytes of shared memory");
+        return keys;
+    }
+
     static void WriteMasked<TCache>(Args<TCache> a, long outputAt, int group, int lane) where TCache : struct, IStorage
     {
         for (int d = lane; d < a.HeadDim; d += Canonical.Lanes)
@@ -334,7 +370,9 @@ public static partial class Attention
         Shapes.ExpectAtLeast("attention: score scratch", scores.Length, (long)groups * longest, $"rows × heads {groups} × longest key range {longest}");
 
         var layout = biasLayout ?? default;
-        var config = new KernelConfig(groups, KernelContext.WarpSize);
+        int tileKeys = TileKeysFor(shape.HeadDim);
+        var config = new KernelConfig(groups, KernelContext.WarpSize,
+            SharedMemoryConfig.RequestDynamic<float>(tileKeys * TilePitch(shape.HeadDim)));
         switch (cacheType)
         {
             case StorageType.F32:
@@ -353,6 +391,7 @@ public static partial class Attention
             Q = q, Keys = keyStorage, Values = valueStorage, Output = output, Ranges = rangesOnDevice,
             Bias = bias ?? q, Scores = scores, FullyMasked = fullyMasked, Heads = shape.Heads, KvHeads = shape.KvHeads,
             HeadDim = shape.HeadDim, Capacity = shape.Capacity, ScoresPerGroup = longest, HasBias = bias.HasValue ? 1 : 0,
+            TileKeys = tileKeys,
             Scale = shape.Scale, SoftCap = shape.SoftCap, BiasOffset = layout.Offset, BiasRowStride = layout.RowStride,
             BiasHeadStride = layout.HeadStride,
         };

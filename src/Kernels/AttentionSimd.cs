@@ -237,6 +237,7 @@ public static unsafe class AttentionSimd
     /// s_i = dot(q, k_i)·scale, soft-capped, plus the bias, for every key index i and every head of
     /// the item; key row i is read from memory once and from L1 for the other heads.
     /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
     static void Scores<T>(SimdLevel level, byte* keys, CacheHead cache, int count, HeadScores heads) where T : struct, IStoredVectors
     {
         for (int i = 0; i < count; i++)
@@ -261,6 +262,7 @@ public static unsafe class AttentionSimd
     /// lane j), value row i shared by the heads; then the tree adds row j+h into row j, leaving
     /// the canonical Σ_i e_i·v_i,d in row 0.
     /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
     static void WeightedSums<T>(SimdLevel level, HeadScores heads, bool* masked, int count, byte* values, CacheHead cache,
         int headDim, float* lanes) where T : struct, IStoredVectors
     {

@@ -68,6 +68,8 @@ public class AttentionTests
             [new(0, 0, 33), new(0, 30, 33)], ScaleOf(17), 0f, null, Magnitudes.Extreme),
         new("f16 4:2 hd17 huge and tiny q, soft-cap", StorageType.F16, 4, 2, 17, 1, 36,
             [new(0, 1, 18), new(0, 0, 3)], ScaleOf(17), 30f, null, Magnitudes.Extreme),
+        new("f16 2:1 hd400 (tiles of 16 keys on the GPU) 33 keys wrapping, 1", StorageType.F16, 2, 1, 400, 1, 40,
+            [new(0, 20, 53), new(0, 39, 40)], ScaleOf(400), 0f, null, Magnitudes.Edges),
         new("bf16 1:1 hd32 no keys at all", StorageType.BF16, 1, 1, 32, 2, 4,
             [new(0, 0, 0), new(1, 3, 3)], ScaleOf(32), 0f, null, Magnitudes.Ordinary),
     ];
@@ -203,6 +205,16 @@ public class AttentionTests
         var extremeOutput = Expected(extreme, Make(extreme, 100 + Array.IndexOf(All, extreme))).Output;
         Assert.Contains(extremeOutput, v => float.IsNaN(v) || float.IsInfinity(v) || v == 0f);
         Assert.Contains(extremeOutput, float.IsNormal);
+    }
+
+    [Fact]
+    public void Key_tiles_fit_the_shared_memory_every_CUDA_device_grants()
+    {
+        Assert.Equal(32, Attention.TileKeysFor(1));
+        Assert.Equal(32, Attention.TileKeysFor(256));
+        Assert.Equal(32, Attention.TileKeysFor(383));
+        Assert.Equal(16, Attention.TileKeysFor(400));
+        Assert.Equal(1, Attention.TileKeysFor(12000));
     }
 
     public static IEnumerable<object[]> Backends() => TestBackends.All;
