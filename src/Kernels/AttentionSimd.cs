@@ -184,8 +184,7 @@ public static unsafe class AttentionSimd
                     continue;
                 }
                 anyLive = true;
-                for (int i = 0; i < count; i++)
-                    e[i] = CanonicalMath.Exp(e[i] - max);
+                ExpShifted(e, count, max);
                 work.Totals[g] = Canonical.Sum(new ReadOnlySpan<float>(e, count));
                 new Span<float>(work.Lanes + g * laneFloats, (int)laneFloats).Clear();
             }
@@ -204,6 +203,16 @@ public static unsafe class AttentionSimd
                     output[d] = sums[d] / total;
             }
         }
+    }
+
+    /// <summary>
+    /// e_i = exp(s_i − m) in place, lane by lane through <see cref="CanonicalMath.Exp"/> until a
+    /// vectorised twin of it exists (CanonicalMathSimd); this is the one place to switch.
+    /// </summary>
+    static void ExpShifted(float* e, int count, float max)
+    {
+        for (int i = 0; i < count; i++)
+            e[i] = CanonicalMath.Exp(e[i] - max);
     }
 
     /// <summary>The query heads of one item and where their scores go (head g's at Scores + g·Stride).</summary>

@@ -16,12 +16,20 @@ public class ScatterTests
     [
         0f, -0f, 1f, -1f, 65504f, -65504f, 65519.996f, 65520f, -65520f, 70000f, 3e38f, float.MaxValue,
         float.PositiveInfinity, float.NegativeInfinity, float.NaN, -float.NaN,
-        BitConverter.UInt32BitsToSingle(0x7F800001), BitConverter.UInt32BitsToSingle(0xFFBFFFFF),
         1.00048828125f, 1.00146484375f, // f16 ties: 1 + 2^−11 → even 1, 1 + 3·2^−11 → even 1 + 2^−9
         BitConverter.UInt32BitsToSingle(0x3F808000), BitConverter.UInt32BitsToSingle(0x3F818000), // bf16 ties
         5.9604645e-8f, 2.9802322e-8f, 2.9802326e-8f, 8.940697e-8f, 6.097555e-5f, 6.1035156e-5f, // f16 subnormals, 2^−25 tie
         1e-40f, -3e-42f, float.Epsilon, 1e-30f,
     ];
+
+    /// <summary>
+    /// Signalling NaNs. Written through an integer view: a float constant made from these bits can
+    /// be folded by the JIT, which quiets it on the way.
+    /// </summary>
+    static readonly uint[] SignallingNaNs = [0x7F800001, 0xFFBFFFFF, 0x7FA00000];
+
+    static void PutSignallingNaNs(Span<float> values) =>
+        SignallingNaNs.CopyTo(MemoryMarshal.Cast<float, uint>(values));
 
     [Theory]
     [MemberData(nameof(Cases))]
@@ -41,6 +49,8 @@ public class ScatterTests
         source[3 * width + 5] = -65520f;
         for (int i = 0; i < Edges.Length; i++)
             source[4 * width + i] = Edges[i];
+        int signalling = 4 * width + Edges.Length;
+        PutSignallingNaNs(source.AsSpan(signalling));
 
         var initial = TestValues.Stored(TestValues.Random(9 * width, seed: 5), type);
         var expected = initial.ToArray();
@@ -57,6 +67,12 @@ public class ScatterTests
         Bits.Equal(expected, backend.DownloadBytes(destination), $"{backend.Name} scatter to {type.Name()}");
         Assert.Equal(expectedCount, count);
         Assert.Equal(expectedOverflowed, overflowed);
+        // A signalling NaN (0x7F800001) is stored as a quiet one, whatever the backend.
+        var stored = backend.DownloadBytes(destination);
+        long at = rowIndices[4] * width + signalling - 4 * width;
+        uint quietBit = type switch { StorageType.F32 => 0u, StorageType.F16 => 0x200u, _ => 0x40u };
+        uint bits = type == StorageType.F32 ? BitConverter.ToUInt32(stored, (int)at * 4) : BitConverter.ToUInt16(stored, (int)at * 2);
+        Assert.True(type == StorageType.F32 ? bits == 0x7F800001 : (bits & quietBit) != 0, $"{backend.Name} {type.Name()}: 0x{bits:X}");
         backend.Free(src);
         backend.Free(destination);
     }
@@ -131,6 +147,7 @@ public class ScatterTests
         const int length = 301;
         var values = TestValues.WithEdges(length, seed: 21, nonFinite: true);
         Edges.CopyTo(values, 40);
+        PutSignallingNaNs(values.AsSpan(40 + Edges.Length));
         var stored = TestValues.Stored(values, sourceType);
         if (sourceType != StorageType.F32)
         {
