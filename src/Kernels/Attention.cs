@@ -1,3 +1,5 @@
+using ILGPU;
+using ILGPU.Runtime;
 using static IlgpuLlm.Kernels.ExactMath;
 
 namespace IlgpuLlm.Kernels;
@@ -149,6 +151,250 @@ public static partial class Attention
                 }
             }
         }
+    }
+
+    /// <summary>
+    /// Every check an attention call makes before anything runs (shape, lengths, ranges, bias
+    /// reach, flag count); returns the longest key range, which sizes the backends' score scratch.
+    /// </summary>
+    public static int Validate(AttentionShape shape, long qLength, long keysLength, long valuesLength, long outputLength,
+        ReadOnlySpan<KeyRange> ranges, long? biasLength, AttentionBiasLayout? biasLayout, long fullyMaskedLength)
+    {
+        shape.Validate(qLength, keysLength, valuesLength, outputLength);
+        shape.ValidateRanges(ranges);
+        if (biasLayout is AttentionBiasLayout layout)
+        {
+            Shapes.Expect("attention: bias", biasLength ?? 0, layout.Length, "the bias layout's length");
+            shape.ValidateBias(layout, ranges);
+        }
+        Shapes.Expect("attention: fully-masked flags", fullyMaskedLength, (long)shape.Rows * shape.Heads, $"rows {shape.Rows} × heads {shape.Heads}");
+        int longest = 0;
+        foreach (var range in ranges)
+            longest = Math.Max(longest, range.Length);
+        return longest;
+    }
+
+    public struct Args<TCache> where TCache : struct, IStorage
+    {
+        public ArrayView<float> Q;
+        public TCache Keys;
+        public TCache Values;
+        public ArrayView<float> Output;
+        public ArrayView<KeyRange> Ranges;
+        public ArrayView<float> Bias;
+        /// <summary>[rows × heads × ScoresPerGroup]: the scores, then the exp weights, of each (row, head).</summary>
+        public ArrayView<float> Scores;
+        public ArrayView<int> FullyMasked;
+        public int Heads, KvHeads, HeadDim, Capacity, ScoresPerGroup, HasBias, TileKeys;
+        public float Scale, SoftCap;
+        public long BiasOffset, BiasRowStride, BiasHeadStride;
+    }
+
+    /// <summary>q·k of one key staged in shared memory: the terms of the canonical dot over the head dimension.</summary>
+    struct QueryKeyTerms : ITermSource
+    {
+        public ArrayView<float> Q;
+        public ArrayView<float> Tile;
+        public long QueryAt;
+        public int KeyAt;
+
+        public float Accumulate(int index, float accumulator) =>
+            Fma(Q[QueryAt + index], Tile[KeyAt + index], accumulator);
+    }
+
+    /// <summary>Σ e_i·v_i,d of one output dimension d: the terms over the key index i.</summary>
+    struct WeightedValueTerms<TCache> : ITermSource where TCache : struct, IStorage
+    {
+        public ArrayView<float> Weights;
+        public TCache Values;
+        public long WeightsAt, ValueAt, PositionStride;
+        public int FirstPosition, Capacity;
+
+        public float Accumulate(int index, float accumulator)
+        {
+            int position = FirstPosition + index;
+            position = position >= Capacity ? position - Capacity : position;
+            return Fma(Weights[WeightsAt + index], Values.Load(ValueAt + position * PositionStride), accumulator);
+        }
+    }
+
+    /// <summary>
+    /// One 32-thread warp per (query row, head); thread j is canonical lane j throughout.
+    /// Phase 1: tiles of <see cref="TileKeysFor"/> keys (32 unless head_dim is very large) are
+    /// staged in shared memory, the warp reading each key row coalesced (threads over head_dim);
+    /// then the thread whose lane is the key's index mod 32 computes that key's q·k alone with
+    /// <see cref="SerialTree"/> over head_dim, reading its tile row (rows padded to an odd pitch,
+    /// so the 32 threads hit 32 different banks) and q (a broadcast), keeping its lane maximum;
+    /// <see cref="WarpTree.Max"/> gives m. Computing each dot from global memory per thread would
+    /// have neighbouring threads read rows kilobytes apart (32 cache lines per warp load); a warp
+    /// tree per key would read coalesced but costs five shuffles per key, which on ILGPU's CPU
+    /// accelerator (each shuffle a software barrier) is hundreds of milliseconds per row.
+    /// Phase 2: thread j turns its scores into e_i = exp(s_i − m) in the scratch area and sums its
+    /// lane; <see cref="WarpTree.Sum"/> gives Z. Phase 3, after a group barrier makes every e_i
+    /// visible: threads over the head dimension (d = j, j+32, …) each reduce Σ_i fma(e_i, v_i,d, ·)
+    /// with <see cref="SerialTree"/> over the key index — neighbouring threads read neighbouring
+    /// values of a row (coalesced), e_i is a broadcast — then divide by Z.
+    /// </summary>
+    [GpuKernel]
+    static void Kernel<TCache>(Args<TCache> a) where TCache : struct, IStorage
+    {
+        int lane = Group.IdxX;
+        int group = Grid.IdxX;
+        int row = group / a.Heads;
+        int head = group - row * a.Heads;
+        var range = a.Ranges[row];
+        int keyCount = range.End - range.Begin;
+        long outputAt = (long)group * a.HeadDim;
+        if (keyCount == 0)
+        {
+            WriteMasked(a, outputAt, group, lane);
+            return;
+        }
+
+        int kvHead = head / (a.Heads / a.KvHeads);
+        long positionStride = (long)a.KvHeads * a.HeadDim;
+        long headAt = (long)range.Slot * a.Capacity * positionStride + (long)kvHead * a.HeadDim;
+        // Ranges never exceed the capacity, so a position wraps at most once: no modulo per key.
+        int firstPosition = range.Begin % a.Capacity;
+        long scoresAt = (long)group * a.ScoresPerGroup;
+        long biasAt = a.BiasOffset + row * a.BiasRowStride + head * a.BiasHeadStride + range.Begin;
+
+        var tile = SharedMemory.GetDynamic<float>();
+        int pitch = TilePitch(a.HeadDim);
+        float laneMax = float.NegativeInfinity;
+        for (int tileStart = 0; tileStart < keyCount; tileStart += a.TileKeys)
+        {
+            int tileKeys = keyCount - tileStart < a.TileKeys ? keyCount - tileStart : a.TileKeys;
+            for (int k = 0; k < tileKeys; k++)
+            {
+                int position = firstPosition + tileStart + k;
+                position = position >= a.Capacity ? position - a.Capacity : position;
+                long keyAt = headAt + position * positionStride;
+                for (int d = lane; d < a.HeadDim; d += Canonical.Lanes)
+                    tile[k * pitch + d] = a.Keys.Load(keyAt + d);
+            }
+            Group.Barrier();
+            // Key i belongs to canonical lane i mod 32, so each thread scores its own lane's key.
+            int tileRow = lane - (tileStart & (Canonical.Lanes - 1));
+            if (tileRow >= 0 && tileRow < tileKeys)
+            {
+                int i = tileStart + tileRow;
+                var terms = new QueryKeyTerms { Q = a.Q, Tile = tile, QueryAt = outputAt, KeyAt = tileRow * pitch };
+                float score = Mul(SerialTree.Sum(ref terms, a.HeadDim), a.Scale);
+                if (a.SoftCap > 0f)
+                    score = CanonicalMath.SoftCap(score, a.SoftCap);
+                if (a.HasBias != 0)
+                    score = Add(score, a.Bias[biasAt + i]);
+                a.Scores[scoresAt + i] = score;
+                laneMax = CanonicalMath.Max(laneMax, score);
+            }
+            // The next tile overwrites this one; after the last there is none.
+            if (tileStart + a.TileKeys < keyCount)
+                Group.Barrier();
+        }
+        // Every thread takes the same branch: the butterfly gives threads above lane 0 the mirror
+        // Max(b, a), which differs from lane 0's only between ±0 or between NaNs — both are −inf
+        // alike, and s − (±0) and s − NaN give the same exp weights.
+        float max = WarpTree.Max(laneMax);
+        if (max == float.NegativeInfinity)
+        {
+            WriteMasked(a, outputAt, group, lane);
+            return;
+        }
+
+        float laneSum = 0f;
+        for (int i = lane; i < keyCount; i += Canonical.Lanes)
+        {
+            float weight = CanonicalMath.Exp(Sub(a.Scores[scoresAt + i], max));
+            a.Scores[scoresAt + i] = weight;
+            laneSum = Add(laneSum, weight);
+        }
+        float total = WarpTree.Sum(laneSum);
+        Group.Barrier();
+
+        for (int d = lane; d < a.HeadDim; d += Canonical.Lanes)
+        {
+            var terms = new WeightedValueTerms<TCache>
+            {
+                Weights = a.Scores, Values = a.Values, WeightsAt = scoresAt, ValueAt = headAt + d,
+                PositionStride = positionStride, FirstPosition = firstPosition, Capacity = a.Capacity,
+            };
+            a.Output[outputAt + d] = Div(SerialTree.Sum(ref terms, keyCount), total);
+        }
+        if (lane == 0)
+            a.FullyMasked[group] = 0;
+    }
+
+    /// <summary>Shared-memory row pitch of a key tile: odd, so the rows of 32 threads fall in 32 different banks.</summary>
+    static int TilePitch(int headDim) => headDim | 1;
+
+    /// <summary>Shared memory a warp may use without a per-kernel opt-in on CUDA.</summary>
+    const int SharedMemoryBytes = 48 * 1024;
+
+    /// <summary>Keys per shared-memory tile: 32, or a smaller power of two when head_dim is too large for 32 rows.</summary>
+    public static int TileKeysFor(int headDim)
+    {
+        int keys = Canonical.Lanes;
+        while (keys > 1 && (long)keys * TilePitch(headDim) * sizeof(float) > SharedMemoryBytes)
+            keys /= 2;
+        if ((long)keys * TilePitch(headDim) * sizeof(float) > SharedMemoryBytes)
+            throw new NotSupportedException($"attention: head_dim {headDim} does not fit one key row in {SharedMemoryBytes} bytes of shared memory");
+        return keys;
+    }
+
+    static void WriteMasked<TCache>(Args<TCache> a, long outputAt, int group, int lane) where TCache : struct, IStorage
+    {
+        for (int d = lane; d < a.HeadDim; d += Canonical.Lanes)
+            a.Output[outputAt + d] = 0f;
+        if (lane == 0)
+            a.FullyMasked[group] = 1;
+    }
+
+    /// <summary>
+    /// Validates, then launches one warp per (row, head). <paramref name="rangesOnDevice"/> holds
+    /// <paramref name="ranges"/>; <paramref name="scores"/> holds at least rows × heads × the longest
+    /// range; <paramref name="fullyMasked"/> receives 1 for each (row, head) that had no finite score.
+    /// </summary>
+    public static void Run(KernelLibrary library, ArrayView<float> q, ArrayView<byte> keys, ArrayView<byte> values,
+        StorageType cacheType, ArrayView<float> output, ReadOnlySpan<KeyRange> ranges, ArrayView<KeyRange> rangesOnDevice,
+        AttentionShape shape, ArrayView<float>? bias, AttentionBiasLayout? biasLayout, ArrayView<float> scores,
+        ArrayView<int> fullyMasked)
+    {
+        int size = cacheType.SizeOf();
+        int longest = Validate(shape, q.Length, keys.Length / size, values.Length / size, output.Length, ranges,
+            bias?.Length, biasLayout, fullyMasked.Length);
+        if (bias.HasValue != biasLayout.HasValue)
+            throw new ArgumentException("attention: a bias needs both its values and its layout");
+        Shapes.Expect("attention: key ranges on the device", rangesOnDevice.Length, ranges.Length, "the key ranges");
+        int groups = checked(shape.Rows * shape.Heads);
+        Shapes.ExpectAtLeast("attention: score scratch", scores.Length, (long)groups * longest, $"rows × heads {groups} × longest key range {longest}");
+
+        var layout = biasLayout ?? default;
+        int tileKeys = TileKeysFor(shape.HeadDim);
+        var config = new KernelConfig(groups, KernelContext.WarpSize,
+            SharedMemoryConfig.RequestDynamic<float>(tileKeys * TilePitch(shape.HeadDim)));
+        switch (cacheType)
+        {
+            case StorageType.F32:
+                library.Get<Args<F32Storage>>(Kernel)(config, Arguments(new F32Storage(keys.Cast<float>()), new F32Storage(values.Cast<float>())));
+                break;
+            case StorageType.F16:
+                library.Get<Args<F16Storage>>(Kernel)(config, Arguments(new F16Storage(keys.Cast<ushort>()), new F16Storage(values.Cast<ushort>())));
+                break;
+            default:
+                library.Get<Args<Bf16Storage>>(Kernel)(config, Arguments(new Bf16Storage(keys.Cast<ushort>()), new Bf16Storage(values.Cast<ushort>())));
+                break;
+        }
+
+        Args<T> Arguments<T>(T keyStorage, T valueStorage) where T : struct, IStorage => new()
+        {
+            Q = q, Keys = keyStorage, Values = valueStorage, Output = output, Ranges = rangesOnDevice,
+            Bias = bias ?? q, Scores = scores, FullyMasked = fullyMasked, Heads = shape.Heads, KvHeads = shape.KvHeads,
+            HeadDim = shape.HeadDim, Capacity = shape.Capacity, ScoresPerGroup = longest, HasBias = bias.HasValue ? 1 : 0,
+            TileKeys = tileKeys,
+            Scale = shape.Scale, SoftCap = shape.SoftCap, BiasOffset = layout.Offset, BiasRowStride = layout.RowStride,
+            BiasHeadStride = layout.HeadStride,
+        };
     }
 
     /// <summary>Index of element 0 of (slot, key position, kv head) in the cache.</summary>

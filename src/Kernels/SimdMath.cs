@@ -63,6 +63,43 @@ public unsafe struct F16Vectors : IStoredVectors
     public static float Load1(byte* data, long at) => HalfBits.F16ToF32(((ushort*)data)[at]);
 }
 
+/// <summary>
+/// f16 values widened exactly for every half, ±inf and NaN included: the KV cache and converted
+/// tensors, where an f16 overflow may have stored ±inf (<see cref="F16Vectors"/> is exact for
+/// finite halves only). The finite path is <see cref="F16Vectors"/>' rebias by 2^112; exponent
+/// 0x1F lanes take the shifted pattern with an all-ones binary32 exponent, as
+/// <see cref="HalfBits.F16ToF32"/> does.
+/// </summary>
+public unsafe struct F16CacheVectors : IStoredVectors
+{
+    public static StorageType Type => StorageType.F16;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Load16(byte* data, long at)
+    {
+        var bits = Avx512F.ConvertToVector512Int32(Vector256.Load((short*)data + at));
+        var signedMagnitude = Avx512F.ShiftLeftLogical(bits, 13) & Vector512.Create(unchecked((int)0x8FFFE000));
+        var finite = signedMagnitude.AsSingle() * Vector512.Create(5.192296858534828e33f);
+        var special = (signedMagnitude | Vector512.Create(0x7F800000)).AsSingle();
+        var isSpecial = Vector512.Equals(bits & Vector512.Create(0x7C00), Vector512.Create(0x7C00)).AsSingle();
+        return Vector512.ConditionalSelect(isSpecial, special, finite);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Load8(byte* data, long at)
+    {
+        var bits = Avx2.ConvertToVector256Int32(Vector128.Load((short*)data + at));
+        var signedMagnitude = Avx2.ShiftLeftLogical(bits, 13) & Vector256.Create(unchecked((int)0x8FFFE000));
+        var finite = signedMagnitude.AsSingle() * Vector256.Create(5.192296858534828e33f);
+        var special = (signedMagnitude | Vector256.Create(0x7F800000)).AsSingle();
+        var isSpecial = Vector256.Equals(bits & Vector256.Create(0x7C00), Vector256.Create(0x7C00)).AsSingle();
+        return Vector256.ConditionalSelect(isSpecial, special, finite);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Load1(byte* data, long at) => HalfBits.F16ToF32(((ushort*)data)[at]);
+}
+
 public unsafe struct Bf16Vectors : IStoredVectors
 {
     public static StorageType Type => StorageType.BF16;

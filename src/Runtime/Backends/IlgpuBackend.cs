@@ -158,12 +158,63 @@ public sealed class IlgpuBackend : IBackend
     public void Rotary(Tensor x, Tensor angles, RotaryShape shape) => throw new NotImplementedException();
 
     public int ScatterRows(Tensor source, Tensor destination, ReadOnlySpan<long> rowIndices, ScatterShape shape,
-        Span<bool> rowOverflowed) => throw new NotImplementedException();
+        Span<bool> rowOverflowed)
+    {
+        var type = destination.Type.AsStorage();
+        shape.Validate(source.Length, destination.Length, rowIndices);
+        Shapes.Expect("scatter: overflow flags", rowOverflowed.Length, shape.Rows, $"one per row, rows {shape.Rows}");
+        using var indices = Stage(rowIndices);
+        using var flags = Scratch<int>(shape.Rows);
+        var flagsView = flags.View.AsContiguous().SubView(0, shape.Rows);
+        Scatter.Run(kernels, F32(source), Bytes(destination), type, rowIndices, indices.View.AsContiguous().SubView(0, rowIndices.Length),
+            shape, flagsView);
+        Span<int> overflowed = shape.Rows <= 256 ? stackalloc int[shape.Rows] : new int[shape.Rows];
+        accelerator.Synchronize();
+        flagsView.CopyToCPU(overflowed);
+        int count = 0;
+        for (int r = 0; r < shape.Rows; r++)
+        {
+            rowOverflowed[r] = overflowed[r] != 0;
+            count += overflowed[r] != 0 ? 1 : 0;
+        }
+        return count;
+    }
 
-    public long Convert(Tensor source, Tensor destination) => throw new NotImplementedException();
+    public long Convert(Tensor source, Tensor destination)
+    {
+        var sourceType = source.Type.AsStorage();
+        var type = destination.Type.AsStorage();
+        Shapes.Expect($"convert: destination {destination.Name}", destination.Length, source.Length, $"the length of {source.Name}");
+        using var overflows = Scratch<long>(1);
+        Scatter.RunConvert(kernels, Bytes(source), sourceType, Bytes(destination), type, overflows.View.AsContiguous());
+        Span<long> count = stackalloc long[1];
+        accelerator.Synchronize();
+        overflows.View.AsContiguous().CopyToCPU(count);
+        return count[0];
+    }
 
     public void Attention(Tensor q, Tensor keys, Tensor values, Tensor output, ReadOnlySpan<KeyRange> ranges,
-        AttentionShape shape, AttentionBias? bias, Span<bool> fullyMasked) => throw new NotImplementedException();
+        AttentionShape shape, AttentionBias? bias, Span<bool> fullyMasked)
+    {
+        if (keys.Type != values.Type)
+            throw new ArgumentException($"attention: the key cache {keys.Name} holds {keys.Type.Name()} values and the value cache {values.Name} {values.Type.Name()}; both must share one storage type");
+        var cacheType = keys.Type.AsStorage();
+        int longest = Kernels.Attention.Validate(shape, q.Length, keys.Length, values.Length, output.Length, ranges,
+            bias?.Values.Length, bias?.Layout, fullyMasked.Length);
+        int groups = shape.Rows * shape.Heads;
+        using var rangesOnDevice = Stage(ranges);
+        using var scores = accelerator.Allocate1D<float>(Math.Max(1, (long)groups * longest));
+        using var flags = Scratch<int>(groups);
+        var flagsView = flags.View.AsContiguous().SubView(0, groups);
+        Kernels.Attention.Run(kernels, F32(q), Bytes(keys), Bytes(values), cacheType, F32(output), ranges,
+            rangesOnDevice.View.AsContiguous().SubView(0, ranges.Length), shape, bias is { } b ? F32(b.Values) : null, bias?.Layout,
+            scores.View.AsContiguous(), flagsView);
+        Span<int> masked = groups <= 256 ? stackalloc int[groups] : new int[groups];
+        accelerator.Synchronize();
+        flagsView.CopyToCPU(masked);
+        for (int i = 0; i < groups; i++)
+            fullyMasked[i] = masked[i] != 0;
+    }
 
     public void GatedActivation(Tensor gate, Tensor up, Tensor output, long count, Activation activation) =>
         throw new NotImplementedException();

@@ -13,6 +13,9 @@ public sealed unsafe class SimdBackend : IBackend
     readonly CpuWorkers workers;
     readonly SimdLevel level;
     readonly LinearSimd.Job linearJob = new();
+    readonly AttentionSimd.Job attentionJob = new();
+    readonly ScatterSimd.Job scatterJob = new();
+    readonly ScatterSimd.ConvertJob convertJob = new();
 
     public SimdBackend(int threads = 0, SimdLevel maxLevel = SimdLevel.Avx512)
     {
@@ -110,12 +113,38 @@ public sealed unsafe class SimdBackend : IBackend
     public void Rotary(Tensor x, Tensor angles, RotaryShape shape) => throw new NotImplementedException();
 
     public int ScatterRows(Tensor source, Tensor destination, ReadOnlySpan<long> rowIndices, ScatterShape shape,
-        Span<bool> rowOverflowed) => throw new NotImplementedException();
+        Span<bool> rowOverflowed)
+    {
+        var type = destination.Type.AsStorage();
+        shape.Validate(source.Length, destination.Length, rowIndices);
+        Shapes.Expect("scatter: overflow flags", rowOverflowed.Length, shape.Rows, $"one per row, rows {shape.Rows}");
+        fixed (long* indices = rowIndices)
+        fixed (bool* flags = rowOverflowed)
+            return ScatterSimd.Run(workers, level, scatterJob, F32(source), Pointer(destination), type, indices, shape, flags);
+    }
 
-    public long Convert(Tensor source, Tensor destination) => throw new NotImplementedException();
+    public long Convert(Tensor source, Tensor destination)
+    {
+        var sourceType = source.Type.AsStorage();
+        var type = destination.Type.AsStorage();
+        Shapes.Expect($"convert: destination {destination.Name}", destination.Length, source.Length, $"the length of {source.Name}");
+        return ScatterSimd.Convert(workers, level, convertJob, Pointer(source), sourceType, Pointer(destination), type, source.Length);
+    }
 
     public void Attention(Tensor q, Tensor keys, Tensor values, Tensor output, ReadOnlySpan<KeyRange> ranges,
-        AttentionShape shape, AttentionBias? bias, Span<bool> fullyMasked) => throw new NotImplementedException();
+        AttentionShape shape, AttentionBias? bias, Span<bool> fullyMasked)
+    {
+        if (keys.Type != values.Type)
+            throw new ArgumentException($"attention: the key cache {keys.Name} holds {keys.Type.Name()} values and the value cache {values.Name} {values.Type.Name()}; both must share one storage type");
+        var cacheType = keys.Type.AsStorage();
+        int longest = Kernels.Attention.Validate(shape, q.Length, keys.Length, values.Length, output.Length, ranges,
+            bias?.Values.Length, bias?.Layout, fullyMasked.Length);
+        float* biasValues = bias is { } b ? F32(b.Values) : null;
+        fixed (KeyRange* rangeList = ranges)
+        fixed (bool* masked = fullyMasked)
+            AttentionSimd.Run(workers, level, attentionJob, F32(q), Pointer(keys), Pointer(values), cacheType, F32(output),
+                rangeList, shape, biasValues, bias?.Layout ?? default, masked, longest);
+    }
 
     public void GatedActivation(Tensor gate, Tensor up, Tensor output, long count, Activation activation) =>
         throw new NotImplementedException();

@@ -1,0 +1,97 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+
+namespace IlgpuLlm.Kernels;
+
+/// <summary>
+/// The canonical dot product (<see cref="Canonical.Dot"/>) of binary32 values with stored values,
+/// at every SIMD level: the 32 lanes as two Vector512 or four Vector256 accumulators, stored
+/// values widened inside the loop by <typeparamref name="T"/> of each method. Shared by every twin
+/// that needs it (linear's x·W, attention's q·k) so the order lives in one place.
+/// </summary>
+public static unsafe class SimdDot
+{
+    /// <summary>Canonical dot of x[0..k) with stored w[at..at+k) at the given SIMD level.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Dot<T>(SimdLevel level, float* x, byte* w, long at, int k) where T : struct, IStoredVectors =>
+        level switch
+        {
+            SimdLevel.Avx512 => Dot512<T>(x, w, at, k),
+            SimdLevel.Avx2 => Dot256<T>(x, w, at, k),
+            _ => DotScalar<T>(x, w, at, k),
+        };
+
+    /// <summary>Canonical dot of x[0..k) with stored w[at..at+k), lanes as two Vector512.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static float Dot512<T>(float* x, byte* w, long at, int k) where T : struct, IStoredVectors
+    {
+        var acc0 = Vector512<float>.Zero;
+        var acc1 = Vector512<float>.Zero;
+        int full = k & ~31;
+        for (int i = 0; i < full; i += 32)
+        {
+            acc0 = Vector512.FusedMultiplyAdd(Vector512.Load(x + i), T.Load16(w, at + i), acc0);
+            acc1 = Vector512.FusedMultiplyAdd(Vector512.Load(x + i + 16), T.Load16(w, at + i + 16), acc1);
+        }
+        if (full < k)
+        {
+            // Lanes past the end get no term at all (not a zero term: fma(0, 0, −0) is +0).
+            int active = k - full;
+            var xs = stackalloc float[32];
+            var ws = stackalloc float[32];
+            for (int j = 0; j < 32; j++)
+            {
+                xs[j] = j < active ? x[full + j] : 0f;
+                ws[j] = j < active ? T.Load1(w, at + full + j) : 0f;
+            }
+            acc0 = Vector512.ConditionalSelect(SimdTree.Active16(0, active),
+                Vector512.FusedMultiplyAdd(Vector512.Load(xs), Vector512.Load(ws), acc0), acc0);
+            acc1 = Vector512.ConditionalSelect(SimdTree.Active16(16, active),
+                Vector512.FusedMultiplyAdd(Vector512.Load(xs + 16), Vector512.Load(ws + 16), acc1), acc1);
+        }
+        return SimdTree.Sum(acc0, acc1);
+    }
+
+    /// <summary>Canonical dot of x[0..k) with stored w[at..at+k), lanes as four Vector256.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static float Dot256<T>(float* x, byte* w, long at, int k) where T : struct, IStoredVectors
+    {
+        var acc0 = Vector256<float>.Zero;
+        var acc1 = Vector256<float>.Zero;
+        var acc2 = Vector256<float>.Zero;
+        var acc3 = Vector256<float>.Zero;
+        int full = k & ~31;
+        for (int i = 0; i < full; i += 32)
+        {
+            acc0 = Vector256.FusedMultiplyAdd(Vector256.Load(x + i), T.Load8(w, at + i), acc0);
+            acc1 = Vector256.FusedMultiplyAdd(Vector256.Load(x + i + 8), T.Load8(w, at + i + 8), acc1);
+            acc2 = Vector256.FusedMultiplyAdd(Vector256.Load(x + i + 16), T.Load8(w, at + i + 16), acc2);
+            acc3 = Vector256.FusedMultiplyAdd(Vector256.Load(x + i + 24), T.Load8(w, at + i + 24), acc3);
+        }
+        if (full < k)
+        {
+            int active = k - full;
+            var xs = stackalloc float[32];
+            var ws = stackalloc float[32];
+            for (int j = 0; j < 32; j++)
+            {
+                xs[j] = j < active ? x[full + j] : 0f;
+                ws[j] = j < active ? T.Load1(w, at + full + j) : 0f;
+            }
+            acc0 = Vector256.ConditionalSelect(SimdTree.Active8(0, active), Vector256.FusedMultiplyAdd(Vector256.Load(xs), Vector256.Load(ws), acc0), acc0);
+            acc1 = Vector256.ConditionalSelect(SimdTree.Active8(8, active), Vector256.FusedMultiplyAdd(Vector256.Load(xs + 8), Vector256.Load(ws + 8), acc1), acc1);
+            acc2 = Vector256.ConditionalSelect(SimdTree.Active8(16, active), Vector256.FusedMultiplyAdd(Vector256.Load(xs + 16), Vector256.Load(ws + 16), acc2), acc2);
+            acc3 = Vector256.ConditionalSelect(SimdTree.Active8(24, active), Vector256.FusedMultiplyAdd(Vector256.Load(xs + 24), Vector256.Load(ws + 24), acc3), acc3);
+        }
+        return SimdTree.Sum(acc0, acc1, acc2, acc3);
+    }
+
+    /// <summary>Canonical dot in plain scalar code, for machines without AVX2.</summary>
+    public static float DotScalar<T>(float* x, byte* w, long at, int k) where T : struct, IStoredVectors
+    {
+        Span<float> lanes = stackalloc float[Canonical.Lanes];
+        for (int i = 0; i < k; i++)
+            lanes[i & 31] = MathF.FusedMultiplyAdd(x[i], T.Load1(w, at + i), lanes[i & 31]);
+        return Canonical.SumTree(lanes);
+    }
+}
