@@ -292,9 +292,9 @@ public static partial class Attention
             if (tileStart + a.TileKeys < keyCount)
                 Group.Barrier();
         }
-        // Every thread takes the same branch: the butterfly gives threads above lane 0 the mirror
-        // Max(b, a), which differs from lane 0's only between ±0 or between NaNs — both are −inf
-        // alike, and s − (±0) and s − NaN give the same exp weights.
+        // Threads other than lane 0 end with the tree's mirror image (Max(b, a) at some nodes),
+        // which can differ from lane 0's m only in the sign of a zero or a NaN's payload: all
+        // threads take the same branch, and exp(s − m) gives the same weights for either.
         float max = WarpTree.Max(laneMax);
         if (max == float.NegativeInfinity)
         {
