@@ -104,23 +104,28 @@ public static class WarpTree
     }
 }
 
-/// <summary>
-/// The canonical tree evaluated by one thread over 32 lane values that a warp left in (shared)
-/// memory: one barrier hands a whole warp's partial sums to one thread per output, instead of five
-/// shuffles per output — which matters on ILGPU's CPU accelerator, where every shuffle is a
-/// barrier across 32 OS threads.
-/// </summary>
-public static class StoredTree
+/// <summary>How two lanes combine in the tree: the left operand is always the lower lane.</summary>
+public interface ILaneFold
 {
-    /// <summary>Folds lanes[offset .. offset + 32) with the canonical tree; overwrites them.</summary>
+    float Combine(float lower, float upper);
+}
+
+public struct SumFold : ILaneFold
+{
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float Sum(ArrayView<float> lanes, int offset)
-    {
-        for (int h = Canonical.Lanes / 2; h >= 1; h >>= 1)
-            for (int j = 0; j < h; j++)
-                lanes[offset + j] = Add(lanes[offset + j], lanes[offset + j + h]);
-        return lanes[offset];
-    }
+    public float Combine(float lower, float upper) => Add(lower, upper);
+}
+
+public struct MaxFold : ILaneFold
+{
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public float Combine(float lower, float upper) => CanonicalMath.Max(lower, upper);
+}
+
+/// <summary>Where a single thread gets the final value of lane j from.</summary>
+public interface ILaneSource
+{
+    float Lane(int lane);
 }
 
 /// <summary>A sequence of terms that one thread folds into a lane accumulator.</summary>
@@ -131,40 +136,96 @@ public interface ITermSource
 }
 
 /// <summary>
-/// The canonical reduction evaluated by a single thread: the 32 lanes one after another, in the
+/// The canonical tree evaluated by a single thread: the 32 lanes one after another, in the
 /// depth-first order of the tree (lanes 0, 16, 8, 24, 4, …, the bit reversal of 0..31), merging
-/// completed subtrees like a binary counter. Only five partial sums are live, so no local array is
-/// needed on the GPU. Used where the data is laid out so that neighbouring threads reduce
-/// different outputs (attention's sum over keys, with threads over the head dimension).
+/// completed subtrees like a binary counter. Only five partial values are live, so no local array
+/// is needed on the GPU.
 /// </summary>
 public static class SerialTree
 {
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float Sum<T>(ref T terms, int count) where T : struct, ITermSource
+    public static float Fold<TSource, TFold>(ref TSource source)
+        where TSource : struct, ILaneSource where TFold : struct, ILaneFold
     {
+        var fold = default(TFold);
         float s0 = 0f, s1 = 0f, s2 = 0f, s3 = 0f, s4 = 0f;
         for (int c = 0; c < Canonical.Lanes; c++)
         {
-            int lane = ReverseLaneBits(c);
-            float v = 0f;
-            for (int i = lane; i < count; i += Canonical.Lanes)
-                v = terms.Accumulate(i, v);
+            float v = source.Lane(ReverseLaneBits(c));
             if ((c & 1) == 0) { s0 = v; continue; }
-            v = Add(s0, v);
+            v = fold.Combine(s0, v);
             if ((c & 2) == 0) { s1 = v; continue; }
-            v = Add(s1, v);
+            v = fold.Combine(s1, v);
             if ((c & 4) == 0) { s2 = v; continue; }
-            v = Add(s2, v);
+            v = fold.Combine(s2, v);
             if ((c & 8) == 0) { s3 = v; continue; }
-            v = Add(s3, v);
+            v = fold.Combine(s3, v);
             if ((c & 16) == 0) { s4 = v; continue; }
-            return Add(s4, v);
+            return fold.Combine(s4, v);
         }
         return s0; // not reached: c = 31 returns above
+    }
+
+    /// <summary>
+    /// The canonical sum of <paramref name="count"/> terms by one thread. Used where the data is laid
+    /// out so that neighbouring threads reduce different outputs (attention's sum over keys, threads
+    /// over the head dimension).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Sum<T>(ref T terms, int count) where T : struct, ITermSource
+    {
+        var lanes = new TermLanes<T> { Terms = terms, Count = count };
+        return Fold<TermLanes<T>, SumFold>(ref lanes);
+    }
+
+    struct TermLanes<T> : ILaneSource where T : struct, ITermSource
+    {
+        public T Terms;
+        public int Count;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public float Lane(int lane)
+        {
+            float v = 0f;
+            for (int i = lane; i < Count; i += Canonical.Lanes)
+                v = Terms.Accumulate(i, v);
+            return v;
+        }
     }
 
     /// <summary>The 5-bit reversal of c: the tree's depth-first visiting order of lanes.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int ReverseLaneBits(int c) =>
         ((c & 1) << 4) | ((c & 2) << 2) | (c & 4) | ((c & 8) >> 2) | ((c & 16) >> 4);
+}
+
+/// <summary>
+/// The canonical tree evaluated by one thread over 32 lane values that a warp left in (shared)
+/// memory: one barrier hands a whole warp's partial sums to one thread per output, instead of five
+/// shuffles per output — which matters on ILGPU's CPU accelerator, where every shuffle is a
+/// barrier across 32 OS threads. The lanes are only read.
+/// </summary>
+public static class StoredTree
+{
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Sum(ArrayView<float> lanes)
+    {
+        var source = new StoredLanes { Values = lanes };
+        return SerialTree.Fold<StoredLanes, SumFold>(ref source);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Max(ArrayView<float> lanes)
+    {
+        var source = new StoredLanes { Values = lanes };
+        return SerialTree.Fold<StoredLanes, MaxFold>(ref source);
+    }
+
+    struct StoredLanes : ILaneSource
+    {
+        public ArrayView<float> Values;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public float Lane(int lane) => Values[lane];
+    }
 }

@@ -98,7 +98,7 @@ public static class Linear
         int n = n0 + lane;
         for (int r = 0; r < rows; r++)
         {
-            float dot = StoredTree.Sum(partials, r * RowStride + lane * LaneStride);
+            float dot = StoredTree.Sum(partials.SubView(r * RowStride + lane * LaneStride, Canonical.Lanes));
             a.Y[(long)(m0 + r) * a.OutFeatures + n] = a.HasBias != 0 ? Add(dot, a.Bias[n]) : dot;
         }
     }

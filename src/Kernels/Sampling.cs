@@ -307,7 +307,7 @@ public static partial class Sampling
     /// integer counts spread the vocabulary over all threads (counts are exact, so their order is
     /// free). Canonical sums and maxima keep lane j of a warp on indices j, j+32, …; the 32 lane
     /// values go to shared memory and every thread folds them with the canonical tree
-    /// (<see cref="SharedTreeSum"/>), so each reduction costs one barrier and all threads hold the
+    /// (<see cref="StoredTree"/>), so each reduction costs one barrier and all threads hold the
     /// same bits. Top-p tests three thresholds per warp per pass; the inverse CDF runs on warp 0,
     /// extending its prefix-sum lanes as the bisection moves up.
     /// </summary>
@@ -377,7 +377,7 @@ public static partial class Sampling
         if (warp == 0)
             maxLanes[lane] = LaneMax(x, vocabulary, lane);
         Group.Barrier();
-        float max = SharedTreeMax(maxLanes);
+        float max = StoredTree.Max(maxLanes);
         if (!(max > float.NegativeInfinity))
         {
             GroupArgmax(x, vocabulary, thread, threads, bestValues, bestIndices, a.Tokens, row);
@@ -399,7 +399,7 @@ public static partial class Sampling
                 if (warp == 0)
                     totalLanes[lane] = LaneSum(x, vocabulary, lane);
                 Group.Barrier();
-                float target = Mul(topP, SharedTreeSum(totalLanes));
+                float target = Mul(topP, StoredTree.Sum(totalLanes));
                 tau = GroupTopPThreshold(x, vocabulary, target, lane, warp, threads / Canonical.Lanes, lanes, ref buffer);
             }
             for (int i = thread; i < vocabulary; i += threads)
@@ -418,7 +418,7 @@ public static partial class Sampling
         buffer ^= 1;
         sumLanes[lane] = LaneSum(x, vocabulary, lane);
         Warp.Barrier();
-        float total = SharedTreeSum(sumLanes);
+        float total = StoredTree.Sum(sumLanes);
         ulong seed = (uint)a.Parameters[p + 9] | ((ulong)(uint)a.Parameters[p + 10] << 32);
         float u = Philox.Uniform(seed, a.Parameters[p + 5], a.Parameters[p + 6]);
         float drawTarget = Mul(u, total);
@@ -567,7 +567,7 @@ public static partial class Sampling
             for (int q = 0; q < candidates; q++)
             {
                 long candidate = low + span * (q + 1) / (candidates + 1);
-                if (SharedTreeSum(stepLanes.SubView(q * Canonical.Lanes, Canonical.Lanes)) >= target)
+                if (StoredTree.Sum(stepLanes.SubView(q * Canonical.Lanes, Canonical.Lanes)) >= target)
                     newLow = candidate;
                 else if (candidate < newHigh)
                     newHigh = candidate;
@@ -603,52 +603,6 @@ public static partial class Sampling
     }
 
     /// <summary>
-    /// The canonical tree over 32 lane values in shared memory, evaluated by one thread in the
-    /// tree's depth-first order (as <see cref="SerialTree"/> does): lanes 0, 16, 8, 24, …, merging
-    /// finished subtrees like a binary counter, lower lane always the left operand.
-    /// </summary>
-    static float SharedTreeSum(ArrayView<float> laneValues)
-    {
-        float s0 = 0f, s1 = 0f, s2 = 0f, s3 = 0f, s4 = 0f;
-        for (int c = 0; c < Canonical.Lanes; c++)
-        {
-            float v = laneValues[SerialTree.ReverseLaneBits(c)];
-            if ((c & 1) == 0) { s0 = v; continue; }
-            v = Add(s0, v);
-            if ((c & 2) == 0) { s1 = v; continue; }
-            v = Add(s1, v);
-            if ((c & 4) == 0) { s2 = v; continue; }
-            v = Add(s2, v);
-            if ((c & 8) == 0) { s3 = v; continue; }
-            v = Add(s3, v);
-            if ((c & 16) == 0) { s4 = v; continue; }
-            return Add(s4, v);
-        }
-        return s0; // not reached: c = 31 returns above
-    }
-
-    /// <summary><see cref="SharedTreeSum"/> with <see cref="CanonicalMath.Max"/>.</summary>
-    static float SharedTreeMax(ArrayView<float> laneValues)
-    {
-        float s0 = 0f, s1 = 0f, s2 = 0f, s3 = 0f, s4 = 0f;
-        for (int c = 0; c < Canonical.Lanes; c++)
-        {
-            float v = laneValues[SerialTree.ReverseLaneBits(c)];
-            if ((c & 1) == 0) { s0 = v; continue; }
-            v = CanonicalMath.Max(s0, v);
-            if ((c & 2) == 0) { s1 = v; continue; }
-            v = CanonicalMath.Max(s1, v);
-            if ((c & 4) == 0) { s2 = v; continue; }
-            v = CanonicalMath.Max(s2, v);
-            if ((c & 8) == 0) { s3 = v; continue; }
-            v = CanonicalMath.Max(s3, v);
-            if ((c & 16) == 0) { s4 = v; continue; }
-            return CanonicalMath.Max(s4, v);
-        }
-        return s0; // not reached: c = 31 returns above
-    }
-
-    /// <summary>
     /// <see cref="InverseCdf"/> on warp 0: bisection over the prefix length, with the 32 lane sums
     /// of the lower bound kept, so each step only adds the terms between the lower bound and the
     /// midpoint (about one pass over the row in all) before the tree.
@@ -667,7 +621,7 @@ public static partial class Sampling
             buffer ^= 1;
             stepLanes[lane] = extended;
             Warp.Barrier();
-            if (SharedTreeSum(stepLanes) > target)
+            if (StoredTree.Sum(stepLanes) > target)
                 high = middle;
             else
             {
