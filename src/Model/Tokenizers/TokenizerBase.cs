@@ -61,7 +61,15 @@ public abstract class TokenizerBase : ITokenizer
 
     public bool AddBosByDefault { get; }
 
-    public int[] Encode(string text, bool addBos, bool parseSpecial)
+    public int[] Encode(string text, bool addBos, bool parseSpecial) => Encode(text, addBos, parseSpecial, trusted: null);
+
+    public int[] Encode(string text, bool addBos, IReadOnlyList<Range> specialTokenRanges)
+    {
+        ArgumentNullException.ThrowIfNull(specialTokenRanges);
+        return Encode(text, addBos, parseSpecial: true, specialTokenRanges);
+    }
+
+    int[] Encode(string text, bool addBos, bool parseSpecial, IReadOnlyList<Range>? trusted)
     {
         ArgumentNullException.ThrowIfNull(text);
         var ids = new List<int>(text.Length / 3 + 2);
@@ -69,7 +77,7 @@ public abstract class TokenizerBase : ITokenizer
             ids.Add(bos);
 
         var fragments = new List<Fragment>();
-        matcher.Partition(text, parseSpecial, fragments);
+        matcher.Partition(text, parseSpecial, trusted, fragments);
         // llama.cpp's is_prev_special: the start of the input counts as following a special token.
         bool followsSpecial = true;
         foreach (var fragment in fragments)
