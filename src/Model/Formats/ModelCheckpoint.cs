@@ -1,0 +1,220 @@
+using System.Collections.Immutable;
+
+namespace IlgpuLlm.Model.Formats;
+
+/// <summary>The file format a model was opened from.</summary>
+public enum ModelSourceFormat
+{
+    Gguf,
+    HuggingFace,
+    Llama2c,
+}
+
+/// <summary>
+/// An opened model: one normalised <see cref="ModelConfig"/> and its weights under canonical
+/// names, the same whichever format the file was (GGUF, Hugging Face folder, llama2.c). Weights
+/// point into memory maps; dispose the checkpoint to release them.
+/// </summary>
+public sealed class ModelCheckpoint : IDisposable
+{
+    readonly TensorStore _store;
+    readonly Dictionary<string, ModelTensor> _tensorsByName;
+
+    internal ModelCheckpoint(string sourcePath, ModelSourceFormat format, ModelConfig config,
+        ImmutableArray<ModelTensor> tensors, TensorStore store, GgufFile? gguf)
+    {
+        SourcePath = sourcePath;
+        Format = format;
+        Config = config;
+        Tensors = tensors;
+        _store = store;
+        Gguf = gguf;
+        _tensorsByName = tensors.ToDictionary(t => t.Name, StringComparer.Ordinal);
+    }
+
+    /// <summary>The file or folder that was opened.</summary>
+    public string SourcePath { get; }
+
+    public ModelSourceFormat Format { get; }
+
+    public ModelConfig Config { get; }
+
+    /// <summary>
+    /// Every weight in canonical order (token_embd, then blk.0 …, output_norm, output), exactly the
+    /// set the config implies. Transformers layout and conventions; see <see cref="ModelConfig"/>.
+    /// </summary>
+    public ImmutableArray<ModelTensor> Tensors { get; }
+
+    /// <summary>
+    /// The GGUF file itself (its metadata carries the tokenizer), when the source is a GGUF.
+    /// Owned by this checkpoint: disposing the checkpoint disposes it.
+    /// </summary>
+    public GgufFile? Gguf { get; }
+
+    /// <summary>
+    /// Opens any supported model: a folder (or a file inside it) with config.json and safetensors;
+    /// a GGUF file; otherwise a llama2.c checkpoint.
+    /// </summary>
+    public static ModelCheckpoint Open(string path)
+    {
+        if (Directory.Exists(path))
+            return HuggingFaceModelReader.Open(path);
+        if (path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase)
+            || path.EndsWith(".safetensors.index.json", StringComparison.OrdinalIgnoreCase)
+            || System.IO.Path.GetFileName(path) == "config.json")
+            return HuggingFaceModelReader.Open(System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path))!);
+        if (path.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase) || StartsWithGgufMagic(path))
+            return GgufModelReader.Open(path);
+        return Llama2cModelReader.Open(path);
+    }
+
+    public static ModelCheckpoint OpenGguf(string path) => GgufModelReader.Open(path);
+
+    /// <summary>Opens a transformers folder: config.json (+ generation_config.json) and model.safetensors or its sharded index.</summary>
+    public static ModelCheckpoint OpenHuggingFace(string folder) => HuggingFaceModelReader.Open(folder);
+
+    /// <summary>Opens a llama2.c <c>run.c</c> checkpoint (the 7-int32 legacy header).</summary>
+    public static ModelCheckpoint OpenLlama2c(string path) => Llama2cModelReader.Open(path);
+
+    public bool TryGetTensor(string name, out ModelTensor tensor) => _tensorsByName.TryGetValue(name, out tensor!);
+
+    /// <summary>A weight by canonical name (see <see cref="TensorNames"/>).</summary>
+    public ModelTensor GetTensor(string name) =>
+        _tensorsByName.TryGetValue(name, out var tensor)
+            ? tensor
+            : throw new KeyNotFoundException($"{SourcePath}: the model has no tensor '{name}'");
+
+    /// <summary>
+    /// Checks every weight for NaN/infinity (see <see cref="WeightFiniteness"/>); reads every
+    /// byte, so it belongs where the engine uploads weights, not in <see cref="Open"/>.
+    /// </summary>
+    public void EnsureAllFinite()
+    {
+        foreach (var tensor in Tensors)
+            WeightFiniteness.EnsureFinite(tensor);
+    }
+
+    public void Dispose() => _store.Dispose();
+
+    static bool StartsWithGgufMagic(string path)
+    {
+        try
+        {
+            using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1);
+            Span<byte> magic = stackalloc byte[4];
+            return stream.ReadAtLeast(magic, 4, throwOnEndOfStream: false) == 4 && magic.SequenceEqual("GGUF"u8);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
+        {
+            throw new ModelFormatException(path, $"cannot open the file ({e.Message})", e);
+        }
+    }
+}
+
+/// <summary>A tensor as a reader found it in a file, already named canonically.</summary>
+internal sealed record SourceTensor(
+    string CanonicalName, string SourceName, MappedFile File, long FileOffset, TensorDataType DataType, ImmutableArray<long> Shape);
+
+/// <summary>What a source's tensors need to reach the normalised (transformers) layout.</summary>
+internal sealed record Normalisation(
+    bool RotaryRowsInterleaved,
+    bool NormsStoreOffsetFromOne);
+
+/// <summary>
+/// Checks a reader's tensors against the tensor set its config implies and wraps them as
+/// <see cref="ModelTensor"/>s, attaching the lazy transformations that normalisation needs.
+/// </summary>
+internal static unsafe class CheckpointAssembler
+{
+    public static ModelCheckpoint Assemble(string sourcePath, ModelSourceFormat format, ModelConfig config,
+        IReadOnlyDictionary<string, SourceTensor> sources, Normalisation normalisation, TensorStore store,
+        GgufFile? gguf, Func<string, string>? describeSourceName = null)
+    {
+        ModelLayout.Validate(config, sourcePath);
+        var expected = ModelLayout.Expected(config);
+        var expectedNames = expected.Select(e => e.Name).ToHashSet(StringComparer.Ordinal);
+
+        foreach (var source in sources.Values)
+            if (!expectedNames.Contains(source.CanonicalName))
+                throw new ModelFormatException(source.File.Path,
+                    $"unexpected tensor '{source.SourceName}'" +
+                    (source.SourceName != source.CanonicalName ? $" (canonical '{source.CanonicalName}')" : "") +
+                    $": not part of a {config.Family} model with {config.LayerCount} layers" +
+                    $"{(config.TiedEmbeddings ? ", tied embeddings" : "")}{(config.HasQkvBias ? ", q/k/v biases" : ", no biases")}");
+
+        var tensors = ImmutableArray.CreateBuilder<ModelTensor>(expected.Count);
+        foreach (var e in expected)
+        {
+            if (!sources.TryGetValue(e.Name, out var source))
+            {
+                string fileName = describeSourceName?.Invoke(e.Name) is { } n && n != e.Name ? $" ('{n}' in this format)" : "";
+                throw new ModelFormatException(sourcePath,
+                    $"tensor '{e.Name}'{fileName} is missing: a {config.Family} model with this config needs it, shape [{string.Join(", ", e.Shape)}]");
+            }
+            if (!source.Shape.SequenceEqual(e.Shape))
+                throw new ModelFormatException(source.File.Path,
+                    $"tensor '{source.SourceName}': expected shape [{string.Join(", ", e.Shape)}] (from the config), " +
+                    $"found [{string.Join(", ", source.Shape)}]");
+            tensors.Add(Wrap(e, source, config, normalisation, store));
+        }
+        return new ModelCheckpoint(sourcePath, format, config, tensors.MoveToImmutable(), store, gguf);
+    }
+
+    static ModelTensor Wrap(ExpectedTensor e, SourceTensor s, ModelConfig config, Normalisation normalisation, TensorStore store)
+    {
+        // Check the bytes exist before any lazy transform could read them.
+        var mapped = ModelTensor.Mapped(store, e.Name, s.SourceName, s.DataType, s.Shape, s.File, s.FileOffset);
+        if (normalisation.RotaryRowsInterleaved && e.Role is TensorRole.Query or TensorRole.Key or TensorRole.QueryBias or TensorRole.KeyBias)
+        {
+            int heads = e.Role is TensorRole.Query or TensorRole.QueryBias ? config.HeadCount : config.KeyValueHeadCount;
+            return ModelTensor.Derived(store, e.Name, s.SourceName, s.File.Path, s.DataType, s.Shape,
+                "rows un-permuted from adjacent-pair rotary order (llama.cpp / Meta) to transformers' half-split order",
+                destination => RotaryRowOrder.ToHalfSplit(mapped.Pointer, (byte*)destination, heads, config.HeadDim,
+                    mapped.ByteLength / (heads * (long)config.HeadDim)));
+        }
+        if (normalisation.NormsStoreOffsetFromOne && e.Role is TensorRole.Norm)
+        {
+            return ModelTensor.Derived(store, e.Name, s.SourceName, s.File.Path, TensorDataType.F32, s.Shape,
+                $"Gemma norm weight: 1 + w computed in f32 (transformers' 1.0 + weight.float()), stored F32 (was {s.DataType})",
+                destination => GemmaNormWeights.AddOne(mapped, new Span<float>((void*)destination, checked((int)mapped.ElementCount))));
+        }
+        return mapped;
+    }
+}
+
+/// <summary>The q/k row order of adjacent-pair rotary (llama.cpp NORM rope, Meta/llama2.c checkpoints).</summary>
+public static unsafe class RotaryRowOrder
+{
+    /// <summary>
+    /// Inverts convert_hf_to_gguf.py <c>LlamaModel.permute</c>, which reshapes the rows of each head
+    /// to [2, head_dim/2] and swaps the axes: file row h·d + 2k + j holds transformers row
+    /// h·d + j·d/2 + k. Applied with n_head for q and n_kv_head for k, as the converter does.
+    /// </summary>
+    public static void ToHalfSplit(byte* source, byte* destination, int heads, int headDim, long rowBytes)
+    {
+        int half = headDim / 2;
+        for (int h = 0; h < heads; h++)
+            for (int j = 0; j < 2; j++)
+                for (int k = 0; k < half; k++)
+                {
+                    long from = (long)h * headDim + 2 * k + j;
+                    long to = (long)h * headDim + j * half + k;
+                    Buffer.MemoryCopy(source + from * rowBytes, destination + to * rowBytes, rowBytes, rowBytes);
+                }
+    }
+}
+
+/// <summary>Gemma's RMSNorm multiplies by (1 + w); transformers stores w, llama.cpp GGUFs store 1 + w.</summary>
+internal static class GemmaNormWeights
+{
+    /// <summary>
+    /// 1 + w in f32, as transformers' GemmaRMSNorm computes it at run time
+    /// (<c>output * (1.0 + self.weight.float())</c>), so a folder's weights equal a GGUF's stored ones.
+    /// </summary>
+    public static void AddOne(ModelTensor weights, Span<float> destination)
+    {
+        weights.CopyToFloat32(destination);
+        for (int i = 0; i < destination.Length; i++)
+            destination[i] = 1.0f + destination[i];
+    }
+}
