@@ -1,5 +1,6 @@
 using System.Text;
 using System.Text.RegularExpressions;
+using IlgpuLlm.Model.Formats;
 
 namespace IlgpuLlm.Model.Tokenizers;
 
@@ -133,6 +134,19 @@ public sealed class ChatTemplate
             ?? throw new InvalidOperationException(storedTemplate is null
                 ? $"no chat template is stored and family '{family}' has no built-in one; name one (llama3, llama2, gemma, chatml, qwen2.5)"
                 : $"the stored chat template is not one this engine recognises and family '{family}' has no built-in one; name one (llama3, llama2, gemma, chatml, qwen2.5)");
+    }
+
+    /// <summary>
+    /// <see cref="Resolve"/> for a GGUF model: its <c>tokenizer.chat_template</c> and <c>general.architecture</c>.
+    /// </summary>
+    public static ChatTemplate FromGguf(GgufFile gguf, string? userChoice, ITokenizer? tokenizer = null)
+    {
+        ArgumentNullException.ThrowIfNull(gguf);
+        return Resolve(
+            userChoice,
+            gguf.TryGetString("tokenizer.chat_template", out var stored) ? stored : null,
+            gguf.TryGetString("general.architecture", out var family) ? family : null,
+            tokenizer);
     }
 
     /// <summary>
