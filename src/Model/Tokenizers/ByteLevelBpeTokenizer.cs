@@ -45,13 +45,14 @@ public sealed record ByteLevelBpeOptions
 /// Merge ranks come from merges.txt order, or for a tiktoken file from the rank of the merged bytes.
 /// </summary>
 /// <remarks>
-/// Own code rather than Microsoft.ML.Tokenizers, after measuring both on llama.cpp's vectors: ML's
-/// BpeTokenizer has no ignore_merges, so the Llama 3 vocabulary in GPT-2 layout (and therefore a GGUF
-/// "llama-bpe" vocabulary) fails "Cửa Việt" (34 91163 11655 26298 83 instead of 34 91163 101798); its
-/// TiktokenTokenizer and its Qwen2 BPE pass the vectors, but both run the split pattern on .NET's Regex,
-/// which misclassifies letters and digits outside the BMP (see <see cref="PreTokenizer"/>), and they were
-/// slower than this code on the War and Peace corpus. One engine for all byte-level vocabularies also
-/// guarantees that the tiktoken file, its GPT-2-layout twin and the GGUF give the same ids.
+/// Own code rather than Microsoft.ML.Tokenizers, after running both on llama.cpp's vectors: ML's
+/// BpeTokenizer has no ignore_merges, so the Llama 3 vocabulary in GPT-2 layout (and so a GGUF
+/// "llama-bpe" vocabulary) fails "Cửa Việt" (34 91163 11655 26298 83 instead of 34 91163 101798). Its
+/// TiktokenTokenizer (Llama 3) and BpeTokenizer (Qwen2, with NFC done beforehand) pass all 46 vectors and
+/// give the same ids as this code on the whole War and Peace corpus, at a similar speed, but they run the
+/// split pattern on .NET's Regex, which misreads letters and digits outside the BMP (see
+/// <see cref="PreTokenizer"/>). One engine for every byte-level vocabulary also guarantees that the
+/// tiktoken file, its GPT-2-layout twin and a GGUF give the same ids.
 /// </remarks>
 public sealed class ByteLevelBpeTokenizer : TokenizerBase
 {
@@ -62,6 +63,8 @@ public sealed class ByteLevelBpeTokenizer : TokenizerBase
     readonly Dictionary<string, int>.AlternateLookup<ReadOnlySpan<char>> encoder;
     readonly Dictionary<long, (int Rank, int Merged)>? merges; // null: tiktoken ranks, looked up by the merged bytes
     readonly string?[] spellings;
+    readonly ConcurrentDictionary<long, int>? rankMemo;
+    const int RankMemoCapacity = 1 << 20;
     readonly int[] byteIds;
     readonly ByteLevelBpeOptions options;
     readonly ConcurrentDictionary<string, int[]> cache = new(StringComparer.Ordinal);
@@ -90,6 +93,7 @@ public sealed class ByteLevelBpeTokenizer : TokenizerBase
         encoder = t.Encoder.GetAlternateLookup<ReadOnlySpan<char>>();
         merges = t.Merges;
         spellings = t.Pieces;
+        rankMemo = merges is null ? new ConcurrentDictionary<long, int>(PairKeyComparer.Instance) : null;
         byteIds = t.ByteIds;
         options = t.Options;
         cacheLookup = cache.GetAlternateLookup<ReadOnlySpan<char>>();
@@ -246,10 +250,22 @@ public sealed class ByteLevelBpeTokenizer : TokenizerBase
 
     (int Rank, int Merged) Pair(int left, int right)
     {
+        long key = ((long)left << 32) | (uint)right;
         if (merges is not null)
-            return merges.TryGetValue(((long)left << 32) | (uint)right, out var m) ? m : (int.MaxValue, -1);
+            return merges.TryGetValue(key, out var m) ? m : (int.MaxValue, -1);
         // tiktoken: any two parts whose concatenation is a token merge, ranked by that token (rank = id).
-        string a = spellings[left]!, b = spellings[right]!;
+        // Found by looking the joined bytes up, and remembered: a text meets few distinct pairs.
+        if (!rankMemo!.TryGetValue(key, out int rank))
+        {
+            rank = JoinedRank(spellings[left]!, spellings[right]!);
+            if (rankMemo.Count < RankMemoCapacity)
+                rankMemo.TryAdd(key, rank);
+        }
+        return rank < 0 ? (int.MaxValue, -1) : (rank, rank);
+    }
+
+    int JoinedRank(string a, string b)
+    {
         int length = a.Length + b.Length;
         char[]? rented = null;
         Span<char> joined = length <= 256 ? stackalloc char[256] : (rented = ArrayPool<char>.Shared.Rent(length));
@@ -258,7 +274,7 @@ public sealed class ByteLevelBpeTokenizer : TokenizerBase
         bool found = encoder.TryGetValue(joined[..length], out int id);
         if (rented is not null)
             ArrayPool<char>.Shared.Return(rented);
-        return found ? (id, id) : (int.MaxValue, -1);
+        return found ? id : -1;
     }
 
     /// <summary>tiktoken's byte_pair_merge: rescan for the lowest rank after each merge; fast for short pieces.</summary>
