@@ -35,6 +35,8 @@ public class PreTokenizerTests
         Assert.Equal(["a𝐀b"], PreTokenizer.Gpt2.SplitToStrings("a𝐀b"));
         // .NET's Regex sees two surrogates (category Cs) and cuts the word; this is why the matchers are hand-coded.
         Assert.NotEqual(["a𝐀b𠀋c", " x"], ByRegex(PreTokenizer.Llama3Pattern).SplitToStrings("a𝐀b𠀋c x"));
+        // And the ids differ: Microsoft.ML.Tokenizers' TiktokenTokenizer (regex-based) starts " 𝟙𝟚𝟛𝟜" with 82350 (" \xF0\x9D").
+        Assert.Equal([220, 57352, 253, 247], TestTokenizers.Llama3.Encode(" 𝟙𝟚𝟛𝟜", false, false)[..4]);
     }
 
     [Fact]

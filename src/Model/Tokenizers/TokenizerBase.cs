@@ -5,7 +5,8 @@ namespace IlgpuLlm.Model.Tokenizers;
 /// <summary>
 /// What every tokenizer shares: the id ↔ piece tables, special-token partitioning and decoding to
 /// bytes. Subclasses supply the subword algorithm for runs of ordinary text and say what bytes each
-/// token stands for.
+/// token stands for. Instances are immutable apart from thread-safe caches, so one tokenizer may serve
+/// several threads; a <see cref="StreamingDecoder"/> belongs to one stream.
 /// </summary>
 public abstract class TokenizerBase : ITokenizer
 {
@@ -135,8 +136,10 @@ public abstract class TokenizerBase : ITokenizer
             return bytes;
         if (atStart)
         {
+            // Only a piece can carry the encoder's dummy-prefix "▁"; the first visible token of any kind
+            // ends the chance (Hugging Face's Strip decoder likewise looks at the first character only).
             atStart = false;
-            if (stripLeadingSpace && kind != TokenKind.Byte && bytes.Length > 0 && bytes[0] == (byte)' ')
+            if (stripLeadingSpace && kind is TokenKind.Normal or TokenKind.UserDefined or TokenKind.Unused && bytes.Length > 0 && bytes[0] == (byte)' ')
                 bytes = bytes[1..];
         }
         return bytes;
