@@ -87,6 +87,17 @@ public class LoadErrorTests
     }
 
     [Fact]
+    public void VocabularyGivingOneIdTwice()
+    {
+        using var temp = new TempFolder();
+        temp.Write("merges.txt", "a b\n");
+        var vocab = temp.Write("vocab.json", "{\"a\": 0, \"b\": 0}");
+        var e = Assert.Throws<TokenizerLoadException>(() => TokenizerFactory.Open(temp.Path));
+        Assert.Equal(vocab, e.FilePath);
+        Assert.Contains("id 0 is given to both", e.Message);
+    }
+
+    [Fact]
     public void TokenizerJsonOfAnotherModelType()
     {
         using var temp = new TempFolder();

@@ -13,8 +13,7 @@ public sealed record ByteLevelBpeOptions
 
     /// <summary>
     /// Hugging Face's <c>ignore_merges</c>, tiktoken's rule: a piece that is itself in the vocabulary is
-    /// emitted as that one token without running merges (Llama 3; merges alone can give a different split,
-    /// e.g. "ệt" in "Cửa Việt").
+    /// emitted as that one token without running merges (Llama 3; merges alone split " Việt", one token, into three).
     /// </summary>
     public bool IgnoreMerges { get; init; }
 
