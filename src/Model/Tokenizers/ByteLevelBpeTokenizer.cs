@@ -13,8 +13,7 @@ public sealed record ByteLevelBpeOptions
 
     /// <summary>
     /// Hugging Face's <c>ignore_merges</c>, tiktoken's rule: a piece that is itself in the vocabulary is
-    /// emitted as that one token without running merges (Llama 3; merges alone can give a different split,
-    /// e.g. "ệt" in "Cửa Việt").
+    /// emitted as that one token without running merges (Llama 3; merges alone split " Việt", one token, into three).
     /// </summary>
     public bool IgnoreMerges { get; init; }
 
@@ -45,13 +44,16 @@ public sealed record ByteLevelBpeOptions
 /// Merge ranks come from merges.txt order, or for a tiktoken file from the rank of the merged bytes.
 /// </summary>
 /// <remarks>
-/// Own code rather than Microsoft.ML.Tokenizers, after measuring both on llama.cpp's vectors: ML's
-/// BpeTokenizer has no ignore_merges, so the Llama 3 vocabulary in GPT-2 layout (and therefore a GGUF
-/// "llama-bpe" vocabulary) fails "Cửa Việt" (34 91163 11655 26298 83 instead of 34 91163 101798); its
-/// TiktokenTokenizer and its Qwen2 BPE pass the vectors, but both run the split pattern on .NET's Regex,
-/// which misclassifies letters and digits outside the BMP (see <see cref="PreTokenizer"/>), and they were
-/// slower than this code on the War and Peace corpus. One engine for all byte-level vocabularies also
-/// guarantees that the tiktoken file, its GPT-2-layout twin and the GGUF give the same ids.
+/// Own code rather than Microsoft.ML.Tokenizers, after running both on llama.cpp's vectors: ML's
+/// BpeTokenizer has no ignore_merges, so the Llama 3 vocabulary in GPT-2 layout (and so a GGUF
+/// "llama-bpe" vocabulary) fails "Cửa Việt" (34 91163 11655 26298 83 instead of 34 91163 101798). Its
+/// TiktokenTokenizer (Llama 3) and BpeTokenizer (Qwen2, with NFC done beforehand) pass all 46 vectors and
+/// give the same ids as this code on the whole War and Peace corpus, at a similar speed, but they run the
+/// split pattern on .NET's Regex, which misreads letters and digits outside the BMP (see
+/// <see cref="PreTokenizer"/>): for " 𝟙𝟚𝟛𝟜" (mathematical digits, Nd) ML's TiktokenTokenizer gives
+/// 82350 253 247 …, one punctuation-like piece, where the pattern read per code point gives " ", "𝟙𝟚𝟛",
+/// "𝟜" and so 220 57352 253 247 …. One engine for every byte-level vocabulary also guarantees that the
+/// tiktoken file, its GPT-2-layout twin and a GGUF give the same ids.
 /// </remarks>
 public sealed class ByteLevelBpeTokenizer : TokenizerBase
 {
@@ -60,7 +62,10 @@ public sealed class ByteLevelBpeTokenizer : TokenizerBase
     const int CacheCapacity = 1 << 16;
 
     readonly Dictionary<string, int>.AlternateLookup<ReadOnlySpan<char>> encoder;
-    readonly Dictionary<long, (int Rank, int Merged)> merges;
+    readonly Dictionary<long, (int Rank, int Merged)>? merges; // null: tiktoken ranks, looked up by the merged bytes
+    readonly string?[] spellings;
+    readonly ConcurrentDictionary<long, int>? rankMemo;
+    const int RankMemoCapacity = 1 << 20;
     readonly int[] byteIds;
     readonly ByteLevelBpeOptions options;
     readonly ConcurrentDictionary<string, int[]> cache = new(StringComparer.Ordinal);
@@ -88,6 +93,8 @@ public sealed class ByteLevelBpeTokenizer : TokenizerBase
     {
         encoder = t.Encoder.GetAlternateLookup<ReadOnlySpan<char>>();
         merges = t.Merges;
+        spellings = t.Pieces;
+        rankMemo = merges is null ? new ConcurrentDictionary<long, int>(PairKeyComparer.Instance) : null;
         byteIds = t.ByteIds;
         options = t.Options;
         cacheLookup = cache.GetAlternateLookup<ReadOnlySpan<char>>();
@@ -242,8 +249,34 @@ public sealed class ByteLevelBpeTokenizer : TokenizerBase
         }
     }
 
-    (int Rank, int Merged) Pair(int left, int right) =>
-        merges.TryGetValue(((long)left << 32) | (uint)right, out var m) ? m : (int.MaxValue, -1);
+    (int Rank, int Merged) Pair(int left, int right)
+    {
+        long key = ((long)left << 32) | (uint)right;
+        if (merges is not null)
+            return merges.TryGetValue(key, out var m) ? m : (int.MaxValue, -1);
+        // tiktoken: any two parts whose concatenation is a token merge, ranked by that token (rank = id).
+        // Found by looking the joined bytes up, and remembered: a text meets few distinct pairs.
+        if (!rankMemo!.TryGetValue(key, out int rank))
+        {
+            rank = JoinedRank(spellings[left]!, spellings[right]!);
+            if (rankMemo.Count < RankMemoCapacity)
+                rankMemo.TryAdd(key, rank);
+        }
+        return rank < 0 ? (int.MaxValue, -1) : (rank, rank);
+    }
+
+    int JoinedRank(string a, string b)
+    {
+        int length = a.Length + b.Length;
+        char[]? rented = null;
+        Span<char> joined = length <= 256 ? stackalloc char[256] : (rented = ArrayPool<char>.Shared.Rent(length));
+        a.CopyTo(joined);
+        b.CopyTo(joined[a.Length..]);
+        bool found = encoder.TryGetValue(joined[..length], out int id);
+        if (rented is not null)
+            ArrayPool<char>.Shared.Return(rented);
+        return found ? id : -1;
+    }
 
     /// <summary>tiktoken's byte_pair_merge: rescan for the lowest rank after each merge; fast for short pieces.</summary>
     int[] MergeLinear(ReadOnlySpan<byte> bytes)
@@ -343,10 +376,10 @@ public sealed class ByteLevelBpeTokenizer : TokenizerBase
         public required SpecialTokenIds Special;
         public required ByteLevelBpeOptions Options;
         public required Dictionary<string, int> Encoder;
-        public required Dictionary<long, (int Rank, int Merged)> Merges;
+        public required Dictionary<long, (int Rank, int Merged)>? Merges;
         public required int[] ByteIds;
 
-        /// <param name="mergePairs">Explicit merges, or null for tiktoken semantics (rank of the merged bytes = its id).</param>
+        /// <param name="mergePairs">Explicit merges, or null for tiktoken semantics (the rank of a merge is the id of the merged bytes).</param>
         public static Tables Build(
             IReadOnlyList<string?> pieces, IReadOnlyList<TokenKind> kinds, IReadOnlyList<(string Left, string Right)>? mergePairs, ByteLevelBpeOptions options)
         {
@@ -398,7 +431,7 @@ public sealed class ByteLevelBpeTokenizer : TokenizerBase
                 if (!encoder.TryGetValue(ByteLevelAlphabet.ByteToChar[b].ToString(), out byteIds[b]))
                     throw new ArgumentException($"the byte-level vocabulary has no token for byte 0x{b:X2} ('{ByteLevelAlphabet.ByteToChar[b]}')");
 
-            var merges = mergePairs is null ? RankMerges(pieceArray, kindArray, encoder) : ExplicitMerges(mergePairs, encoder);
+            var merges = mergePairs is null ? null : ExplicitMerges(mergePairs, encoder);
 
             int? Check(int? id, string name) =>
                 id is null || (uint)id.Value < (uint)n && pieceArray[id.Value] is not null ? id : throw new ArgumentException($"{name} id {id} is not in the vocabulary");
@@ -434,7 +467,9 @@ public sealed class ByteLevelBpeTokenizer : TokenizerBase
 
         static Dictionary<long, (int Rank, int Merged)> ExplicitMerges(IReadOnlyList<(string Left, string Right)> pairs, Dictionary<string, int> encoder)
         {
-            var merges = new Dictionary<long, (int, int)>(pairs.Count);
+            var lookup = encoder.GetAlternateLookup<ReadOnlySpan<char>>();
+            var merges = new Dictionary<long, (int, int)>(pairs.Count, PairKeyComparer.Instance);
+            var joined = new char[256];
             for (int rank = 0; rank < pairs.Count; rank++)
             {
                 var (left, right) = pairs[rank];
@@ -442,28 +477,29 @@ public sealed class ByteLevelBpeTokenizer : TokenizerBase
                     throw new ArgumentException($"merge {rank} '{left} {right}': '{left}' is not in the vocabulary");
                 if (!encoder.TryGetValue(right, out int b))
                     throw new ArgumentException($"merge {rank} '{left} {right}': '{right}' is not in the vocabulary");
-                if (!encoder.TryGetValue(left + right, out int m))
+                int length = left.Length + right.Length;
+                if (joined.Length < length)
+                    joined = new char[length * 2];
+                left.CopyTo(joined);
+                right.CopyTo(joined.AsSpan(left.Length));
+                if (!lookup.TryGetValue(joined.AsSpan(0, length), out int m))
                     throw new ArgumentException($"merge {rank} '{left} {right}': the merged '{left + right}' is not in the vocabulary");
                 merges[((long)a << 32) | (uint)b] = (rank, m); // a repeated pair takes its last rank, as Hugging Face's map does
             }
             return merges;
         }
+    }
 
-        // Every split of every token into two tokens is a pair tiktoken may merge, ranked by the token.
-        static Dictionary<long, (int Rank, int Merged)> RankMerges(string?[] pieces, TokenKind[] kinds, Dictionary<string, int> encoder)
-        {
-            var lookup = encoder.GetAlternateLookup<ReadOnlySpan<char>>();
-            var merges = new Dictionary<long, (int, int)>(pieces.Length * 2);
-            for (int id = 0; id < pieces.Length; id++)
-            {
-                var piece = pieces[id];
-                if (piece is null || piece.Length < 2 || kinds[id] != TokenKind.Normal || !encoder.TryGetValue(piece, out int own) || own != id)
-                    continue;
-                for (int k = 1; k < piece.Length; k++)
-                    if (lookup.TryGetValue(piece.AsSpan(0, k), out int a) && lookup.TryGetValue(piece.AsSpan(k), out int b))
-                        merges.TryAdd(((long)a << 32) | (uint)b, (id, id));
-            }
-            return merges;
-        }
+    /// <summary>
+    /// Hashes a (left id, right id) key. long's own hash XORs the halves, which for two ids below 2^17
+    /// leaves 17 bits and chains hundreds of thousands of merges into the same buckets.
+    /// </summary>
+    sealed class PairKeyComparer : IEqualityComparer<long>
+    {
+        public static readonly PairKeyComparer Instance = new();
+
+        public bool Equals(long x, long y) => x == y;
+
+        public int GetHashCode(long key) => (int)(((ulong)key * 0x9E3779B97F4A7C15UL) >> 32);
     }
 }

@@ -88,13 +88,21 @@ public static class HuggingFaceTokenizerFiles
 
         var config = configPath is null ? null : TokenizerConfig.Load(configPath);
         var added = new List<AddedToken>(config?.AddedTokens ?? []);
+        // Slow tokenizers keep extra tokens in added_tokens.json ({"<|endoftext|>": 151643, …}).
         var addedTokensJson = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(vocabPath))!, "added_tokens.json");
         if (File.Exists(addedTokensJson))
         {
             using var doc = ParseJson(addedTokensJson);
-            foreach (var entry in doc.RootElement.EnumerateObject())
-                if (added.All(a => a.Id != entry.Value.GetInt32()))
-                    added.Add(new AddedToken(entry.Value.GetInt32(), entry.Name, Special: true, false, false));
+            try
+            {
+                foreach (var entry in doc.RootElement.EnumerateObject())
+                    if (added.All(a => a.Id != entry.Value.GetInt32()))
+                        added.Add(new AddedToken(entry.Value.GetInt32(), entry.Name, Special: true, false, false));
+            }
+            catch (Exception e) when (e is FormatException or InvalidOperationException)
+            {
+                throw new TokenizerLoadException(addedTokensJson, $"not a JSON object of token → id: {e.Message}", e);
+            }
         }
 
         var cls = config?.TokenizerClass ?? "";
@@ -108,6 +116,10 @@ public static class HuggingFaceTokenizerFiles
                 NormalizeNfc = qwen2,
                 IgnoreMerges = llama3,
             }, templateBos: null, templateAddsBos: null, applyLlama3Conventions: llama3);
+        }
+        catch (FormatException e)
+        {
+            throw new TokenizerLoadException(vocabPath, e.Message, e);
         }
         catch (Exception e) when (e is ArgumentException or InvalidOperationException)
         {

@@ -68,6 +68,14 @@ public interface ITokenizer
     int[] Encode(string text, bool addBos, bool parseSpecial);
 
     /// <summary>
+    /// Encodes text in which control tokens count only inside <paramref name="specialTokenRanges"/>: a chat
+    /// prompt whose template text may hold &lt;|im_start|&gt; and the like while the messages spliced into it
+    /// may not. Everything else is as <see cref="Encode(string, bool, bool)"/> with special parsing on, so
+    /// the ids equal those of the whole rendered string wherever the messages contain no special-token text.
+    /// </summary>
+    int[] Encode(string text, bool addBos, IReadOnlyList<Range> specialTokenRanges);
+
+    /// <summary>
     /// Decodes ids to text. Control tokens produce nothing unless <paramref name="renderSpecial"/>;
     /// byte sequences that are not valid UTF-8 become U+FFFD, as Hugging Face's <c>errors="replace"</c> does.
     /// </summary>

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Globalization;
 using System.Text;
 
@@ -52,6 +53,12 @@ public sealed class SentencePieceBpeTokenizer : TokenizerBase
     readonly int[]? byteIds;
     readonly Dictionary<char, string[]> userDefinedByFirstChar;
     readonly SentencePieceOptions options;
+    readonly HashSet<int> bigrams = [];
+    readonly ConcurrentDictionary<string, int[]> cache = new(StringComparer.Ordinal);
+    readonly ConcurrentDictionary<string, int[]>.AlternateLookup<ReadOnlySpan<char>> cacheLookup;
+    int cacheCount;
+    const int MaxCachedRunLength = 64;
+    const int CacheCapacity = 1 << 16;
 
     /// <summary>
     /// Builds the tokenizer from parallel arrays: the GGUF <c>tokenizer.ggml.tokens</c>, <c>scores</c> and
@@ -76,6 +83,10 @@ public sealed class SentencePieceBpeTokenizer : TokenizerBase
             if (t.Kinds[id] is TokenKind.Normal or TokenKind.UserDefined or TokenKind.Unused)
                 lookup.TryAdd(t.Pieces[id]!, id);
         mergeable = lookup.GetAlternateLookup<ReadOnlySpan<char>>();
+        foreach (var piece in lookup.Keys)
+            for (int i = 0; i + 1 < piece.Length; i++)
+                bigrams.Add((piece[i] << 16) | piece[i + 1]);
+        cacheLookup = cache.GetAlternateLookup<ReadOnlySpan<char>>();
         userDefinedByFirstChar = Enumerable.Range(0, t.Pieces.Length)
             .Where(id => t.Kinds[id] == TokenKind.UserDefined && t.Pieces[id]!.Length > 0)
             .Select(id => t.Pieces[id]!)
@@ -85,6 +96,12 @@ public sealed class SentencePieceBpeTokenizer : TokenizerBase
 
     /// <summary>Whether unknown characters fall back to &lt;0xXX&gt; byte tokens (all 256 are in the vocabulary).</summary>
     public bool ByteFallback => byteIds is not null;
+
+    /// <summary>The normalization and special-id settings in force.</summary>
+    public SentencePieceOptions Options => options;
+
+    /// <summary>A piece's merge score (higher merges first).</summary>
+    public float GetScore(int id) => scores[(uint)id < (uint)scores.Length ? id : throw new ArgumentOutOfRangeException(nameof(id), id, $"token id {id} is not in this vocabulary (ids 0..{scores.Length - 1})")];
 
     private protected override void EncodeText(ReadOnlySpan<char> text, bool followsSpecial, List<int> ids)
     {
@@ -125,19 +142,64 @@ public sealed class SentencePieceBpeTokenizer : TokenizerBase
 
     void Segment(string s, List<int> ids)
     {
+        // Cut the text where no merge can ever join the two sides: next to a user-defined symbol, or
+        // between two characters that are adjacent in no vocabulary piece. Merges on either side of such
+        // a cut never interact, so segmenting word-sized runs gives the ids of one global agenda, fast,
+        // and lets repeated runs come from the cache.
+        bool previousUnknown = false;
+        int runStart = 0;
+        for (int i = 0; i < s.Length;)
+        {
+            int userDefined = MatchUserDefined(s.AsSpan(i));
+            if (userDefined > 0)
+            {
+                if (i > runStart)
+                    EncodeRun(s.AsSpan(runStart, i - runStart), ids, ref previousUnknown);
+                Emit(s.AsSpan(i, userDefined), ids, null, ref previousUnknown);
+                i += userDefined;
+                runStart = i;
+                continue;
+            }
+            int width = char.IsHighSurrogate(s[i]) && i + 1 < s.Length && char.IsLowSurrogate(s[i + 1]) ? 2 : 1;
+            int next = i + width;
+            if (next < s.Length && !bigrams.Contains((s[next - 1] << 16) | s[next]))
+            {
+                EncodeRun(s.AsSpan(runStart, next - runStart), ids, ref previousUnknown);
+                runStart = next;
+            }
+            i = next;
+        }
+        if (runStart < s.Length)
+            EncodeRun(s.AsSpan(runStart), ids, ref previousUnknown);
+    }
+
+    void EncodeRun(ReadOnlySpan<char> run, List<int> ids, ref bool previousUnknown)
+    {
+        // Without byte fallback a run may end in <unk> that the next run's <unk> must join, so no caching then.
+        bool cacheable = byteIds is not null && run.Length <= MaxCachedRunLength;
+        if (cacheable && cacheLookup.TryGetValue(run, out var cached))
+        {
+            ids.AddRange(cached);
+            return;
+        }
+        int before = ids.Count;
+        MergeRun(run, ids, ref previousUnknown);
+        if (cacheable && Volatile.Read(ref cacheCount) < CacheCapacity && cacheLookup.TryAdd(run, ids.GetRange(before, ids.Count - before).ToArray()))
+            Interlocked.Increment(ref cacheCount);
+    }
+
+    /// <summary>SentencePiece's BPE over one run of characters (no user-defined symbols inside).</summary>
+    void MergeRun(ReadOnlySpan<char> s, List<int> ids, ref bool previousUnknown)
+    {
         // Symbols are spans of s in a doubly linked list; a merge grows the left symbol and empties the right.
         var start = new int[s.Length];
         var length = new int[s.Length];
         var prev = new int[s.Length];
         var next = new int[s.Length];
-        var frozen = new bool[s.Length];
         int n = 0;
         for (int i = 0; i < s.Length;)
         {
-            int len = MatchUserDefined(s.AsSpan(i));
-            frozen[n] = len > 0;
-            if (len == 0)
-                len = char.IsHighSurrogate(s[i]) && i + 1 < s.Length && char.IsLowSurrogate(s[i + 1]) ? 2 : 1;
+            int len = char.IsHighSurrogate(s[i]) && i + 1 < s.Length && char.IsLowSurrogate(s[i + 1]) ? 2 : 1;
             start[n] = i;
             length[n] = len;
             prev[n] = n - 1;
@@ -149,23 +211,23 @@ public sealed class SentencePieceBpeTokenizer : TokenizerBase
         // SentencePiece's agenda: highest score first, then the leftmost pair.
         var agenda = new PriorityQueue<(int Left, int Right, int Size), (float NegScore, int Left)>();
         Dictionary<string, (string Left, string Right)>? undo = null;
-        void TryAddPair(int left, int right)
+        void TryAddPair(ReadOnlySpan<char> s, int left, int right)
         {
-            if (left < 0 || right < 0 || frozen[left] || frozen[right])
+            if (left < 0 || right < 0)
                 return;
-            var merged = s.AsSpan(start[left], length[left] + length[right]);
+            var merged = s.Slice(start[left], length[left] + length[right]);
             if (!mergeable.TryGetValue(merged, out int id))
                 return;
             agenda.Enqueue((left, right, merged.Length), (-scores[id], left));
             if (kinds[id] == TokenKind.Unused)
             {
                 undo ??= new Dictionary<string, (string, string)>(StringComparer.Ordinal);
-                undo[merged.ToString()] = (s.Substring(start[left], length[left]), s.Substring(start[right], length[right]));
+                undo[merged.ToString()] = (s.Slice(start[left], length[left]).ToString(), s.Slice(start[right], length[right]).ToString());
             }
         }
 
         for (int i = 0; i + 1 < n; i++)
-            TryAddPair(i, i + 1);
+            TryAddPair(s, i, i + 1);
         while (agenda.TryDequeue(out var pair, out _))
         {
             var (left, right, size) = pair;
@@ -176,13 +238,12 @@ public sealed class SentencePieceBpeTokenizer : TokenizerBase
             next[left] = next[right];
             if (next[right] >= 0)
                 prev[next[right]] = left;
-            TryAddPair(prev[left], left);
-            TryAddPair(left, next[left]);
+            TryAddPair(s, prev[left], left);
+            TryAddPair(s, left, next[left]);
         }
 
-        bool previousUnknown = false;
         for (int i = 0; i >= 0; i = next[i])
-            Emit(s.AsSpan(start[i], length[i]), ids, undo, ref previousUnknown);
+            Emit(s.Slice(start[i], length[i]), ids, undo, ref previousUnknown);
     }
 
     void Emit(ReadOnlySpan<char> piece, List<int> ids, Dictionary<string, (string Left, string Right)>? undo, ref bool previousUnknown)

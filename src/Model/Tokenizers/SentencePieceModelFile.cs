@@ -53,7 +53,7 @@ public static class SentencePieceModelFile
             switch (field)
             {
                 case ModelPieces when wire == WireReader.LengthDelimited:
-                    var piece = new WireReader(model.ReadBytes());
+                    var piece = model.ReadMessage();
                     string text = "";
                     float score = 0;
                     var kind = TokenKind.Normal;
@@ -71,7 +71,7 @@ public static class SentencePieceModelFile
                     kinds.Add(kind);
                     break;
                 case ModelTrainerSpec when wire == WireReader.LengthDelimited:
-                    var trainer = new WireReader(model.ReadBytes());
+                    var trainer = model.ReadMessage();
                     while (trainer.Next(out int f, out int w))
                     {
                         if (w == WireReader.Varint && f is TrainerModelType or TrainerTreatWhitespaceAsSuffix or TrainerUnkId or TrainerBosId or TrainerEosId or TrainerPadId)
@@ -92,7 +92,7 @@ public static class SentencePieceModelFile
                     }
                     break;
                 case ModelNormalizerSpec when wire == WireReader.LengthDelimited:
-                    var normalizer = new WireReader(model.ReadBytes());
+                    var normalizer = model.ReadMessage();
                     while (normalizer.Next(out int f, out int w))
                     {
                         if (f == NormalizerName && w == WireReader.LengthDelimited) normalizerName = normalizer.ReadString();
@@ -222,11 +222,21 @@ public static class SentencePieceModelFile
     }
 
     /// <summary>Protobuf wire format, enough for ModelProto. Throws <see cref="FormatException"/> on malformed input.</summary>
-    ref struct WireReader(ReadOnlySpan<byte> data)
+    ref struct WireReader(ReadOnlySpan<byte> data, int origin = 0)
     {
         public const int Varint = 0, Fixed64 = 1, LengthDelimited = 2, Fixed32 = 5;
         readonly ReadOnlySpan<byte> data = data;
+        readonly int origin = origin; // where data starts in the file, for messages
         int pos;
+
+        /// <summary>The file offset of the next byte.</summary>
+        int At => origin + pos;
+
+        public WireReader ReadMessage()
+        {
+            var bytes = ReadBytes();
+            return new WireReader(bytes, At - bytes.Length);
+        }
 
         public bool Next(out int field, out int wire)
         {
@@ -237,7 +247,7 @@ public static class SentencePieceModelFile
             field = (int)(key >> 3);
             wire = (int)(key & 7);
             if (field == 0)
-                throw new FormatException($"field number 0 at byte {pos}");
+                throw new FormatException($"field number 0 at byte {At}");
             return true;
         }
 
@@ -247,20 +257,20 @@ public static class SentencePieceModelFile
             for (int shift = 0; shift < 64; shift += 7)
             {
                 if (pos >= data.Length)
-                    throw new FormatException("truncated varint");
+                    throw new FormatException($"truncated varint at byte {At}");
                 byte b = data[pos++];
                 result |= (ulong)(b & 0x7F) << shift;
                 if (b < 0x80)
                     return result;
             }
-            throw new FormatException($"varint longer than 10 bytes at byte {pos}");
+            throw new FormatException($"varint longer than 10 bytes at byte {At}");
         }
 
         public ReadOnlySpan<byte> ReadBytes()
         {
             ulong length = ReadVarint();
             if (length > (ulong)(data.Length - pos))
-                throw new FormatException($"a field of {length} bytes at byte {pos} runs past the end ({data.Length - pos} bytes left)");
+                throw new FormatException($"a field of {length} bytes at byte {At} runs past the end of its message ({data.Length - pos} bytes left)");
             var bytes = data.Slice(pos, (int)length);
             pos += (int)length;
             return bytes;
@@ -275,14 +285,14 @@ public static class SentencePieceModelFile
             }
             catch (DecoderFallbackException e)
             {
-                throw new FormatException($"invalid UTF-8 in a string field before byte {pos}", e);
+                throw new FormatException($"invalid UTF-8 in a string field before byte {At}", e);
             }
         }
 
         public float ReadFloat()
         {
             if (data.Length - pos < 4)
-                throw new FormatException("truncated float");
+                throw new FormatException($"truncated float at byte {At}");
             float value = BinaryPrimitives.ReadSingleLittleEndian(data[pos..]);
             pos += 4;
             return value;
@@ -296,14 +306,14 @@ public static class SentencePieceModelFile
                 case Fixed64: Advance(8); break;
                 case LengthDelimited: ReadBytes(); break;
                 case Fixed32: Advance(4); break;
-                default: throw new FormatException($"unsupported wire type {wire} at byte {pos}");
+                default: throw new FormatException($"unsupported wire type {wire} before byte {At}");
             }
         }
 
         void Advance(int count)
         {
             if (data.Length - pos < count)
-                throw new FormatException("truncated fixed-size field");
+                throw new FormatException($"truncated fixed-size field at byte {At}");
             pos += count;
         }
     }

@@ -44,7 +44,14 @@ internal sealed class SpecialTokenMatcher
     }
 
     /// <summary>Appends the fragments of <paramref name="text"/> to <paramref name="output"/>; empty text fragments are dropped.</summary>
-    public void Partition(string text, bool parseSpecial, List<Fragment> output)
+    public void Partition(string text, bool parseSpecial, List<Fragment> output) =>
+        Partition(text, parseSpecial, trusted: null, output);
+
+    /// <summary>
+    /// As above; when <paramref name="trusted"/> is given, control tokens are recognised only where they lie
+    /// wholly inside one of its ranges (the template text of a chat prompt, not the messages in it).
+    /// </summary>
+    public void Partition(string text, bool parseSpecial, IReadOnlyList<Range>? trusted, List<Fragment> output)
     {
         if (!(parseSpecial ? hasAny : hasAlwaysMatched))
         {
@@ -61,7 +68,7 @@ internal sealed class SpecialTokenMatcher
             if (offset < 0)
                 break;
             pos += offset;
-            var match = MatchAt(text, pos, parseSpecial);
+            var match = MatchAt(text, pos, parseSpecial, trusted);
             if (match is null)
             {
                 pos++;
@@ -84,14 +91,26 @@ internal sealed class SpecialTokenMatcher
             output.Add(new Fragment(textStart, text.Length - textStart, -1));
     }
 
-    SpecialToken? MatchAt(string text, int pos, bool parseSpecial)
+    SpecialToken? MatchAt(string text, int pos, bool parseSpecial, IReadOnlyList<Range>? trusted)
     {
         if (!byFirstChar.TryGetValue(text[pos], out var candidates))
             return null;
         var rest = text.AsSpan(pos);
         foreach (var token in candidates) // longest first
-            if ((parseSpecial || token.AlwaysMatched) && rest.StartsWith(token.Text, StringComparison.Ordinal))
+            if ((token.AlwaysMatched || parseSpecial && (trusted is null || IsInside(trusted, pos, token.Text.Length, text.Length)))
+                && rest.StartsWith(token.Text, StringComparison.Ordinal))
                 return token;
         return null;
+    }
+
+    static bool IsInside(IReadOnlyList<Range> ranges, int start, int length, int textLength)
+    {
+        foreach (var range in ranges)
+        {
+            var (offset, count) = range.GetOffsetAndLength(textLength);
+            if (start >= offset && start + length <= offset + count)
+                return true;
+        }
+        return false;
     }
 }

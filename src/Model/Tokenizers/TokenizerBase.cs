@@ -5,7 +5,8 @@ namespace IlgpuLlm.Model.Tokenizers;
 /// <summary>
 /// What every tokenizer shares: the id ↔ piece tables, special-token partitioning and decoding to
 /// bytes. Subclasses supply the subword algorithm for runs of ordinary text and say what bytes each
-/// token stands for.
+/// token stands for. Instances are immutable apart from thread-safe caches, so one tokenizer may serve
+/// several threads; a <see cref="StreamingDecoder"/> belongs to one stream.
 /// </summary>
 public abstract class TokenizerBase : ITokenizer
 {
@@ -61,7 +62,15 @@ public abstract class TokenizerBase : ITokenizer
 
     public bool AddBosByDefault { get; }
 
-    public int[] Encode(string text, bool addBos, bool parseSpecial)
+    public int[] Encode(string text, bool addBos, bool parseSpecial) => Encode(text, addBos, parseSpecial, trusted: null);
+
+    public int[] Encode(string text, bool addBos, IReadOnlyList<Range> specialTokenRanges)
+    {
+        ArgumentNullException.ThrowIfNull(specialTokenRanges);
+        return Encode(text, addBos, parseSpecial: true, specialTokenRanges);
+    }
+
+    int[] Encode(string text, bool addBos, bool parseSpecial, IReadOnlyList<Range>? trusted)
     {
         ArgumentNullException.ThrowIfNull(text);
         var ids = new List<int>(text.Length / 3 + 2);
@@ -69,7 +78,7 @@ public abstract class TokenizerBase : ITokenizer
             ids.Add(bos);
 
         var fragments = new List<Fragment>();
-        matcher.Partition(text, parseSpecial, fragments);
+        matcher.Partition(text, parseSpecial, trusted, fragments);
         // llama.cpp's is_prev_special: the start of the input counts as following a special token.
         bool followsSpecial = true;
         foreach (var fragment in fragments)
@@ -127,8 +136,10 @@ public abstract class TokenizerBase : ITokenizer
             return bytes;
         if (atStart)
         {
+            // Only a piece can carry the encoder's dummy-prefix "▁"; the first visible token of any kind
+            // ends the chance (Hugging Face's Strip decoder likewise looks at the first character only).
             atStart = false;
-            if (stripLeadingSpace && kind != TokenKind.Byte && bytes.Length > 0 && bytes[0] == (byte)' ')
+            if (stripLeadingSpace && kind is TokenKind.Normal or TokenKind.UserDefined or TokenKind.Unused && bytes.Length > 0 && bytes[0] == (byte)' ')
                 bytes = bytes[1..];
         }
         return bytes;

@@ -1,7 +1,7 @@
 namespace IlgpuLlm.Model.Tokenizers;
 
 /// <summary>Opens whatever tokenizer a model ships with.</summary>
-public static class TokenizerFactory
+public static partial class TokenizerFactory
 {
     /// <summary>
     /// Opens a tokenizer file or a model folder. Files: <c>tokenizer.model</c> (SentencePiece protobuf or
