@@ -7,6 +7,9 @@ public static class CommandCatalog
 {
     public static IEnumerable<Command> All()
     {
-        yield break;
+        yield return GenerateCommand.Create();
+        yield return LogitsCommand.Create();
+        yield return TokenizeCommand.Create();
+        yield return InspectCommand.Create();
     }
 }

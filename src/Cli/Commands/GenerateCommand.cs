@@ -1,0 +1,184 @@
+using System.CommandLine;
+using System.Text.Json;
+using IlgpuLlm.Model;
+using IlgpuLlm.Model.Tokenizers;
+using IlgpuLlm.Runtime.Generation;
+
+namespace IlgpuLlm.Cli.Commands;
+
+/// <summary>
+/// <c>generate</c>: text from a prompt (streamed as it is produced) or from a file of prompts
+/// (batched, results in input order), on any backend.
+/// </summary>
+public static class GenerateCommand
+{
+    public static Command Create()
+    {
+        var model = new ModelOptions();
+        var prompt = new Option<string?>("--prompt", "-p") { Description = "The prompt (without one, generation starts from BOS)" };
+        var promptsFile = new Option<string?>("--prompts-file") { Description = "A file with one prompt per line, generated in batches" };
+        var chat = new Option<bool>("--chat") { Description = "Wrap the prompt in the model's chat template as a user message" };
+        var system = new Option<string?>("--system") { Description = "System message for --chat" };
+        var template = new Option<string?>("--chat-template") { Description = "Chat format: llama3, llama2, gemma or chatml (default: from the model)" };
+        var maxNewTokens = new Option<int>("--max-new-tokens", "-n") { Description = "Tokens to generate at most", DefaultValueFactory = _ => 256 };
+        var temperature = new Option<float>("--temperature") { Description = "Sampling temperature; 0 is greedy", DefaultValueFactory = _ => 0.8f };
+        var topK = new Option<int>("--top-k") { Description = "Keep the k most likely tokens (0: off)", DefaultValueFactory = _ => 40 };
+        var topP = new Option<float>("--top-p") { Description = "Keep the most likely tokens up to this probability mass (1: off)", DefaultValueFactory = _ => 0.95f };
+        var minP = new Option<float>("--min-p") { Description = "Drop tokens less likely than this fraction of the top one (0: off)", DefaultValueFactory = _ => 0.05f };
+        var repeatPenalty = new Option<float>("--repeat-penalty") { Description = "Penalty for tokens among the last 64 (1: off)", DefaultValueFactory = _ => 1f };
+        var seed = new Option<ulong?>("--seed", "-s") { Description = "Random seed (default: a new one, printed in the summary)" };
+        var batchSize = new Option<int>("--batch-size", "-b") { Description = "Prompts generated together with --prompts-file", DefaultValueFactory = _ => 4 };
+        var outputJson = new Option<string?>("--output-json") { Description = "Write results of --prompts-file as JSON to this file" };
+        var stop = new Option<string[]>("--stop") { Description = "Stop when the generated text contains this string (repeatable)" };
+
+        var command = new Command("generate", "Generate text with a model (streams to stdout; summary on stderr)");
+        model.AddTo(command);
+        foreach (var option in new Option[] { prompt, promptsFile, chat, system, template, maxNewTokens, temperature, topK, topP, minP, repeatPenalty, seed, batchSize, outputJson, stop })
+            command.Options.Add(option);
+
+        command.SetAction(parse =>
+        {
+            if (parse.GetValue(prompt) != null && parse.GetValue(promptsFile) != null)
+                throw new UsageException("give either --prompt or --prompts-file, not both");
+            if (parse.GetValue(maxNewTokens) < 0)
+                throw new UsageException($"--max-new-tokens {parse.GetValue(maxNewTokens)} must not be negative");
+            if (parse.GetValue(batchSize) < 1)
+                throw new UsageException($"--batch-size {parse.GetValue(batchSize)} must be at least 1");
+            if (parse.GetValue(outputJson) != null && parse.GetValue(promptsFile) == null)
+                throw new UsageException("--output-json needs --prompts-file");
+            var settings = new SamplerSettings
+            {
+                Temperature = parse.GetValue(temperature),
+                TopK = parse.GetValue(topK),
+                TopP = parse.GetValue(topP),
+                MinP = parse.GetValue(minP),
+                RepetitionPenalty = parse.GetValue(repeatPenalty),
+                Seed = parse.GetValue(seed) ?? (ulong)Random.Shared.NextInt64(),
+            };
+            try
+            {
+                settings.Validate();
+            }
+            catch (ArgumentException e)
+            {
+                throw new UsageException(e.Message);
+            }
+
+            string[] prompts = parse.GetValue(promptsFile) is string file
+                ? File.ReadAllLines(file).Where(line => line.Trim().Length > 0).ToArray()
+                : [parse.GetValue(prompt) ?? ""];
+            int slots = parse.GetValue(promptsFile) != null ? Math.Min(parse.GetValue(batchSize), Math.Max(1, prompts.Length)) : 1;
+
+            using var backend = model.CreateBackend(parse);
+            using var loaded = OpenModel(model, parse, backend, slots);
+            var tokenizer = loaded.RequireTokenizer();
+            var chatTemplate = parse.GetValue(chat) ? loaded.ChatTemplate(parse.GetValue(template)) : null;
+            var requests = prompts.Select((text, i) => new GenerationRequest(
+                Tokens(loaded, tokenizer, chatTemplate, text, parse.GetValue(system)), parse.GetValue(maxNewTokens), settings)
+            {
+                Sequence = i,
+                StopStrings = parse.GetValue(stop) ?? [],
+            }).ToArray();
+            var generator = new Generator(loaded.Transformer, loaded.StopTokens(), ids => tokenizer.Decode(ids.ToArray()));
+
+            if (parse.GetValue(promptsFile) == null)
+                return Stream(generator, requests[0], tokenizer, echo: chatTemplate == null ? prompts[0] : null, loaded, backend.Name, settings);
+            var results = generator.Run(requests, slots);
+            Report(generator.Stats, backend.Name, settings);
+            Write(prompts, results, tokenizer, parse.GetValue(outputJson));
+            return results.Any(r => r.Reason == FinishReason.Error) ? CliRunner.Failure : 0;
+        });
+        return command;
+    }
+
+    static LoadedModel OpenModel(ModelOptions model, ParseResult parse, IlgpuLlm.Runtime.Backends.IBackend backend, int slots)
+    {
+        var path = parse.GetValue(model.Model);
+        var options = model.TransformerOptions(parse, slots);
+        if (path != null)
+            return ModelLoader.Open(path, backend, options, parse.GetValue(model.Tokenizer));
+        Console.Error.WriteLine("note: no --model given, so this runs the built-in demo model: random weights and a byte-level vocabulary, " +
+            "so its text is meaningless. Pass --model PATH (a GGUF file, a Hugging Face folder or a llama2.c checkpoint) to run a real model.");
+        throw new UsageException("--model is required");
+    }
+
+    /// <summary>The prompt's ids: the chat template around a user message, or the raw text (BOS alone when empty).</summary>
+    static int[] Tokens(LoadedModel loaded, ITokenizer tokenizer, ChatTemplate? chatTemplate, string text, string? system)
+    {
+        if (chatTemplate != null)
+        {
+            var messages = new List<ChatMessage>();
+            if (!string.IsNullOrEmpty(system))
+                messages.Add(ChatMessage.System(system));
+            messages.Add(ChatMessage.User(text));
+            return chatTemplate.Encode(tokenizer, messages, addGenerationPrompt: true);
+        }
+        if (text.Length == 0)
+        {
+            int bos = tokenizer.Special.Bos ?? loaded.Config.BosTokenId
+                ?? throw new UsageException("this model has no BOS token to start from; give a --prompt");
+            return [bos];
+        }
+        return tokenizer.Encode(text, addBos: tokenizer.AddBosByDefault, parseSpecial: false);
+    }
+
+    static int Stream(Generator generator, GenerationRequest request, ITokenizer tokenizer, string? echo, LoadedModel loaded,
+        string backendName, SamplerSettings settings)
+    {
+        var output = Console.Out;
+        if (!string.IsNullOrEmpty(echo))
+            output.Write(echo);
+        var decoder = tokenizer.CreateStreamingDecoder();
+        decoder.Prime(request.Prompt.ToArray());
+        var result = generator.Run([request], 1, (_, token) =>
+        {
+            output.Write(decoder.Append(token));
+            output.Flush();
+        })[0];
+        output.Write(decoder.Flush());
+        output.WriteLine();
+        output.Flush();
+        Report(generator.Stats, backendName, settings);
+        if (result.Reason == FinishReason.Error)
+        {
+            Console.Error.WriteLine($"error: {result.Message}");
+            return CliRunner.Failure;
+        }
+        if (result.Message != null)
+            Console.Error.WriteLine($"note: {result.Message}");
+        return 0;
+    }
+
+    static void Report(GenerationStats stats, string backendName, SamplerSettings settings) =>
+        Console.Error.WriteLine(
+            $"prompt {stats.PromptTokens} tokens, prefill {stats.PrefillTokensPerSecond:F1} tokens/s; " +
+            $"generated {stats.DecodedTokens} tokens after the first, decode {stats.DecodeTokensPerSecond:F1} tokens/s; " +
+            $"{backendName}; seed {settings.Seed}");
+
+    static void Write(string[] prompts, IReadOnlyList<GenerationResult> results, ITokenizer tokenizer, string? jsonPath)
+    {
+        var entries = prompts.Select((prompt, i) => new
+        {
+            prompt,
+            tokens = results[i].Tokens,
+            text = tokenizer.Decode(results[i].Tokens.ToArray()),
+            finish_reason = results[i].Reason.ToString().ToLowerInvariant(),
+            error = results[i].Reason == FinishReason.Error ? results[i].Message : null,
+        }).ToArray();
+        if (jsonPath != null)
+        {
+            File.WriteAllText(jsonPath, JsonSerializer.Serialize(entries, new JsonSerializerOptions
+            {
+                WriteIndented = true,
+                DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull,
+            }));
+            Console.Error.WriteLine($"wrote {entries.Length} results to {jsonPath}");
+            return;
+        }
+        for (int i = 0; i < entries.Length; i++)
+        {
+            Console.Out.WriteLine($"--- {i}: {entries[i].finish_reason}");
+            Console.Out.WriteLine(entries[i].prompt + entries[i].text);
+        }
+    }
+}

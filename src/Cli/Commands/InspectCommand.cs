@@ -1,0 +1,65 @@
+using System.CommandLine;
+using IlgpuLlm.Model.Formats;
+using Spectre.Console;
+
+namespace IlgpuLlm.Cli.Commands;
+
+/// <summary><c>inspect</c>: the resolved configuration of a model and its tensors.</summary>
+public static class InspectCommand
+{
+    public static Command Create()
+    {
+        var model = new Option<string>("--model", "-m") { Description = "A GGUF file, a Hugging Face folder or a llama2.c checkpoint", Required = true };
+        var command = new Command("inspect", "Print a model's resolved configuration and tensor table");
+        command.Options.Add(model);
+        command.SetAction(parse =>
+        {
+            using var checkpoint = ModelCheckpoint.Open(parse.GetValue(model)!);
+            var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Out) });
+            console.WriteLine($"{checkpoint.SourcePath} ({checkpoint.Format})");
+            var config = new Table().AddColumns("setting", "value").Border(TableBorder.Simple);
+            foreach (var (name, value) in Describe(checkpoint.Config))
+                config.AddRow(Markup.Escape(name), Markup.Escape(value));
+            console.Write(config);
+            var tensors = new Table().AddColumns("tensor", "dtype", "shape", "source").Border(TableBorder.Simple);
+            long parameters = 0, bytes = 0;
+            foreach (var tensor in checkpoint.Tensors)
+            {
+                tensors.AddRow(Markup.Escape(tensor.Name), tensor.DataType.ToString().ToLowerInvariant(),
+                    Markup.Escape("[" + string.Join(", ", tensor.Shape) + "]"),
+                    Markup.Escape(tensor.Transformation == null ? tensor.SourceName : $"{tensor.SourceName} ({tensor.Transformation})"));
+                parameters += tensor.ElementCount;
+                bytes += tensor.ByteLength;
+            }
+            console.Write(tensors);
+            console.WriteLine($"{checkpoint.Tensors.Length} tensors, {parameters:N0} parameters, {bytes / 1048576.0:F1} MiB");
+            return 0;
+        });
+        return command;
+    }
+
+    /// <summary>Every setting of a configuration, by property name, arrays shown compactly.</summary>
+    static IEnumerable<(string, string)> Describe(IlgpuLlm.Model.ModelConfig config)
+    {
+        foreach (var property in typeof(IlgpuLlm.Model.ModelConfig).GetProperties())
+        {
+            var value = property.GetValue(config);
+            string text = value switch
+            {
+                null => "-",
+                System.Collections.Immutable.ImmutableArray<bool> flags => Compact(flags.Select(f => f ? "1" : "0"), ""),
+                System.Collections.Immutable.ImmutableArray<int> ids => Compact(ids.Select(i => i.ToString()), " "),
+                System.Collections.Immutable.ImmutableArray<float> values => Compact(values.Select(v => v.ToString("G6")), " "),
+                float f => f.ToString("R"),
+                _ => value.ToString() ?? "-",
+            };
+            yield return (property.Name, text);
+        }
+    }
+
+    static string Compact(IEnumerable<string> items, string separator)
+    {
+        var all = items.ToArray();
+        return all.Length <= 64 ? string.Join(separator, all) : string.Join(separator, all.Take(64)) + $"… ({all.Length})";
+    }
+}

@@ -1,0 +1,47 @@
+using System.CommandLine;
+using System.Runtime.InteropServices;
+using IlgpuLlm.Model;
+
+namespace IlgpuLlm.Cli.Commands;
+
+/// <summary>
+/// <c>logits</c>: raw little-endian float32 logits for a list of token ids, one row per position
+/// (or only the last), the format reference implementations are compared in.
+/// </summary>
+public static class LogitsCommand
+{
+    public static Command Create()
+    {
+        var model = new ModelOptions();
+        var tokens = new Option<string>("--tokens") { Description = "Token ids separated by spaces, e.g. \"1 403 407\"", Required = true };
+        var output = new Option<string>("--out", "-o") { Description = "File to write the float32 logits to", Required = true };
+        var allPositions = new Option<bool>("--all-positions") { Description = "Write logits after every token, not only the last" };
+        var command = new Command("logits", "Write the model's logits for given token ids as raw float32");
+        model.AddTo(command);
+        command.Options.Add(tokens);
+        command.Options.Add(output);
+        command.Options.Add(allPositions);
+        command.SetAction(parse =>
+        {
+            var ids = ParseTokens(parse.GetValue(tokens)!);
+            using var backend = model.CreateBackend(parse);
+            using var loaded = ModelLoader.Open(model.RequireModel(parse), backend, model.TransformerOptions(parse, slots: 1),
+                parse.GetValue(model.Tokenizer));
+            var logits = Scoring.Logits(loaded.Transformer, ids, parse.GetValue(allPositions));
+            File.WriteAllBytes(parse.GetValue(output)!, MemoryMarshal.AsBytes(logits.AsSpan()).ToArray());
+            Console.Error.WriteLine($"wrote {logits.Length / loaded.Config.VocabSize} × {loaded.Config.VocabSize} logits to {parse.GetValue(output)}");
+            return 0;
+        });
+        return command;
+    }
+
+    public static int[] ParseTokens(string text)
+    {
+        var parts = text.Split([' ', ',', '\t', '\n'], StringSplitOptions.RemoveEmptyEntries);
+        if (parts.Length == 0)
+            throw new UsageException("--tokens lists no token ids");
+        return parts.Select(p => int.TryParse(p, out int id) && id >= 0
+            ? id
+            : throw new UsageException($"--tokens: '{p}' is not a token id")).ToArray();
+    }
+}

@@ -1,0 +1,140 @@
+using IlgpuLlm.Model.Formats;
+using IlgpuLlm.Model.Tokenizers;
+using IlgpuLlm.Runtime.Backends;
+
+namespace IlgpuLlm.Model;
+
+/// <summary>A model ready to run: its checkpoint, its tokenizer (when one is found) and the decoder on a backend.</summary>
+public sealed class LoadedModel : IDisposable
+{
+    public required ModelCheckpoint Checkpoint { get; init; }
+    public required ITokenizer? Tokenizer { get; init; }
+    public required Transformer Transformer { get; init; }
+    public ModelConfig Config => Checkpoint.Config;
+
+    /// <summary>The tokenizer, or an error saying how to supply one.</summary>
+    public ITokenizer RequireTokenizer() => Tokenizer ?? throw new InvalidOperationException(
+        $"{Checkpoint.SourcePath} comes with no tokenizer; pass --tokenizer (tokenizer.model, tokenizer.json, a folder with vocab.json + merges.txt, or a llama2.c tokenizer.bin), or give token ids");
+
+    /// <summary>The ids that end generation: the tokenizer's EOS/EOT and the model's own stop ids. Never the pad id.</summary>
+    public IReadOnlyList<int> StopTokens()
+    {
+        var ids = new SortedSet<int>(Config.StopTokenIds);
+        if (Config.EosTokenId is int eos) ids.Add(eos);
+        if (Config.EotTokenId is int eot) ids.Add(eot);
+        if (Tokenizer != null)
+            foreach (int id in Tokenizer.Special.EndOfGeneration)
+                ids.Add(id);
+        // llama2.c's run.c ends a story at BOS: its checkpoints delimit sequences with it.
+        if (Checkpoint.Format == ModelSourceFormat.Llama2c && Config.BosTokenId is int bos)
+            ids.Add(bos);
+        if (Config.PadTokenId is int pad && !(Config.EosTokenId == pad))
+            ids.Remove(pad);
+        return ids.ToArray();
+    }
+
+    /// <summary>
+    /// The chat template: the user's choice by name, else the one the model stores (GGUF
+    /// tokenizer.chat_template, tokenizer_config.json chat_template), else the family's built-in.
+    /// </summary>
+    public ChatTemplate ChatTemplate(string? userChoice)
+    {
+        var tokenizer = RequireTokenizer();
+        if (Checkpoint.Gguf != null)
+            return Tokenizers.ChatTemplate.FromGguf(Checkpoint.Gguf, userChoice, tokenizer);
+        string? stored = null;
+        var config = Path.Combine(Checkpoint.SourcePath, "tokenizer_config.json");
+        if (Checkpoint.Format == ModelSourceFormat.HuggingFace && File.Exists(config))
+            stored = HuggingFaceTokenizerFiles.ReadChatTemplate(config);
+        return Tokenizers.ChatTemplate.Resolve(userChoice, stored, Config.Family.ToString(), tokenizer);
+    }
+
+    public void Dispose()
+    {
+        Transformer.Dispose();
+        Checkpoint.Dispose();
+    }
+}
+
+public static class ModelLoader
+{
+    /// <summary>
+    /// Opens a model file or folder, finds its tokenizer (inside a GGUF, tokenizer files in a
+    /// Hugging Face folder, a llama2.c tokenizer.bin beside a checkpoint, or an explicit path) and
+    /// loads the decoder onto the backend.
+    /// </summary>
+    public static LoadedModel Open(string path, IBackend backend, TransformerOptions options, string? tokenizerPath = null)
+    {
+        var checkpoint = ModelCheckpoint.Open(path);
+        try
+        {
+            var tokenizer = tokenizerPath != null ? TokenizerFactory.Open(tokenizerPath) : FindTokenizer(checkpoint);
+            if (tokenizer != null && tokenizer.VocabSize > checkpoint.Config.VocabSize)
+                throw new InvalidOperationException(
+                    $"the tokenizer has {tokenizer.VocabSize} tokens but {checkpoint.SourcePath} has only {checkpoint.Config.VocabSize} embedding rows");
+            var transformer = new Transformer(checkpoint, backend, options);
+            return new LoadedModel { Checkpoint = checkpoint, Tokenizer = tokenizer, Transformer = transformer };
+        }
+        catch
+        {
+            checkpoint.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// A tokenizer from a bare tokenizer file or folder, a vocabulary-only GGUF, or the model a
+    /// path names (its tokenizer found as <see cref="Open"/> finds it).
+    /// </summary>
+    public static ITokenizer OpenTokenizer(string path)
+    {
+        if (File.Exists(path) && path.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase))
+        {
+            using var gguf = GgufFile.Open(path);
+            return TokenizerFactory.FromGguf(gguf);
+        }
+        if (Directory.Exists(path) ? HasTokenizerFiles(path) : IsTokenizerFile(path))
+            return TokenizerFactory.Open(path);
+        using var checkpoint = ModelCheckpoint.Open(path);
+        return FindTokenizer(checkpoint) ?? throw new InvalidOperationException(
+            $"{path} comes with no tokenizer; name a tokenizer file instead");
+    }
+
+    /// <summary>A llama2.c model and its tokenizer are both .bin files: a tokenizer starts with its max token length, not a 7-int header.</summary>
+    static bool IsTokenizerFile(string path)
+    {
+        var name = Path.GetFileName(path);
+        if (name.EndsWith(".json", StringComparison.OrdinalIgnoreCase) || name.EndsWith(".model", StringComparison.OrdinalIgnoreCase)
+            || name == "merges.txt")
+            return true;
+        try
+        {
+            TokenizerFactory.Open(path);
+            return true;
+        }
+        catch (TokenizerLoadException)
+        {
+            return false;
+        }
+    }
+
+    static ITokenizer? FindTokenizer(ModelCheckpoint checkpoint)
+    {
+        switch (checkpoint.Format)
+        {
+            case ModelSourceFormat.Gguf:
+                return TokenizerFactory.FromGguf(checkpoint.Gguf!);
+            case ModelSourceFormat.HuggingFace:
+                return HasTokenizerFiles(checkpoint.SourcePath) ? TokenizerFactory.Open(checkpoint.SourcePath) : null;
+            default:
+                // llama2.c ships its tokenizer as a separate tokenizer.bin (stories models: tok512.bin …).
+                var folder = Path.GetDirectoryName(Path.GetFullPath(checkpoint.SourcePath))!;
+                var candidates = new[] { Path.Combine(folder, "tokenizer.bin") }
+                    .Concat(Directory.EnumerateFiles(folder, "tok*.bin")).Where(File.Exists).Distinct().ToArray();
+                return candidates.Length == 1 ? TokenizerFactory.Open(candidates[0]) : null;
+        }
+    }
+
+    static bool HasTokenizerFiles(string folder) =>
+        new[] { "tokenizer.json", "tokenizer.model", "vocab.json" }.Any(f => File.Exists(Path.Combine(folder, f)));
+}
