@@ -91,7 +91,8 @@ public static class CanonicalMath
             p = Fma(p, x2, TanhT3);
             p = Fma(p, x2, TanhT2);
             p = Fma(p, x2, TanhT1);
-            return Fma(Mul(p, x2), x, x);
+            // x + x·(x²·p) rounds −0 + (+0) to +0; tanh(−0) is −0.
+            return x == 0f ? x : Fma(Mul(p, x2), x, x);
         }
         float e = Exp(Add(a, a));
         float t = Sub(1f, Div(2f, Add(e, 1f)));
