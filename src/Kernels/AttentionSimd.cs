@@ -184,7 +184,7 @@ public static unsafe class AttentionSimd
                     continue;
                 }
                 anyLive = true;
-                ExpShifted(e, count, max);
+                ExpShifted(job.Level, e, count, max);
                 work.Totals[g] = Canonical.Sum(new ReadOnlySpan<float>(e, count));
                 new Span<float>(work.Lanes + g * laneFloats, (int)laneFloats).Clear();
             }
@@ -209,9 +209,16 @@ public static unsafe class AttentionSimd
     /// e_i = exp(s_i − m) in place, lane by lane through <see cref="CanonicalMath.Exp"/> until a
     /// vectorised twin of it exists (CanonicalMathSimd); this is the one place to switch.
     /// </summary>
-    static void ExpShifted(float* e, int count, float max)
+    static void ExpShifted(SimdLevel level, float* e, int count, float max)
     {
-        for (int i = 0; i < count; i++)
+        int i = 0;
+        if (level == SimdLevel.Avx512)
+            for (var m = Vector512.Create(max); i + 16 <= count; i += 16)
+                CanonicalMathSimd.Exp(Vector512.Load(e + i) - m).Store(e + i);
+        else if (level == SimdLevel.Avx2)
+            for (var m = Vector256.Create(max); i + 8 <= count; i += 8)
+                CanonicalMathSimd.Exp(Vector256.Load(e + i) - m).Store(e + i);
+        for (; i < count; i++)
             e[i] = CanonicalMath.Exp(e[i] - max);
     }
 

@@ -320,11 +320,11 @@ public static unsafe class SamplingSimd
             var m1 = m0;
             for (int i = 0; i < full; i += 32)
             {
-                m0 = CanonicalLanes.Max(m0, Vector512.Load(x + i));
-                m1 = CanonicalLanes.Max(m1, Vector512.Load(x + i + 16));
+                m0 = CanonicalMathSimd.Max(m0, Vector512.Load(x + i));
+                m1 = CanonicalMathSimd.Max(m1, Vector512.Load(x + i + 16));
             }
             if (full == n)
-                return CanonicalLanes.MaxTree(m0, m1);
+                return SimdTree.Max(m0, m1);
             m0.Store(lanes);
             m1.Store(lanes + 16);
         }
@@ -336,13 +336,13 @@ public static unsafe class SamplingSimd
             var m3 = m0;
             for (int i = 0; i < full; i += 32)
             {
-                m0 = CanonicalLanes.Max(m0, Vector256.Load(x + i));
-                m1 = CanonicalLanes.Max(m1, Vector256.Load(x + i + 8));
-                m2 = CanonicalLanes.Max(m2, Vector256.Load(x + i + 16));
-                m3 = CanonicalLanes.Max(m3, Vector256.Load(x + i + 24));
+                m0 = CanonicalMathSimd.Max(m0, Vector256.Load(x + i));
+                m1 = CanonicalMathSimd.Max(m1, Vector256.Load(x + i + 8));
+                m2 = CanonicalMathSimd.Max(m2, Vector256.Load(x + i + 16));
+                m3 = CanonicalMathSimd.Max(m3, Vector256.Load(x + i + 24));
             }
             if (full == n)
-                return CanonicalLanes.MaxTree(m0, m1, m2, m3);
+                return SimdTree.Max(m0, m1, m2, m3);
             m0.Store(lanes);
             m1.Store(lanes + 8);
             m2.Store(lanes + 16);

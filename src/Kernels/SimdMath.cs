@@ -148,6 +148,30 @@ public static class SimdTree
         return l0 + l1;
     }
 
+    /// <summary>The canonical max tree over lanes 0–15 and 16–31.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Max(Vector512<float> lanes0, Vector512<float> lanes16)
+    {
+        var h16 = CanonicalMathSimd.Max(lanes0, lanes16);
+        return Max8(CanonicalMathSimd.Max(h16.GetLower(), h16.GetUpper()));
+    }
+
+    /// <summary>The canonical max tree over lanes 0–7, 8–15, 16–23, 24–31.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Max(Vector256<float> lanes0, Vector256<float> lanes8, Vector256<float> lanes16, Vector256<float> lanes24) =>
+        Max8(CanonicalMathSimd.Max(CanonicalMathSimd.Max(lanes0, lanes16), CanonicalMathSimd.Max(lanes8, lanes24)));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static float Max8(Vector256<float> lanes)
+    {
+        var low = lanes.GetLower();
+        var high = lanes.GetUpper();
+        var h4 = Vector128.ConditionalSelect(Vector128.GreaterThan(low, high) | ~Vector128.Equals(low, low), low, high);
+        float l0 = CanonicalMath.Max(h4.GetElement(0), h4.GetElement(2));
+        float l1 = CanonicalMath.Max(h4.GetElement(1), h4.GetElement(3));
+        return CanonicalMath.Max(l0, l1);
+    }
+
     /// <summary>Lane mask of the first <paramref name="active"/> lanes of lanes [first, first + 16).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Active16(int first, int active) =>

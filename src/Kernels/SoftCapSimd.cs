@@ -46,13 +46,13 @@ public static unsafe class SoftCapSimd
         {
             var c = Vector512.Create(cap);
             for (; i + 16 <= n; i += 16)
-                CanonicalLanes.SoftCap(Vector512.Load(x + i), c).Store(x + i);
+                CanonicalMathSimd.SoftCap(Vector512.Load(x + i), c).Store(x + i);
         }
         else if (level == SimdLevel.Avx2)
         {
             var c = Vector256.Create(cap);
             for (; i + 8 <= n; i += 8)
-                CanonicalLanes.SoftCap(Vector256.Load(x + i), c).Store(x + i);
+                CanonicalMathSimd.SoftCap(Vector256.Load(x + i), c).Store(x + i);
         }
         for (; i < n; i++)
             x[i] = CanonicalMath.SoftCap(x[i], cap);

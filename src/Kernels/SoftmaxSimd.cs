@@ -67,11 +67,11 @@ public static unsafe class SoftmaxSimd
             var b = Vector512.Load(x + i + 16) / t;
             a.Store(p + i);
             b.Store(p + i + 16);
-            m0 = CanonicalLanes.Max(m0, a);
-            m1 = CanonicalLanes.Max(m1, b);
+            m0 = CanonicalMathSimd.Max(m0, a);
+            m1 = CanonicalMathSimd.Max(m1, b);
         }
         if (full == n)
-            return CanonicalLanes.MaxTree(m0, m1);
+            return SimdTree.Max(m0, m1);
         var lanes = stackalloc float[Canonical.Lanes];
         m0.Store(lanes);
         m1.Store(lanes + 16);
@@ -97,13 +97,13 @@ public static unsafe class SoftmaxSimd
             b.Store(p + i + 8);
             c.Store(p + i + 16);
             d.Store(p + i + 24);
-            m0 = CanonicalLanes.Max(m0, a);
-            m1 = CanonicalLanes.Max(m1, b);
-            m2 = CanonicalLanes.Max(m2, c);
-            m3 = CanonicalLanes.Max(m3, d);
+            m0 = CanonicalMathSimd.Max(m0, a);
+            m1 = CanonicalMathSimd.Max(m1, b);
+            m2 = CanonicalMathSimd.Max(m2, c);
+            m3 = CanonicalMathSimd.Max(m3, d);
         }
         if (full == n)
-            return CanonicalLanes.MaxTree(m0, m1, m2, m3);
+            return SimdTree.Max(m0, m1, m2, m3);
         var lanes = stackalloc float[Canonical.Lanes];
         m0.Store(lanes);
         m1.Store(lanes + 8);
@@ -198,11 +198,11 @@ public static unsafe class SoftmaxSimd
     // take microcode assists.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static Vector512<float> ExpOrZero(Vector512<float> x) =>
-        Vector512.LessThanOrEqualAll(x, Vector512.Create(CanonicalMath.ExpLowerClamp)) ? Vector512<float>.Zero : CanonicalLanes.Exp(x);
+        Vector512.LessThanOrEqualAll(x, Vector512.Create(CanonicalMath.ExpLowerClamp)) ? Vector512<float>.Zero : CanonicalMathSimd.Exp(x);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static Vector256<float> ExpOrZero(Vector256<float> x) =>
-        Vector256.LessThanOrEqualAll(x, Vector256.Create(CanonicalMath.ExpLowerClamp)) ? Vector256<float>.Zero : CanonicalLanes.Exp(x);
+        Vector256.LessThanOrEqualAll(x, Vector256.Create(CanonicalMath.ExpLowerClamp)) ? Vector256<float>.Zero : CanonicalMathSimd.Exp(x);
 
     /// <summary>p = p / total: one IEEE division per element, so the vector width does not matter.</summary>
     static void Divide(float* p, int n, float total, SimdLevel level)
