@@ -123,7 +123,7 @@ public static class ModelLoader
         switch (checkpoint.Format)
         {
             case ModelSourceFormat.Gguf:
-                return TokenizerFactory.FromGguf(checkpoint.Gguf!);
+                return checkpoint.Gguf!.Contains("tokenizer.ggml.model") ? TokenizerFactory.FromGguf(checkpoint.Gguf!) : null;
             case ModelSourceFormat.HuggingFace:
                 return HasTokenizerFiles(checkpoint.SourcePath) ? TokenizerFactory.Open(checkpoint.SourcePath) : null;
             default:

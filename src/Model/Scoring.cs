@@ -38,4 +38,32 @@ public static class Scoring
         }
         return result;
     }
+
+    /// <summary>
+    /// Prefills several prompts packed into one forward pass — each in its own cache slot with its
+    /// own positions, so attention never crosses a boundary — and returns every position's logits
+    /// per prompt ([length, vocab] each).
+    /// </summary>
+    public static float[][] PackedLogits(ILanguageModel model, IReadOnlyList<int[]> prompts)
+    {
+        if (prompts.Count > model.Slots)
+            throw new ArgumentException($"{prompts.Count} prompts need {prompts.Count} cache slots; the model has {model.Slots}");
+        var rows = new List<TokenRow>();
+        for (int p = 0; p < prompts.Count; p++)
+            for (int i = 0; i < prompts[p].Length; i++)
+                rows.Add(new TokenRow(p, i, prompts[p][i]));
+        var forward = model.Forward(rows.ToArray(), Enumerable.Range(0, rows.Count).ToArray());
+        if (forward.Problems.Count > 0)
+            throw new InvalidOperationException($"row {forward.Problems[0].Row}: {forward.Problems[0].Message}");
+        var values = model.Backend.DownloadFloats(forward.Logits);
+        int vocabulary = model.VocabSize;
+        var result = new float[prompts.Count][];
+        long offset = 0;
+        for (int p = 0; p < prompts.Count; p++)
+        {
+            result[p] = values.AsSpan((int)offset, prompts[p].Length * vocabulary).ToArray();
+            offset += (long)prompts[p].Length * vocabulary;
+        }
+        return result;
+    }
 }

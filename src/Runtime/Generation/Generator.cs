@@ -83,11 +83,14 @@ public sealed class Generator
 
     /// <summary>
     /// Generates for every request, at most <paramref name="batchSize"/> at a time, and returns the
-    /// results in request order. <paramref name="onToken"/> sees each token as it is sampled.
+    /// results in request order. <paramref name="onToken"/> sees each token as it is sampled
+    /// (request index, token); <paramref name="onLogits"/>, when given, sees the logits each draw
+    /// is made from (request index, logits), which costs a copy to the host per draw.
     /// </summary>
     public IReadOnlyList<GenerationResult> Run(IReadOnlyList<GenerationRequest> requests, int batchSize,
-        Action<int, int>? onToken = null)
+        Action<int, int>? onToken = null, Action<int, float[]>? onLogits = null)
     {
+        this.onLogits = onLogits;
         if (batchSize < 1)
             throw new ArgumentOutOfRangeException(nameof(batchSize), $"batch size {batchSize} must be at least 1");
         var results = new GenerationResult?[requests.Count];
@@ -140,6 +143,8 @@ public sealed class Generator
         Stats = new GenerationStats(promptTokens, prefillTime, decodedTokens, decodeTime);
         return results.Select(r => r!).ToArray();
     }
+
+    Action<int, float[]>? onLogits;
 
     string? Check(GenerationRequest request)
     {
@@ -206,6 +211,9 @@ public sealed class Generator
             Locate(rows, logitRows, rowOwner, nonFinite);
 
         var drawing = sampled.Where(s => s.Reason == null).ToList();
+        if (onLogits != null)
+            foreach (var sequence in drawing)
+                onLogits(sequence.Request, backend.DownloadFloats(result.Logits.Slice((long)sequence.LogitRow * vocabulary, vocabulary)));
         if (drawing.Count > 0)
             Draw(drawing, result, onToken);
         if (!prefill)
