@@ -1,3 +1,5 @@
+using ILGPU;
+using ILGPU.Runtime;
 using static IlgpuLlm.Kernels.ExactMath;
 
 namespace IlgpuLlm.Kernels;
@@ -38,5 +40,58 @@ public static partial class Embedding
         for (int r = 0; r < shape.Rows; r++)
             for (int i = 0; i < shape.Width; i++)
                 output[r * shape.Width + i] = Mul(table[(long)ids[r] * shape.Width + i], scale);
+    }
+
+    public struct Args<TTable> where TTable : struct, IStorage
+    {
+        public TTable Table;
+        public ArrayView<int> Ids;
+        public ArrayView<float> Output;
+        public int Width;
+        public float Scale;
+    }
+
+    /// <summary>
+    /// One thread per output element, threads of a row over its width: neighbouring threads read
+    /// neighbouring table elements of the same id, so loads and stores are coalesced.
+    /// </summary>
+    [GpuKernel]
+    static void Kernel<TTable>(Index1D index, Args<TTable> a) where TTable : struct, IStorage
+    {
+        int row = index / a.Width;
+        int column = index - row * a.Width;
+        a.Output[index] = Mul(a.Table.Load((long)a.Ids[row] * a.Width + column), a.Scale);
+    }
+
+    /// <summary>
+    /// Launches the gather. <paramref name="ids"/> is already on the device; the caller validated
+    /// its values on the host (<see cref="EmbeddingShape.ValidateIds"/>) before uploading them.
+    /// </summary>
+    public static void Run(KernelLibrary library, ArrayView<byte> table, StorageType tableType, ArrayView<int> ids,
+        ArrayView<float> output, EmbeddingShape shape, float scale)
+    {
+        shape.Validate(table.Length / tableType.SizeOf(), ids.Length, output.Length);
+        int count = Elementwise.ThreadCount("embedding: output", (long)shape.Rows * shape.Width);
+        switch (tableType)
+        {
+            case StorageType.F32:
+                library.GetElementwise<Args<F32Storage>>(Kernel)(count, new Args<F32Storage>
+                {
+                    Table = new F32Storage(table.Cast<float>()), Ids = ids, Output = output, Width = shape.Width, Scale = scale,
+                });
+                break;
+            case StorageType.F16:
+                library.GetElementwise<Args<F16Storage>>(Kernel)(count, new Args<F16Storage>
+                {
+                    Table = new F16Storage(table.Cast<ushort>()), Ids = ids, Output = output, Width = shape.Width, Scale = scale,
+                });
+                break;
+            default:
+                library.GetElementwise<Args<Bf16Storage>>(Kernel)(count, new Args<Bf16Storage>
+                {
+                    Table = new Bf16Storage(table.Cast<ushort>()), Ids = ids, Output = output, Width = shape.Width, Scale = scale,
+                });
+                break;
+        }
     }
 }

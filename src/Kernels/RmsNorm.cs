@@ -1,3 +1,5 @@
+using ILGPU;
+using ILGPU.Runtime;
 using static IlgpuLlm.Kernels.ExactMath;
 
 namespace IlgpuLlm.Kernels;
@@ -42,4 +44,68 @@ public static partial class RmsNorm
         Div(1f, Sqrt(Add(Div(sumOfSquares, width), epsilon)));
 
     public static float EffectiveWeight(float w, bool addOne) => addOne ? Add(1f, w) : w;
+
+    public struct Args<TWeight> where TWeight : struct, IStorage
+    {
+        public ArrayView<float> X;
+        public TWeight Weight;
+        public ArrayView<float> Y;
+        public int Width;
+        public float Epsilon;
+        public int AddOneToWeight;
+    }
+
+    /// <summary>
+    /// One warp per row: lane j folds x[j], x[j+32], … into its canonical lane, the warp tree sums
+    /// the lanes, and every lane then scales its own elements. Neighbouring lanes touch neighbouring
+    /// elements of x, w and y, so every access is coalesced. Safe in place (y = x): each element is
+    /// read by the lane that later writes it.
+    /// </summary>
+    [GpuKernel]
+    static void Kernel<TWeight>(Args<TWeight> a) where TWeight : struct, IStorage
+    {
+        int lane = Group.IdxX;
+        long row = (long)Grid.IdxX * a.Width;
+        float lanes = 0f;
+        for (int i = lane; i < a.Width; i += Canonical.Lanes)
+        {
+            float x = a.X[row + i];
+            lanes = Fma(x, x, lanes);
+        }
+        float inverse = InverseRms(WarpTree.Sum(lanes), a.Width, a.Epsilon);
+        for (int i = lane; i < a.Width; i += Canonical.Lanes)
+            a.Y[row + i] = Mul(Mul(a.X[row + i], inverse), EffectiveWeight(a.Weight.Load(i), a.AddOneToWeight != 0));
+    }
+
+    public static void Run(KernelLibrary library, ArrayView<float> x, ArrayView<byte> weight, StorageType weightType,
+        ArrayView<float> y, RmsNormShape shape)
+    {
+        shape.Validate(x.Length, weight.Length / weightType.SizeOf(), y.Length);
+        var config = new KernelConfig(shape.Rows, KernelContext.WarpSize);
+        int addOne = shape.AddOneToWeight ? 1 : 0;
+        switch (weightType)
+        {
+            case StorageType.F32:
+                library.Get<Args<F32Storage>>(Kernel)(config, new Args<F32Storage>
+                {
+                    X = x, Weight = new F32Storage(weight.Cast<float>()), Y = y, Width = shape.Width,
+                    Epsilon = shape.Epsilon, AddOneToWeight = addOne,
+                });
+                break;
+            case StorageType.F16:
+                library.Get<Args<F16Storage>>(Kernel)(config, new Args<F16Storage>
+                {
+                    X = x, Weight = new F16Storage(weight.Cast<ushort>()), Y = y, Width = shape.Width,
+                    Epsilon = shape.Epsilon, AddOneToWeight = addOne,
+                });
+                break;
+            default:
+                library.Get<Args<Bf16Storage>>(Kernel)(config, new Args<Bf16Storage>
+                {
+                    X = x, Weight = new Bf16Storage(weight.Cast<ushort>()), Y = y, Width = shape.Width,
+                    Epsilon = shape.Epsilon, AddOneToWeight = addOne,
+                });
+                break;
+        }
+    }
 }

@@ -1,3 +1,5 @@
+using ILGPU;
+using ILGPU.Runtime;
 using static IlgpuLlm.Kernels.ExactMath;
 
 namespace IlgpuLlm.Kernels;
@@ -60,6 +62,47 @@ public static partial class Rotary
     public static float RotateFirst(float a, float b, float cos, float sin) => Sub(Mul(a, cos), Mul(b, sin));
 
     public static float RotateSecond(float a, float b, float cos, float sin) => Add(Mul(b, cos), Mul(a, sin));
+
+    public struct Args
+    {
+        public ArrayView<float> X;
+        public ArrayView<float> Angles;
+        public int Heads, Pairs, Interleaved;
+    }
+
+    /// <summary>
+    /// One thread per (row, head, pair), pairs fastest: neighbouring threads read neighbouring
+    /// (cos, sin) entries and, for rotate_half pairs, neighbouring elements of both halves of the
+    /// head (for interleaved pairs, neighbouring two-element pairs).
+    /// </summary>
+    [GpuKernel]
+    static void Kernel(Index1D index, Args a)
+    {
+        int pair = index % a.Pairs;
+        int rowHead = index / a.Pairs;
+        int row = rowHead / a.Heads;
+        long head = (long)rowHead * (2 * a.Pairs);
+        long first = head + (a.Interleaved != 0 ? 2 * pair : pair);
+        long second = a.Interleaved != 0 ? first + 1 : first + a.Pairs;
+        long angle = ((long)row * a.Pairs + pair) * 2;
+        float cos = a.Angles[angle];
+        float sin = a.Angles[angle + 1];
+        float x0 = a.X[first];
+        float x1 = a.X[second];
+        a.X[first] = RotateFirst(x0, x1, cos, sin);
+        a.X[second] = RotateSecond(x0, x1, cos, sin);
+    }
+
+    public static void Run(KernelLibrary library, ArrayView<float> x, ArrayView<float> angles, RotaryShape shape)
+    {
+        shape.Validate(x.Length, angles.Length);
+        int count = Elementwise.ThreadCount("rotary: pairs", (long)shape.Rows * shape.Heads * shape.Pairs);
+        library.GetElementwise<Args>(Kernel)(count, new Args
+        {
+            X = x, Angles = angles, Heads = shape.Heads, Pairs = shape.Pairs,
+            Interleaved = shape.Layout == RotaryLayout.Interleaved ? 1 : 0,
+        });
+    }
 }
 
 /// <summary>How a checkpoint stretches rotary frequencies for long contexts.</summary>

@@ -147,15 +147,23 @@ public sealed class IlgpuBackend : IBackend
             throw new ArgumentException($"{tensor.Name} holds {tensor.Type.Name()} values; this op needs {type.Name()}");
     }
 
-    public void Embedding(Tensor table, ReadOnlySpan<int> ids, Tensor output, EmbeddingShape shape, float scale) =>
-        throw new NotImplementedException();
+    public void Embedding(Tensor table, ReadOnlySpan<int> ids, Tensor output, EmbeddingShape shape, float scale)
+    {
+        shape.Validate(table.Length, ids.Length, output.Length);
+        shape.ValidateIds(ids);
+        using var staged = Stage(ids);
+        Kernels.Embedding.Run(kernels, Bytes(table), table.Type.AsStorage(), staged.View, F32(output), shape, scale);
+        accelerator.Synchronize();
+    }
 
     public void Linear(Tensor x, Tensor weight, Tensor? bias, Tensor y, LinearShape shape) =>
         Kernels.Linear.Run(kernels, F32(x), Bytes(weight), weight.Type.AsStorage(), bias is null ? null : F32(bias), F32(y), shape);
 
-    public void RmsNorm(Tensor x, Tensor weight, Tensor y, RmsNormShape shape) => throw new NotImplementedException();
+    public void RmsNorm(Tensor x, Tensor weight, Tensor y, RmsNormShape shape) =>
+        Kernels.RmsNorm.Run(kernels, F32(x), Bytes(weight), weight.Type.AsStorage(), F32(y), shape);
 
-    public void Rotary(Tensor x, Tensor angles, RotaryShape shape) => throw new NotImplementedException();
+    public void Rotary(Tensor x, Tensor angles, RotaryShape shape) =>
+        Kernels.Rotary.Run(kernels, F32(x), F32(angles), shape);
 
     public int ScatterRows(Tensor source, Tensor destination, ReadOnlySpan<long> rowIndices, ScatterShape shape,
         Span<bool> rowOverflowed)
@@ -217,9 +225,10 @@ public sealed class IlgpuBackend : IBackend
     }
 
     public void GatedActivation(Tensor gate, Tensor up, Tensor output, long count, Activation activation) =>
-        throw new NotImplementedException();
+        Activations.RunGated(kernels, F32(gate), F32(up), F32(output), count, activation);
 
-    public void Add(Tensor a, Tensor b, Tensor output, long count) => throw new NotImplementedException();
+    public void Add(Tensor a, Tensor b, Tensor output, long count) =>
+        Activations.RunAdd(kernels, F32(a), F32(b), F32(output), count);
 
     public void SoftCap(Tensor x, long count, float cap)
     {

@@ -98,8 +98,15 @@ public sealed unsafe class SimdBackend : IBackend
         return (float*)Pointer(tensor);
     }
 
-    public void Embedding(Tensor table, ReadOnlySpan<int> ids, Tensor output, EmbeddingShape shape, float scale) =>
-        throw new NotImplementedException();
+    readonly EmbeddingSimd.Job embeddingJob = new();
+
+    public void Embedding(Tensor table, ReadOnlySpan<int> ids, Tensor output, EmbeddingShape shape, float scale)
+    {
+        shape.Validate(table.Length, ids.Length, output.Length);
+        shape.ValidateIds(ids);
+        fixed (int* idPointer = ids)
+            EmbeddingSimd.Run(workers, level, embeddingJob, Pointer(table), table.Type.AsStorage(), idPointer, F32(output), shape, scale);
+    }
 
     public void Linear(Tensor x, Tensor weight, Tensor? bias, Tensor y, LinearShape shape)
     {
@@ -108,9 +115,21 @@ public sealed unsafe class SimdBackend : IBackend
             bias is null ? null : F32(bias), F32(y), shape);
     }
 
-    public void RmsNorm(Tensor x, Tensor weight, Tensor y, RmsNormShape shape) => throw new NotImplementedException();
+    readonly RmsNormSimd.Job rmsNormJob = new();
 
-    public void Rotary(Tensor x, Tensor angles, RotaryShape shape) => throw new NotImplementedException();
+    public void RmsNorm(Tensor x, Tensor weight, Tensor y, RmsNormShape shape)
+    {
+        shape.Validate(x.Length, weight.Length, y.Length);
+        RmsNormSimd.Run(workers, level, rmsNormJob, F32(x), Pointer(weight), weight.Type.AsStorage(), F32(y), shape);
+    }
+
+    readonly RotarySimd.Job rotaryJob = new();
+
+    public void Rotary(Tensor x, Tensor angles, RotaryShape shape)
+    {
+        shape.Validate(x.Length, angles.Length);
+        RotarySimd.Run(workers, level, rotaryJob, F32(x), F32(angles), shape);
+    }
 
     public int ScatterRows(Tensor source, Tensor destination, ReadOnlySpan<long> rowIndices, ScatterShape shape,
         Span<bool> rowOverflowed)
@@ -146,10 +165,21 @@ public sealed unsafe class SimdBackend : IBackend
                 rangeList, shape, biasValues, bias?.Layout ?? default, masked, longest);
     }
 
-    public void GatedActivation(Tensor gate, Tensor up, Tensor output, long count, Activation activation) =>
-        throw new NotImplementedException();
+    readonly ActivationsSimd.GatedJob gatedJob = new();
+    readonly ActivationsSimd.AddJob addJob = new();
 
-    public void Add(Tensor a, Tensor b, Tensor output, long count) => throw new NotImplementedException();
+    public void GatedActivation(Tensor gate, Tensor up, Tensor output, long count, Activation activation)
+    {
+        Activations.ValidateCount("gated activation", count, gate.Length, up.Length, output.Length);
+        Activations.ValidateActivation(activation);
+        ActivationsSimd.RunGated(workers, level, gatedJob, F32(gate), F32(up), F32(output), count, activation);
+    }
+
+    public void Add(Tensor a, Tensor b, Tensor output, long count)
+    {
+        Activations.ValidateCount("add", count, a.Length, b.Length, output.Length);
+        ActivationsSimd.RunAdd(workers, level, addJob, F32(a), F32(b), F32(output), count);
+    }
 
     readonly SoftCapSimd.Job softCapJob = new();
 
