@@ -155,6 +155,35 @@ public class CreateWriterTests
         return document.RootElement.GetProperty("rms_norm_eps").GetRawText();
     }
 
+    [Fact]
+    public void VectorisedNarrowingGivesHalfBitsExactly()
+    {
+        // Random bit patterns (every exponent, subnormals, infinities), ties, overflow boundaries.
+        ulong state = 12345;
+        uint Next() { state = state * 6364136223846793005 + 1442695040888963407; return (uint)(state >> 32); }
+        var values = new List<float>();
+        for (int i = 0; i < 1 << 20; i++) values.Add(BitConverter.UInt32BitsToSingle(Next()));
+        foreach (uint bits in new uint[] { 0, 0x80000000, 0x7F800000, 0xFF800000, 0x477FEFFF, 0x477FF000, 0x33000000, 0x33000001, 0x38800000, 0x387FFFFF, 0x3F808000, 0x3F818000, 0x7F7FFFFF })
+            values.Add(BitConverter.UInt32BitsToSingle(bits));
+        var finite = values.Where(float.IsFinite).ToArray();
+        var noNaN = values.Where(v => !float.IsNaN(v)).ToArray();
+        var withNaN = values.Where(v => !float.IsInfinity(v)).ToArray();
+        foreach (var sample in new[] { finite, noNaN, withNaN, finite[..37] })
+        {
+            var f16 = new byte[sample.Length * 2];
+            StorageNarrowing.Narrow(StorageType.F16, sample, f16);
+            var bf16 = new byte[sample.Length * 2];
+            StorageNarrowing.Narrow(StorageType.BF16, sample, bf16);
+            var halves = MemoryMarshal.Cast<byte, ushort>(f16);
+            var brains = MemoryMarshal.Cast<byte, ushort>(bf16);
+            for (int i = 0; i < sample.Length; i++)
+            {
+                Assert.True(HalfBits.F32ToF16(sample[i]) == halves[i], $"f16 of {BitConverter.SingleToUInt32Bits(sample[i]):X8}");
+                Assert.True(HalfBits.F32ToBf16(sample[i]) == brains[i], $"bf16 of {BitConverter.SingleToUInt32Bits(sample[i]):X8}");
+            }
+        }
+    }
+
     sealed class Recorder(List<long> values) : IProgress<long>
     {
         public void Report(long value) => values.Add(value);

@@ -1,5 +1,7 @@
 using IlgpuLlm.Kernels;
 using System.Collections.Immutable;
+using System.Numerics;
+using System.Numerics.Tensors;
 using System.Runtime.InteropServices;
 
 namespace IlgpuLlm.Model.Formats;
@@ -143,7 +145,10 @@ public sealed class TensorSource
     public override string ToString() => $"{Name} {DataType.Name()} [{string.Join(", ", Shape)}]";
 }
 
-/// <summary>f32 → storage type, round to nearest even (the inverse direction of <see cref="StorageWidening"/>).</summary>
+/// <summary>
+/// f32 → storage type, round to nearest even: the same bits as <see cref="HalfBits"/>'s scalar
+/// conversions (NaN included), vectorised because writing a model narrows every weight.
+/// </summary>
 public static class StorageNarrowing
 {
     public static void Narrow(StorageType type, ReadOnlySpan<float> source, Span<byte> destination)
@@ -156,22 +161,50 @@ public static class StorageNarrowing
                 MemoryMarshal.AsBytes(source).CopyTo(destination);
                 break;
             case StorageType.F16:
-            {
-                var bits = MemoryMarshal.Cast<byte, ushort>(destination);
-                for (int i = 0; i < source.Length; i++)
-                    bits[i] = HalfBits.F32ToF16(source[i]);
+                NarrowToF16(source, MemoryMarshal.Cast<byte, ushort>(destination));
                 break;
-            }
             case StorageType.BF16:
-            {
-                var bits = MemoryMarshal.Cast<byte, ushort>(destination);
-                for (int i = 0; i < source.Length; i++)
-                    bits[i] = HalfBits.F32ToBf16(source[i]);
+                NarrowToBf16(source, MemoryMarshal.Cast<byte, ushort>(destination));
                 break;
-            }
             default:
                 throw new ArgumentOutOfRangeException(nameof(type), type, null);
         }
+    }
+
+    static void NarrowToF16(ReadOnlySpan<float> source, Span<ushort> destination)
+    {
+        // .NET's float → Half is IEEE round-to-nearest-even, as HalfBits.F32ToF16 is; only the
+        // payload a NaN keeps may differ, so any NaN sends the span down the scalar path.
+        if (source.Length > 0 && !float.IsNaN(TensorPrimitives.Max(source)))
+        {
+            TensorPrimitives.ConvertToHalf(source, MemoryMarshal.Cast<ushort, Half>(destination));
+            return;
+        }
+        for (int i = 0; i < source.Length; i++)
+            destination[i] = HalfBits.F32ToF16(source[i]);
+    }
+
+    static void NarrowToBf16(ReadOnlySpan<float> source, Span<ushort> destination)
+    {
+        var bits = MemoryMarshal.Cast<float, uint>(source);
+        int i = 0;
+        if (Vector.IsHardwareAccelerated)
+        {
+            int width = Vector<uint>.Count;
+            for (; i + 2 * width <= bits.Length; i += 2 * width)
+                Vector.Narrow(RoundToBf16(new Vector<uint>(bits[i..])), RoundToBf16(new Vector<uint>(bits[(i + width)..])))
+                    .CopyTo(destination[i..]);
+        }
+        for (; i < bits.Length; i++)
+            destination[i] = HalfBits.F32ToBf16(source[i]);
+    }
+
+    /// <summary>HalfBits.F32ToBf16 lane by lane: ties to even, NaN made quiet with its sign and high payload.</summary>
+    static Vector<uint> RoundToBf16(Vector<uint> bits)
+    {
+        var rounded = (bits + new Vector<uint>(0x7FFF) + ((bits >> 16) & Vector<uint>.One)) >> 16;
+        var nan = Vector.GreaterThan(bits & new Vector<uint>(0x7FFFFFFF), new Vector<uint>(0x7F800000));
+        return Vector.ConditionalSelect(nan, (bits >> 16) | new Vector<uint>(0x40), rounded);
     }
 
     /// <summary>The value <paramref name="value"/> becomes when stored as <paramref name="type"/> and widened back.</summary>
