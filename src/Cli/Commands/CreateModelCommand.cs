@@ -149,7 +149,7 @@ public static class CreateModelCommand
         var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
         console.Progress()
             .AutoClear(true)
-            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(),
+            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn { Width = 24 }, new PercentageColumn(),
                 new DownloadedColumn(), new TransferSpeedColumn(), new RemainingTimeColumn())
             .Start(context =>
             {
