@@ -55,6 +55,7 @@ public sealed class RandomModel
         Name = name;
         WeightScale = scale;
         Tensors = [.. ModelLayout.Expected(config).Select(e => Tensor(e, dataType, seed, scale))];
+        _vocabulary = new(() => SyntheticVocabulary.Create(config.VocabSize));
         ParameterCount = Tensors.Sum(t => t.ElementCount);
     }
 
@@ -75,7 +76,9 @@ public sealed class RandomModel
     public long ParameterCount { get; }
 
     /// <summary>The byte-level vocabulary the files carry.</summary>
-    public TokenizerVocabulary Vocabulary => SyntheticVocabulary.Create(Config.VocabSize);
+    public TokenizerVocabulary Vocabulary => _vocabulary.Value;
+
+    readonly Lazy<TokenizerVocabulary> _vocabulary;
 
     // ---------------------------------------------------------------- presets
 

@@ -64,9 +64,12 @@ public static class HuggingFaceModelWriter
         var weights = Weights(config, matched);
         var dtype = DominantType(matched.Select(m => m.Source));
         var configJson = ConfigJson(config, dtype);
+        // The weights first and config.json last: a folder whose config.json exists is complete,
+        // and a write that fails part-way leaves nothing a reader would take for a model.
+        string weightsPath = Path.Combine(folder, HuggingFaceModelReader.SingleFileName);
         var files = new List<PlannedFile>
         {
-            Bytes(Path.Combine(folder, HuggingFaceModelReader.ConfigFileName), configJson),
+            new(weightsPath, weights.Length, (progress, done, cancellation) => weights.WriteTo(weightsPath, progress, done, cancellation)),
         };
         if (vocabulary is not null)
         {
@@ -75,8 +78,7 @@ public static class HuggingFaceModelWriter
             files.Add(Bytes(Path.Combine(folder, TokenizerFileName), TokenizerJson(config, vocabulary)));
             files.Add(Bytes(Path.Combine(folder, TokenizerConfigFileName), TokenizerConfigJson(config, vocabulary)));
         }
-        string weightsPath = Path.Combine(folder, HuggingFaceModelReader.SingleFileName);
-        files.Add(new PlannedFile(weightsPath, weights.Length, (progress, done, cancellation) => weights.WriteTo(weightsPath, progress, done, cancellation)));
+        files.Add(Bytes(Path.Combine(folder, HuggingFaceModelReader.ConfigFileName), configJson));
         return new ModelWritePlan(folder, ModelSourceFormat.HuggingFace, files);
     }
 
