@@ -59,6 +59,56 @@ public class CreateRoundTripTests
             Assert.Equal(type, tensor.DataType);
     }
 
+    /// <summary>Configs beyond the presets, each written in the formats that can state it.</summary>
+    public static IEnumerable<object[]> Variants()
+    {
+        ModelConfig Tiny(ModelFamily family) => RandomModel.GetPreset(family, "tiny").Config;
+        var llama = Tiny(ModelFamily.Llama) with { RopeScaling = RopeScaling.Linear(4f), RopeFrequencyFactors = null };
+        yield return ["llama, q/k/v biases (permuted too), linear rope scaling", llama with { HasQkvBias = true }, true, false];
+        yield return ["llama, end-of-turn id", llama with { EotTokenId = 300, StopTokenIds = [257, 300], TiedEmbeddings = true }, true, false];
+        yield return ["llama, plain rope, pad id", llama with { RopeScaling = RopeScaling.None, PadTokenId = 0 }, true, true];
+        var qwen = Tiny(ModelFamily.Qwen2);
+        yield return ["qwen2, sliding window from layer 1", qwen with { SlidingWindow = 64, SlidingWindowLayers = [false, true] }, false, true];
+        var gemma2 = Tiny(ModelFamily.Gemma2);
+        yield return ["gemma2, no final soft-cap", gemma2 with { FinalLogitSoftCap = null }, true, true];
+        var gemma3 = Tiny(ModelFamily.Gemma3);
+        yield return ["gemma3, linear rope scaling", gemma3 with { RopeScaling = RopeScaling.Linear(8f) }, true, true];
+        yield return ["gemma3, local base 20000, own pattern, soft-caps", gemma3 with
+        {
+            RopeLocalTheta = 20_000f, SlidingWindowLayers = [true, false, true, false, true, false],
+            AttentionLogitSoftCap = 40f, FinalLogitSoftCap = 20f, QueryPreAttentionScalar = 64f,
+        }, false, true];
+    }
+
+    [Theory]
+    [MemberData(nameof(Variants))]
+    public void VariantsOpenAsWritten(string what, ModelConfig config, bool gguf, bool huggingFace)
+    {
+        using var temp = new TempFolder();
+        var model = RandomModel.Create(config, StorageType.BF16, seed: 21, name: what);
+        using var intended = model.ToCheckpoint();
+        if (gguf)
+        {
+            model.PlanGguf(temp.Path("m.gguf")).Write();
+            using var fromGguf = ModelCheckpoint.Open(temp.Path("m.gguf"));
+            Assert.Equal(ModelComparison.Describe(config), ModelComparison.Describe(fromGguf.Config));
+            Assert.Equal(config, fromGguf.Config);
+            ModelComparison.AssertSameTensors(intended, fromGguf);
+        }
+        else
+            Assert.Throws<NotSupportedException>(() => model.PlanGguf(temp.Path("m.gguf")));
+        if (huggingFace)
+        {
+            model.PlanHuggingFace(temp.Path("hf")).Write();
+            using var fromFolder = ModelCheckpoint.Open(temp.Path("hf"));
+            Assert.Equal(ModelComparison.Describe(config), ModelComparison.Describe(fromFolder.Config));
+            Assert.Equal(config, fromFolder.Config);
+            ModelComparison.AssertSameTensors(intended, fromFolder);
+        }
+        else
+            Assert.Throws<NotSupportedException>(() => model.PlanHuggingFace(temp.Path("hf")));
+    }
+
     [Theory]
     [InlineData(ModelFamily.Llama)]
     [InlineData(ModelFamily.Qwen2)]
