@@ -159,8 +159,7 @@ public sealed class RandomModel
         int vocab, int context, float epsilon, float theta, bool tied, Llama3RopeParameters? llama3 = null, int? window = null,
         float? localTheta = null, float? attentionSoftCap = null, float? finalSoftCap = null)
     {
-        bool gemma = family is ModelFamily.Gemma or ModelFamily.Gemma2 or ModelFamily.Gemma3;
-        bool sandwich = family is ModelFamily.Gemma2 or ModelFamily.Gemma3;
+        bool sandwich = FamilyTraits.HasSandwichNorms(family);
         var sliding = new bool[layers];
         if (window is not null)
             for (int l = 0; l < layers; l++)
@@ -189,13 +188,13 @@ public sealed class RandomModel
             AttentionLogitSoftCap = attentionSoftCap,
             FinalLogitSoftCap = finalSoftCap,
             QueryPreAttentionScalar = headDim,
-            HasQueryKeyNorm = family == ModelFamily.Gemma3,
+            HasQueryKeyNorm = FamilyTraits.HasQueryKeyNorm(family),
             HasQkvBias = family == ModelFamily.Qwen2,
             TiedEmbeddings = tied,
             HasPostAttentionNorm = sandwich,
             HasPostFeedForwardNorm = sandwich,
-            Activation = gemma ? Activation.GeluTanh : Activation.Silu,
-            EmbeddingScale = gemma ? (float)Math.Sqrt(hidden) : 1f,
+            Activation = FamilyTraits.Activation(family),
+            EmbeddingScale = FamilyTraits.EmbeddingScale(family, hidden),
             BosTokenId = SyntheticVocabulary.BosId,
             EosTokenId = SyntheticVocabulary.EosId,
             StopTokenIds = [SyntheticVocabulary.EosId],

@@ -75,7 +75,7 @@ public static class GgufModelWriter
         w.AddUInt32(Key("attention.head_count_kv"), (uint)config.KeyValueHeadCount);
         w.AddFloat32(Key("rope.freq_base"), config.RopeTheta);
         w.AddFloat32(Key("attention.layer_norm_rms_epsilon"), config.RmsNormEpsilon);
-        bool gemma = config.Family is ModelFamily.Gemma or ModelFamily.Gemma2 or ModelFamily.Gemma3;
+        bool gemma = FamilyTraits.IsGemma(config.Family);
         // llama.cpp defaults head_dim to n_embd / n_head; the Gemma converters always state it.
         if (gemma || config.HiddenSize % config.HeadCount != 0 || config.HiddenSize / config.HeadCount != config.HeadDim)
         {

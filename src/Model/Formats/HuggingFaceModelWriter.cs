@@ -94,7 +94,7 @@ public static class HuggingFaceModelWriter
 
     static SafetensorsWriter Weights(ModelConfig config, List<(ExpectedTensor Expected, TensorSource Source)> matched)
     {
-        bool gemma = config.Family is ModelFamily.Gemma or ModelFamily.Gemma2 or ModelFamily.Gemma3;
+        bool gemma = FamilyTraits.IsGemma(config.Family);
         var writer = new SafetensorsWriter().AddMetadata("format", "pt");
         foreach (var (expected, source) in matched)
         {
@@ -154,8 +154,8 @@ public static class HuggingFaceModelWriter
     public static byte[] ConfigJson(ModelConfig c, StorageType torchDtype)
     {
         EnsureRepresentable(c);
-        bool gemma = c.Family is ModelFamily.Gemma or ModelFamily.Gemma2 or ModelFamily.Gemma3;
-        bool sandwich = c.Family is ModelFamily.Gemma2 or ModelFamily.Gemma3;
+        bool gemma = FamilyTraits.IsGemma(c.Family);
+        bool sandwich = FamilyTraits.HasSandwichNorms(c.Family);
         return JsonFileOutput.Build(json =>
         {
             void Float(string key, float value) { json.WritePropertyName(key); json.WriteRawValue(ModelWriting.JsonNumber(value)); }

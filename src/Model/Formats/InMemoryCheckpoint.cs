@@ -19,29 +19,14 @@ internal static unsafe class InMemoryCheckpoint
         ArgumentException.ThrowIfNullOrEmpty(name);
         ModelLayout.Validate(config, name);
 
-        var byName = new Dictionary<string, TensorSource>(StringComparer.Ordinal);
-        foreach (var tensor in tensors)
-            if (!byName.TryAdd(tensor.Name, tensor))
-                throw new ModelFormatException(name, $"tensor '{tensor.Name}' is given twice");
-        var expected = ModelLayout.Expected(config);
-        var expectedNames = expected.Select(e => e.Name).ToHashSet(StringComparer.Ordinal);
-        foreach (var extra in byName.Keys.Where(n => !expectedNames.Contains(n)))
-            throw new ModelFormatException(name,
-                $"unexpected tensor '{extra}': not part of a {config.Family} model with {config.LayerCount} layers" +
-                $"{(config.TiedEmbeddings ? ", tied embeddings" : "")}{(config.HasQkvBias ? ", q/k/v biases" : ", no biases")}");
+        var matched = ModelWriting.MatchTensors(config, tensors, message => new ModelFormatException(name, message));
 
         var store = new TensorStore();
         try
         {
-            var result = new List<ModelTensor>(expected.Count);
-            foreach (var e in expected)
+            var result = new List<ModelTensor>(matched.Count);
+            foreach (var (e, source) in matched)
             {
-                if (!byName.TryGetValue(e.Name, out var source))
-                    throw new ModelFormatException(name,
-                        $"tensor '{e.Name}' is missing: a {config.Family} model with this config needs it, shape [{string.Join(", ", e.Shape)}]");
-                if (!source.Shape.SequenceEqual(e.Shape))
-                    throw new ModelFormatException(name,
-                        $"tensor '{e.Name}': expected shape [{string.Join(", ", e.Shape)}] (from the config), found [{string.Join(", ", source.Shape)}]");
                 byte* data = store.Allocate(source.ByteLength);
                 int size = source.DataType.SizeOf();
                 long chunkElements = CopyChunkBytes / size;

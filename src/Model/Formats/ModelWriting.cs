@@ -58,15 +58,15 @@ internal static class ModelWriting
     /// </summary>
     public static void CheckFamilyInvariants(ModelConfig c, string format)
     {
-        bool gemma = c.Family is ModelFamily.Gemma or ModelFamily.Gemma2 or ModelFamily.Gemma3;
-        bool sandwich = c.Family is ModelFamily.Gemma2 or ModelFamily.Gemma3;
+        bool gemma = FamilyTraits.IsGemma(c.Family);
+        bool sandwich = FamilyTraits.HasSandwichNorms(c.Family);
         void Require(bool ok, string what)
         {
             if (!ok) throw new NotSupportedException($"a {format} {c.Family} model cannot express {what}");
         }
-        Require(c.Activation == (gemma ? Activation.GeluTanh : Activation.Silu), $"activation {c.Activation}");
-        Require(c.EmbeddingScale == (gemma ? (float)Math.Sqrt(c.HiddenSize) : 1f), $"embedding scale {c.EmbeddingScale}");
-        Require(c.HasQueryKeyNorm == (c.Family == ModelFamily.Gemma3), $"q/k norms = {c.HasQueryKeyNorm}");
+        Require(c.Activation == FamilyTraits.Activation(c.Family), $"activation {c.Activation}");
+        Require(c.EmbeddingScale == FamilyTraits.EmbeddingScale(c.Family, c.HiddenSize), $"embedding scale {c.EmbeddingScale}");
+        Require(c.HasQueryKeyNorm == FamilyTraits.HasQueryKeyNorm(c.Family), $"q/k norms = {c.HasQueryKeyNorm}");
         Require(c.HasPostAttentionNorm == sandwich && c.HasPostFeedForwardNorm == sandwich,
             $"post-attention/feed-forward norms = {c.HasPostAttentionNorm}/{c.HasPostFeedForwardNorm}");
         Require(c.Family != ModelFamily.Qwen2 || c.HasQkvBias, "q/k/v without biases");
@@ -84,27 +84,30 @@ internal static class ModelWriting
 
     /// <summary>
     /// Checks that the tensors are exactly the set the config implies (names and shapes) and
-    /// returns them in canonical order with their roles.
+    /// returns them in canonical order with their roles; <paramref name="error"/> makes the exception.
     /// </summary>
-    public static List<(ExpectedTensor Expected, TensorSource Source)> MatchTensors(ModelConfig config, IEnumerable<TensorSource> tensors)
+    public static List<(ExpectedTensor Expected, TensorSource Source)> MatchTensors(ModelConfig config, IEnumerable<TensorSource> tensors,
+        Func<string, Exception>? error = null)
     {
+        error ??= message => new ArgumentException(message);
         var byName = new Dictionary<string, TensorSource>(StringComparer.Ordinal);
         foreach (var tensor in tensors)
             if (!byName.TryAdd(tensor.Name, tensor))
-                throw new ArgumentException($"tensor '{tensor.Name}' is given twice");
+                throw error($"tensor '{tensor.Name}' is given twice");
         var expected = ModelLayout.Expected(config);
+        var expectedNames = expected.Select(e => e.Name).ToHashSet(StringComparer.Ordinal);
+        foreach (var extra in byName.Keys.Where(n => !expectedNames.Contains(n)))
+            throw error($"unexpected tensor '{extra}': not part of a {config.Family} model with {config.LayerCount} layers" +
+                $"{(config.TiedEmbeddings ? ", tied embeddings" : "")}{(config.HasQkvBias ? ", q/k/v biases" : ", no biases")}");
         var result = new List<(ExpectedTensor, TensorSource)>(expected.Count);
         foreach (var e in expected)
         {
-            if (!byName.Remove(e.Name, out var source))
-                throw new ArgumentException($"tensor '{e.Name}' [{string.Join(", ", e.Shape)}] is missing: a {config.Family} model with this config needs it");
+            if (!byName.TryGetValue(e.Name, out var source))
+                throw error($"tensor '{e.Name}' is missing: a {config.Family} model with this config needs it, shape [{string.Join(", ", e.Shape)}]");
             if (!source.Shape.SequenceEqual(e.Shape))
-                throw new ArgumentException($"tensor '{e.Name}': expected shape [{string.Join(", ", e.Shape)}] (from the config), found [{string.Join(", ", source.Shape)}]");
+                throw error($"tensor '{e.Name}': expected shape [{string.Join(", ", e.Shape)}] (from the config), found [{string.Join(", ", source.Shape)}]");
             result.Add((e, source));
         }
-        if (byName.Count > 0)
-            throw new ArgumentException($"tensor '{byName.Keys.First()}' is not part of a {config.Family} model with {config.LayerCount} layers" +
-                $"{(config.TiedEmbeddings ? " and tied embeddings" : "")}");
         return result;
     }
 
