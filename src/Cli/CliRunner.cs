@@ -23,7 +23,9 @@ public static class CliRunner
         }
         try
         {
-            return parsed.Invoke();
+            // System.CommandLine's own handler would print the exception with its stack trace and
+            // return 1 before the catches below could turn it into one line (and usage into 2).
+            return parsed.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
         }
         catch (UsageException e)
         {

@@ -11,5 +11,6 @@ public static class CommandCatalog
         yield return LogitsCommand.Create();
         yield return TokenizeCommand.Create();
         yield return InspectCommand.Create();
+        yield return CreateModelCommand.Create();
     }
 }

@@ -9,6 +9,9 @@ public enum ModelSourceFormat
     Gguf,
     HuggingFace,
     Llama2c,
+
+    /// <summary>Built in memory from tensors (<see cref="ModelCheckpoint.FromTensors"/>), e.g. the demo model.</summary>
+    InMemory,
 }
 
 /// <summary>
@@ -76,6 +79,16 @@ public sealed class ModelCheckpoint : IDisposable
 
     /// <summary>Opens a llama2.c <c>run.c</c> checkpoint (the 7-int32 legacy header).</summary>
     public static ModelCheckpoint OpenLlama2c(string path) => Llama2cModelReader.Open(path);
+
+    /// <summary>
+    /// A checkpoint built in memory from tensors in the normalised layout (see
+    /// <see cref="TensorSource"/>), with no file behind it: the built-in demo model, or weights made
+    /// by code. The config and tensor set pass the same validation as a file's, and each tensor is
+    /// copied once into native memory owned by the checkpoint.
+    /// </summary>
+    /// <param name="name">What messages call the model (it is also <see cref="SourcePath"/>).</param>
+    public static ModelCheckpoint FromTensors(ModelConfig config, IEnumerable<TensorSource> tensors, string name = "(in-memory model)") =>
+        InMemoryCheckpoint.Build(config, tensors, name);
 
     public bool TryGetTensor(string name, out ModelTensor tensor) => _tensorsByName.TryGetValue(name, out tensor!);
 

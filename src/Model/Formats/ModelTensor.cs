@@ -45,6 +45,11 @@ public sealed unsafe class ModelTensor
         return tensor;
     }
 
+    /// <summary>A tensor whose bytes already sit in native memory the store owns (in-memory checkpoints).</summary>
+    internal static ModelTensor InMemory(TensorStore store, string name, string sourcePath, StorageType dataType,
+        ImmutableArray<long> shape, byte* data) =>
+        new(store, name, name, sourcePath, dataType, shape, null, 0, null, null) { _materialised = data };
+
     /// <summary>A tensor computed from others on first access; <paramref name="fill"/> writes ByteLength bytes.</summary>
     internal static ModelTensor Derived(TensorStore store, string name, string sourceName, string sourcePath,
         StorageType dataType, ImmutableArray<long> shape, string transformation, Action<IntPtr> fill) =>
