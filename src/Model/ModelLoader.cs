@@ -82,6 +82,26 @@ public static class ModelLoader
         }
     }
 
+    /// <summary>The built-in demo model (fixed-seed random weights, byte-level vocabulary), for a first run without files.</summary>
+    public static LoadedModel OpenDemo(IBackend backend, TransformerOptions options)
+    {
+        var checkpoint = RandomModel.Demo();
+        try
+        {
+            return new LoadedModel
+            {
+                Checkpoint = checkpoint,
+                Tokenizer = RandomModel.DemoTokenizer(),
+                Transformer = new Transformer(checkpoint, backend, options),
+            };
+        }
+        catch
+        {
+            checkpoint.Dispose();
+            throw;
+        }
+    }
+
     /// <summary>
     /// A tokenizer from a bare tokenizer file or folder, a vocabulary-only GGUF, or the model a
     /// path names (its tokenizer found as <see cref="Open"/> finds it).

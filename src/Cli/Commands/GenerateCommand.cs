@@ -99,7 +99,7 @@ public static class GenerateCommand
             return ModelLoader.Open(path, backend, options, parse.GetValue(model.Tokenizer));
         Console.Error.WriteLine("note: no --model given, so this runs the built-in demo model: random weights and a byte-level vocabulary, " +
             "so its text is meaningless. Pass --model PATH (a GGUF file, a Hugging Face folder or a llama2.c checkpoint) to run a real model.");
-        throw new UsageException("--model is required");
+        return ModelLoader.OpenDemo(backend, options);
     }
 
     /// <summary>The prompt's ids: the chat template around a user message, or the raw text (BOS alone when empty).</summary>

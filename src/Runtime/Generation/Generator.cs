@@ -297,7 +297,8 @@ public sealed class Generator
             if (s.Definition.StopStrings.Any(stop => text.Contains(stop, StringComparison.Ordinal)))
                 s.Finish(FinishReason.Stop);
         }
-        if (s.Reason == null && s.Tokens.Count >= model.ContextLength)
+        // The token just drawn would be fed at position Tokens.Count − 1; past the last one it cannot be.
+        if (s.Reason == null && s.Tokens.Count > model.ContextLength)
             s.Finish(FinishReason.Length,
                 $"sequence {s.Definition.Sequence} reached the context limit of {model.ContextLength} positions");
     }
