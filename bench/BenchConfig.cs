@@ -85,8 +85,12 @@ public sealed class ThroughputColumn(ThroughputColumn.Kind kind) : IColumn
         return Instance(benchmarkCase) is LinearBenchmark linear ? linear.WeightBytes : null;
     }
 
-    static double? Flops(BenchmarkCase benchmarkCase) =>
-        Instance(benchmarkCase) is LinearBenchmark linear && linear is LinearPrefill ? linear.Flops : null;
+    static double? Flops(BenchmarkCase benchmarkCase) => Instance(benchmarkCase) switch
+    {
+        LinearPrefill linear => linear.Flops,
+        LinearIlgpuCpu oracle => oracle.Flops,
+        _ => null,
+    };
 
     /// <summary>A parameterised instance of the benchmark class (without its setup) to ask for its work.</summary>
     static object? Instance(BenchmarkCase benchmarkCase)
@@ -96,6 +100,8 @@ public sealed class ThroughputColumn(ThroughputColumn.Kind kind) : IColumn
             benchmarkCase.Descriptor.Type.GetProperty(parameter.Name)?.SetValue(instance, parameter.Value);
         if (instance is LinearBenchmark linear)
             linear.PrepareShape();
+        if (instance is LinearIlgpuCpu oracle)
+            oracle.PrepareShape();
         return instance;
     }
 
