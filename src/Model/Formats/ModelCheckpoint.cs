@@ -63,6 +63,8 @@ public sealed class ModelCheckpoint : IDisposable
     {
         if (Directory.Exists(path))
             return HuggingFaceModelReader.Open(path);
+        if (!File.Exists(path))
+            throw new ModelFormatException(path, "no such file or folder");
         if (path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase)
             || path.EndsWith(".safetensors.index.json", StringComparison.OrdinalIgnoreCase)
             || System.IO.Path.GetFileName(path) == "config.json")
