@@ -53,9 +53,16 @@ public static class CliRunner
         return OneLine(message);
     }
 
-    /// <summary>An exception's message without the "(Parameter 'name')" that argument exceptions append for programmers.</summary>
-    static string Message(Exception e) =>
-        e is ArgumentException { ParamName: string name } ? e.Message.Replace($" (Parameter '{name}')", "", StringComparison.Ordinal) : e.Message;
+    /// <summary>An exception's message without what argument exceptions append for programmers: "(Parameter 'name')", "Actual value was …".</summary>
+    static string Message(Exception e)
+    {
+        var message = e.Message;
+        if (e is ArgumentOutOfRangeException { ActualValue: not null } range)
+            message = string.Join('\n', message.Split('\n').Where(line => !line.StartsWith("Actual value was ", StringComparison.Ordinal)));
+        if (e is ArgumentException { ParamName: string name })
+            message = message.Replace($" (Parameter '{name}')", "", StringComparison.Ordinal);
+        return message;
+    }
 
     /// <summary>
     /// A multi-line message on one line: the first line, then the others (a parser's list of

@@ -153,6 +153,44 @@ public class GenerateOptionsTests
     }
 
     [Theory]
+    [InlineData("stories260K-f32.gguf")]
+    [InlineData("llama2-tiny-random")]
+    [InlineData("main/llama3/model.gguf")]
+    [InlineData("stress/llama3/hf-bf16")]
+    public void Chat_works_on_every_llama_model_through_the_llama_2_template(string model)
+    {
+        // Llama models whose vocabulary lacks Llama 3's header tokens (the family models have the Llama 2
+        // prefix) get Llama 2's [INST] template, which needs only BOS.
+        var result = InProcessCli.Run(["generate", .. CliModels.Options(model), "--prompt", "hi", "--chat", "--system", "Be brief.",
+            "-n", "4", "--temperature", "0", "--device", "cpu"]);
+        CliChecks.AssertGenerated(result, "");
+    }
+
+    [Fact]
+    public void Without_a_model_the_demo_model_runs_and_says_so()
+    {
+        var result = InProcessCli.Run("generate", "--prompt", "Hello", "-n", "4", "--seed", "1", "--device", "cpu");
+        Assert.True(result.ExitCode == 0, result.ToString());
+        Assert.StartsWith("Hello", result.Out);
+        Assert.Equal(2, result.ErrorLines.Length);
+        Assert.StartsWith("note: no --model given", result.ErrorLines[0]);
+        Assert.Matches(CliChecks.Summary, result.ErrorLines[1]);
+    }
+
+    [Fact]
+    public void Help_lists_the_commands_and_exits_0()
+    {
+        var result = InProcessCli.Run("--help");
+        Assert.Equal(0, result.ExitCode);
+        foreach (var command in new[] { "generate", "logits", "tokenize", "inspect", "create-model" })
+            Assert.Contains(command, result.Out);
+        var generate = InProcessCli.Run("generate", "--help");
+        Assert.Equal(0, generate.ExitCode);
+        Assert.Contains("--prompts-file", generate.Out);
+        Assert.Equal("", generate.Error);
+    }
+
+    [Theory]
     [InlineData("main/qwen2/model.gguf", null, "<|im_start|>")]
     [InlineData("main/gemma/model.gguf", null, "<start_of_turn>")]
     [InlineData("main/gemma3/hf", null, "<start_of_turn>")]
@@ -249,6 +287,20 @@ public class GenerateOptionsTests
         CliChecks.AssertGenerated(result, Prompt);
         Assert.Equal(Prompt + "\n", result.Out);
         Assert.Contains("generated 0 tokens", result.ErrorLines[0]);
+    }
+
+    [Fact]
+    public void A_model_with_more_rows_than_its_tokenizer_has_tokens_generates_only_tokens_it_can_decode()
+    {
+        // The qwen2 family model has 576 embedding rows; stories260K's tokenizer 512 tokens. Hot sampling
+        // over every id would soon draw one of the 64 ids no token stands for.
+        string[] model = ["-m", References.Family("stress", "qwen2", "hf"), "--tokenizer", References.Stories("tok512.bin")];
+        foreach (var seed in new[] { "1", "2", "3" })
+        {
+            var result = InProcessCli.Run(["generate", .. model, "--prompt", Prompt, "-n", "40", "--temperature", "1.5", "--top-k", "0",
+                "--top-p", "1", "--min-p", "0", "--seed", seed, "--device", "cpu"]);
+            CliChecks.AssertGenerated(result, Prompt);
+        }
     }
 
     [Theory]

@@ -98,7 +98,10 @@ public static class GenerateCommand
             var stopTokens = loaded.StopTokens().ToList();
             if (chatTemplate != null && loaded.EndOfTurnToken(chatTemplate) is int endOfTurn && !stopTokens.Contains(endOfTurn))
                 stopTokens.Add(endOfTurn);
-            var generator = new Generator(loaded.Transformer, stopTokens, ids => tokenizer.Decode(ids.ToArray()));
+            var generator = new Generator(loaded.Transformer, stopTokens, ids => tokenizer.Decode(ids.ToArray()))
+            {
+                DrawableTokens = Math.Min(tokenizer.VocabSize, loaded.Config.VocabSize),
+            };
 
             if (file == null)
                 return Stream(generator, requests[0], tokenizer, echo: chatTemplate == null ? prompts[0].Text : null, backend.Name, settings);

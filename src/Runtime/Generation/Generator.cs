@@ -62,6 +62,26 @@ public sealed class Generator
 
     public GenerationStats Stats { get; private set; } = new(0, TimeSpan.Zero, 0, TimeSpan.Zero);
 
+    /// <summary>
+    /// Ids from this one up are never drawn: the embedding table has rows the tokenizer has no
+    /// token for (Qwen2.5 pads 151,665 tokens to 151,936 rows; a model paired with a smaller
+    /// vocabulary), and an id the tokenizer cannot decode must not be generated. Their logits are
+    /// set to −inf before sampling. Null (the default): every id of the model.
+    /// </summary>
+    public int? DrawableTokens
+    {
+        get => drawableTokens;
+        init
+        {
+            if (value is int limit && (limit < 1 || limit > model.VocabSize))
+                throw new ArgumentOutOfRangeException(nameof(DrawableTokens), $"drawable tokens {limit} must be in [1, {model.VocabSize}]");
+            drawableTokens = value;
+        }
+    }
+
+    readonly int? drawableTokens;
+    byte[]? maskBytes;
+
     sealed class Sequence(int request, int slot, GenerationRequest definition)
     {
         public readonly int Request = request;
@@ -258,6 +278,14 @@ public sealed class Generator
             // compact exact copy of the drawing rows only, so the sampler never sees their values.
             var picked = drawing.Select(s => s.LogitRow).ToArray();
             logits = Compact(result.Logits, picked);
+        }
+        if (drawableTokens is int limit && limit < vocabulary)
+        {
+            // The rows are this step's own copies (the model's logit buffer or the compact one).
+            maskBytes ??= System.Runtime.InteropServices.MemoryMarshal.AsBytes(
+                Enumerable.Repeat(float.NegativeInfinity, vocabulary - limit).ToArray().AsSpan()).ToArray();
+            for (int i = 0; i < drawing.Count; i++)
+                model.Backend.Upload(logits.Slice((long)i * vocabulary + limit, vocabulary - limit), maskBytes);
         }
         var tokens = new int[drawing.Count];
         model.Backend.Sample(logits, vocabulary, samplingRows, penalized.ToArray(), tokens);
