@@ -278,6 +278,12 @@ public class GenerateOptionsTests
             "--stop", "Lily", "--stop", "never printed");
         CliChecks.AssertGenerated(stopped, Prompt);
         Assert.Equal("Once upon a time, there was a little girl named Lily\n", stopped.Out);
+
+        // A stop string may start with the space before the first generated word.
+        var first = InProcessCli.Run("generate", "-m", Stories, "--prompt", "Once upon a time, there was a little girl", "-n", "30",
+            "--temperature", "0", "--device", "cpu", "--stop", " named");
+        CliChecks.AssertGenerated(first, Prompt);
+        Assert.Equal("Once upon a time, there was a little girl named\n", first.Out);
     }
 
     [Fact]

@@ -98,7 +98,7 @@ public static class GenerateCommand
             var stopTokens = loaded.StopTokens().ToList();
             if (chatTemplate != null && loaded.EndOfTurnToken(chatTemplate) is int endOfTurn && !stopTokens.Contains(endOfTurn))
                 stopTokens.Add(endOfTurn);
-            var generator = new Generator(loaded.Transformer, stopTokens, ids => tokenizer.Decode(ids.ToArray()))
+            var generator = new Generator(loaded.Transformer, stopTokens, (prompt, generated) => Continuation(tokenizer, prompt, generated))
             {
                 DrawableTokens = Math.Min(tokenizer.VocabSize, loaded.Config.VocabSize),
             };

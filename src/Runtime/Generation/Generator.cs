@@ -49,11 +49,14 @@ public sealed class Generator
 {
     readonly ILanguageModel model;
     readonly HashSet<int> stopTokens;
-    readonly Func<IReadOnlyList<int>, string>? detokenize;
+    readonly Func<IReadOnlyList<int>, IReadOnlyList<int>, string>? detokenize;
 
     /// <param name="stopTokens">Ids that end a sequence (the model's EOS/EOT ids; never its pad id).</param>
-    /// <param name="detokenize">Turns generated ids into text, for stop strings.</param>
-    public Generator(ILanguageModel model, IEnumerable<int> stopTokens, Func<IReadOnlyList<int>, string>? detokenize = null)
+    /// <param name="detokenize">
+    /// Turns generated ids into text as they continue the prompt (prompt ids, generated ids), for stop
+    /// strings: decoded alone, a SentencePiece continuation would lose the space before its first word.
+    /// </param>
+    public Generator(ILanguageModel model, IEnumerable<int> stopTokens, Func<IReadOnlyList<int>, IReadOnlyList<int>, string>? detokenize = null)
     {
         this.model = model;
         this.stopTokens = [.. stopTokens];
@@ -321,7 +324,7 @@ public sealed class Generator
             s.Finish(FinishReason.Length);
         else if (s.Definition.StopStrings.Count > 0 && detokenize != null)
         {
-            string text = detokenize(s.Tokens.Skip(s.Definition.Prompt.Count).ToArray());
+            string text = detokenize(s.Definition.Prompt, s.Tokens.Skip(s.Definition.Prompt.Count).ToArray());
             if (s.Definition.StopStrings.Any(stop => text.Contains(stop, StringComparison.Ordinal)))
                 s.Finish(FinishReason.Stop);
         }
