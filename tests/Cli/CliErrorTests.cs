@@ -156,6 +156,20 @@ public class CliErrorTests(ITestOutputHelper log)
         Assert.False(File.Exists(temp.Path("logits.bin")));
     }
 
+    [Theory]
+    [InlineData("models/stories260K/tok512.bin", "this is a tokenizer, not a model")]
+    [InlineData("tokenizers/llama2-spm/tokenizer.model", "this is a tokenizer, not a model")]
+    [InlineData("tokenizers/llama3/tokenizer.model", "this is a tokenizer, not a model")]
+    [InlineData("tokenizers/qwen2/merges.txt", "this is a tokenizer, not a model")]
+    [InlineData("tokenizers/qwen2/vocab.json", "a JSON file other than config.json is not a model")]
+    [InlineData("tokenizers/qwen2", "config.json is missing")]
+    public void A_tokenizer_given_as_the_model_is_called_what_it_is(string path, string mentions)
+    {
+        string full = SharedData.Path(path.Split('/'));
+        InProcessCli.AssertOneLineError(InProcessCli.Run("inspect", "-m", full), 1, mentions);
+        InProcessCli.AssertOneLineError(InProcessCli.Run("generate", "-m", full, "--prompt", "hi", "--device", "cpu"), 1, mentions);
+    }
+
     [Fact]
     public void A_prompt_longer_than_the_context_fails_before_generating()
     {
