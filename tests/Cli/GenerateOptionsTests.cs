@@ -132,7 +132,7 @@ public class GenerateOptionsTests
     }
 
     [Fact]
-    public void Chat_uses_the_markers_of_a_vocabulary_that_has_them_and_stops_at_end_of_turn()
+    public void Chat_uses_the_markers_of_a_vocabulary_that_has_them_and_takes_its_end_of_turn_as_a_stop_token()
     {
         using var temp = new TempFolder();
         string path = QwenWithChatMarkers(temp);
