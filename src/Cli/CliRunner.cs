@@ -16,9 +16,8 @@ public static class CliRunner
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)
         {
-            foreach (var error in parsed.Errors)
-                Console.Error.WriteLine($"error: {error.Message}");
-            Console.Error.WriteLine("Run with --help for usage.");
+            var messages = parsed.Errors.Select(error => OneLine(error.Message)).Distinct();
+            Console.Error.WriteLine($"error: {string.Join("; ", messages)} (run with --help for usage)");
             return Usage;
         }
         try
@@ -29,10 +28,15 @@ public static class CliRunner
         }
         catch (UsageException e)
         {
-            Console.Error.WriteLine($"error: {e.Message}");
+            Console.Error.WriteLine($"error: {OneLine(e.Message)}");
             return Usage;
         }
-        catch (Exception e) when (e is not OutOfMemoryException)
+        catch (OutOfMemoryException)
+        {
+            Console.Error.WriteLine("error: out of memory; a smaller --context or --batch-size needs less");
+            return Failure;
+        }
+        catch (Exception e)
         {
             Console.Error.WriteLine($"error: {Describe(e)}");
             return Failure;
@@ -40,13 +44,34 @@ public static class CliRunner
     }
 
     /// <summary>The message of an exception and of the causes it wraps, on one line.</summary>
-    static string Describe(Exception e)
+    public static string Describe(Exception e)
+    {
+        var message = Message(e);
+        for (var inner = e.InnerException; inner != null; inner = inner.InnerException)
+            if (!message.Contains(Message(inner), StringComparison.Ordinal))
+                message += $": {Message(inner)}";
+        return OneLine(message);
+    }
+
+    /// <summary>An exception's message without what argument exceptions append for programmers: "(Parameter 'name')", "Actual value was …".</summary>
+    static string Message(Exception e)
     {
         var message = e.Message;
-        for (var inner = e.InnerException; inner != null; inner = inner.InnerException)
-            if (!message.Contains(inner.Message, StringComparison.Ordinal))
-                message += $": {inner.Message}";
+        if (e is ArgumentOutOfRangeException { ActualValue: not null } range)
+            message = string.Join('\n', message.Split('\n').Where(line => !line.StartsWith("Actual value was ", StringComparison.Ordinal)));
+        if (e is ArgumentException { ParamName: string name })
+            message = message.Replace($" (Parameter '{name}')", "", StringComparison.Ordinal);
         return message;
+    }
+
+    /// <summary>
+    /// A multi-line message on one line: the first line, then the others (a parser's list of
+    /// allowed values, one per line) separated by commas.
+    /// </summary>
+    public static string OneLine(string message)
+    {
+        var lines = message.Split('\n', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+        return lines.Length <= 1 ? message.Trim() : lines[0] + " " + string.Join(", ", lines.Skip(1));
     }
 }
 

@@ -37,16 +37,39 @@ public sealed class LoadedModel : IDisposable
     /// The chat template: the user's choice by name, else the one the model stores (GGUF
     /// tokenizer.chat_template, tokenizer_config.json chat_template), else the family's built-in.
     /// </summary>
+    /// <exception cref="InvalidOperationException">
+    /// The vocabulary lacks the template's special tokens (a base vocabulary without chat markers):
+    /// rendering it anyway would feed the model the markers as plain text.
+    /// </exception>
     public ChatTemplate ChatTemplate(string? userChoice)
     {
         var tokenizer = RequireTokenizer();
+        ChatTemplate template;
         if (Checkpoint.Gguf != null)
-            return Tokenizers.ChatTemplate.FromGguf(Checkpoint.Gguf, userChoice, tokenizer);
-        string? stored = null;
-        var config = Path.Combine(Checkpoint.SourcePath, "tokenizer_config.json");
-        if (Checkpoint.Format == ModelSourceFormat.HuggingFace && File.Exists(config))
-            stored = HuggingFaceTokenizerFiles.ReadChatTemplate(config);
-        return Tokenizers.ChatTemplate.Resolve(userChoice, stored, Config.Family.ToString(), tokenizer);
+            template = Tokenizers.ChatTemplate.FromGguf(Checkpoint.Gguf, userChoice, tokenizer);
+        else
+        {
+            string? stored = null;
+            var config = Path.Combine(Checkpoint.SourcePath, "tokenizer_config.json");
+            if (Checkpoint.Format == ModelSourceFormat.HuggingFace && File.Exists(config))
+                stored = HuggingFaceTokenizerFiles.ReadChatTemplate(config);
+            template = Tokenizers.ChatTemplate.Resolve(userChoice, stored, Config.Family.ToString(), tokenizer);
+        }
+        var missing = template.MissingTokens(tokenizer);
+        if (missing.Count > 0)
+            throw new InvalidOperationException(
+                $"{Checkpoint.SourcePath}: the {template.Format} chat template needs {string.Join(", ", missing)}, which its vocabulary of " +
+                $"{tokenizer.VocabSize} tokens does not have as special tokens, so the prompt cannot be rendered; drop --chat, or name a template its vocabulary has with --chat-template");
+        return template;
+    }
+
+    /// <summary>The id of the chat template's end-of-turn token, which ends a reply (null when the vocabulary lacks it).</summary>
+    public int? EndOfTurnToken(ChatTemplate template)
+    {
+        var tokenizer = RequireTokenizer();
+        if (template.Format == ChatFormat.Llama2)
+            return tokenizer.Special.Eos;
+        return tokenizer.TryGetSpecialTokenId(template.EndOfTurn, out int id) ? id : null;
     }
 
     public void Dispose()
@@ -68,10 +91,10 @@ public static class ModelLoader
         var checkpoint = ModelCheckpoint.Open(path);
         try
         {
-            var tokenizer = tokenizerPath != null ? TokenizerFactory.Open(tokenizerPath) : FindTokenizer(checkpoint);
+            var tokenizer = tokenizerPath != null ? OpenTokenizer(tokenizerPath) : FindTokenizer(checkpoint);
             if (tokenizer != null && tokenizer.VocabSize > checkpoint.Config.VocabSize)
                 throw new InvalidOperationException(
-                    $"the tokenizer has {tokenizer.VocabSize} tokens but {checkpoint.SourcePath} has only {checkpoint.Config.VocabSize} embedding rows");
+                    $"the tokenizer{(tokenizerPath != null ? $" {tokenizerPath}" : "")} has {tokenizer.VocabSize} tokens but {checkpoint.SourcePath} has only {checkpoint.Config.VocabSize} embedding rows; it is not this model's tokenizer");
             var transformer = new Transformer(checkpoint, backend, options);
             return new LoadedModel { Checkpoint = checkpoint, Tokenizer = tokenizer, Transformer = transformer };
         }
@@ -103,21 +126,44 @@ public static class ModelLoader
     }
 
     /// <summary>
-    /// A tokenizer from a bare tokenizer file or folder, a vocabulary-only GGUF, or the model a
-    /// path names (its tokenizer found as <see cref="Open"/> finds it).
+    /// A tokenizer from a bare tokenizer file or folder, a GGUF's vocabulary (a vocabulary-only
+    /// GGUF or a whole model's), or the model a path names (its tokenizer found as
+    /// <see cref="Open"/> finds it). This is what <c>--tokenizer</c> accepts, so a Hugging Face
+    /// folder without tokenizer files can borrow the vocabulary of the same model's GGUF.
     /// </summary>
     public static ITokenizer OpenTokenizer(string path)
     {
-        if (File.Exists(path) && path.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase))
+        if (File.Exists(path) && IsGguf(path))
         {
             using var gguf = GgufFile.Open(path);
+            if (!gguf.Contains("tokenizer.ggml.model"))
+                throw new TokenizerLoadException(path, "this GGUF holds no vocabulary (no tokenizer.ggml.model key)");
             return TokenizerFactory.FromGguf(gguf);
         }
         if (Directory.Exists(path) ? HasTokenizerFiles(path) : IsTokenizerFile(path))
             return TokenizerFactory.Open(path);
+        if (!File.Exists(path) && !Directory.Exists(path))
+            throw new TokenizerLoadException(path, "no such file or folder");
         using var checkpoint = ModelCheckpoint.Open(path);
-        return FindTokenizer(checkpoint) ?? throw new InvalidOperationException(
-            $"{path} comes with no tokenizer; name a tokenizer file instead");
+        return FindTokenizer(checkpoint) ?? throw new TokenizerLoadException(
+            path, "this model comes with no tokenizer; name a tokenizer file instead");
+    }
+
+    /// <summary>GGUF files start with the magic "GGUF", whatever they are called.</summary>
+    static bool IsGguf(string path)
+    {
+        if (path.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase))
+            return true;
+        try
+        {
+            using var stream = File.OpenRead(path);
+            Span<byte> magic = stackalloc byte[4];
+            return stream.ReadAtLeast(magic, 4, throwOnEndOfStream: false) == 4 && magic.SequenceEqual("GGUF"u8);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
     }
 
     /// <summary>A llama2.c model and its tokenizer are both .bin files: a tokenizer starts with its max token length, not a 7-int header.</summary>
@@ -155,6 +201,7 @@ public static class ModelLoader
         }
     }
 
+    /// <summary>Whether a folder holds a tokenizer <see cref="TokenizerFactory.Open"/> reads (a model folder may hold one too).</summary>
     static bool HasTokenizerFiles(string folder) =>
-        new[] { "tokenizer.json", "tokenizer.model", "vocab.json" }.Any(f => File.Exists(Path.Combine(folder, f)));
+        new[] { "tokenizer.json", "tokenizer.model", "vocab.json", "encoder.json", "tokenizer.bin" }.Any(f => File.Exists(Path.Combine(folder, f)));
 }

@@ -127,26 +127,50 @@ public sealed class KvCache : IDisposable
         return keyRows + valueRows > 0;
     }
 
-    /// <summary>Re-stores every layer in another storage type, keeping all sequences. Returns f16 overflows.</summary>
-    public long ConvertTo(StorageType type)
+    /// <summary>
+    /// Re-stores every layer in another storage type, keeping every sequence of every slot (sliding
+    /// rings included: the layout does not change, only the type of its values). Each value is
+    /// narrowed as <see cref="Store"/> narrows it (docs/NUMERICS.md §1), so converting an f32 cache
+    /// gives the bits a cache of the new type would hold had the same f32 values been stored in it,
+    /// and widening is exact, so f16 → f32 → f16 returns the same bytes. Returns how many values
+    /// overflowed to ±inf in f16; <paramref name="overflowsPerSlot"/>, when given (one entry per
+    /// slot), receives the count of each slot, so the caller can stop the sequences that overflowed.
+    /// </summary>
+    public long ConvertTo(StorageType type, Span<long> overflowsPerSlot = default)
     {
+        if (!overflowsPerSlot.IsEmpty && overflowsPerSlot.Length != Layout.Slots)
+            throw new ArgumentException($"kv cache: {overflowsPerSlot.Length} overflow counts for {Layout.Slots} slots", nameof(overflowsPerSlot));
+        overflowsPerSlot.Clear();
         if (type == Type)
             return 0;
         long overflows = 0;
         for (int l = 0; l < Layout.Layers; l++)
         {
-            overflows += Replace(keys, l, type);
-            overflows += Replace(values, l, type);
+            overflows += Replace(keys, l, type, overflowsPerSlot);
+            overflows += Replace(values, l, type, overflowsPerSlot);
         }
         Type = type;
         return overflows;
     }
 
-    long Replace(Tensor[] tensors, int layer, StorageType type)
+    long Replace(Tensor[] tensors, int layer, StorageType type, Span<long> overflowsPerSlot)
     {
         var old = tensors[layer];
         var converted = backend.Allocate(type.AsTensorType(), old.Length, old.Name);
-        long overflows = backend.Convert(old, converted);
+        long overflows = 0;
+        if (overflowsPerSlot.IsEmpty)
+            overflows = backend.Convert(old, converted);
+        else
+        {
+            // A slot's positions are one contiguous block of the layer: [slots, capacity, kv width].
+            long perSlot = (long)Layout.Capacity(layer) * Layout.RowWidth;
+            for (int slot = 0; slot < Layout.Slots; slot++)
+            {
+                long count = backend.Convert(old.Slice(slot * perSlot, perSlot), converted.Slice(slot * perSlot, perSlot));
+                overflowsPerSlot[slot] += count;
+                overflows += count;
+            }
+        }
         backend.Free(old);
         tensors[layer] = converted;
         return overflows;

@@ -1,13 +1,9 @@
-using System.CommandLine;
 using IlgpuLlm.Cli;
-using IlgpuLlm.Cli.Commands;
 using IlgpuLlm.Model;
 using IlgpuLlm.Model.Formats;
+using IlgpuLlm.Tests.Support;
 
 namespace IlgpuLlm.Tests.Create;
-
-[CollectionDefinition(nameof(ConsoleCollection), DisableParallelization = true)]
-public sealed class ConsoleCollection;
 
 /// <summary>The create-model command run in-process, as <c>ilgpullm create-model …</c> runs it.</summary>
 [Collection(nameof(ConsoleCollection))]
@@ -15,24 +11,8 @@ public class CreateModelCommandTests
 {
     static (int ExitCode, string Out, string Error) Run(params string[] args)
     {
-        var root = new RootCommand("test");
-        foreach (var command in CommandCatalog.All())
-            root.Subcommands.Add(command);
-        var (oldOut, oldError) = (Console.Out, Console.Error);
-        using var output = new StringWriter();
-        using var error = new StringWriter();
-        Console.SetOut(output);
-        Console.SetError(error);
-        try
-        {
-            int code = CliRunner.Run(root, args);
-            return (code, output.ToString(), error.ToString());
-        }
-        finally
-        {
-            Console.SetOut(oldOut);
-            Console.SetError(oldError);
-        }
+        var result = InProcessCli.Run(args);
+        return (result.ExitCode, result.Out, result.Error);
     }
 
     [Fact]

@@ -13,4 +13,13 @@ public static class CommandCatalog
         yield return InspectCommand.Create();
         yield return CreateModelCommand.Create();
     }
+
+    /// <summary>The root command with every subcommand: what the <c>ilgpullm</c> executable parses (tests run it in-process).</summary>
+    public static RootCommand Root()
+    {
+        var root = new RootCommand("IlgpuLlm: large language models on ILGPU kernels (CUDA) and a SIMD CPU backend, with the same bits on every backend.");
+        foreach (var command in All())
+            root.Subcommands.Add(command);
+        return root;
+    }
 }

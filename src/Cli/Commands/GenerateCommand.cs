@@ -38,6 +38,7 @@ public static class GenerateCommand
 
         command.SetAction(parse =>
         {
+            bool isChat = parse.GetValue(chat);
             if (parse.GetValue(prompt) != null && parse.GetValue(promptsFile) != null)
                 throw new UsageException("give either --prompt or --prompts-file, not both");
             if (parse.GetValue(maxNewTokens) < 0)
@@ -46,6 +47,21 @@ public static class GenerateCommand
                 throw new UsageException($"--batch-size {parse.GetValue(batchSize)} must be at least 1");
             if (parse.GetValue(outputJson) != null && parse.GetValue(promptsFile) == null)
                 throw new UsageException("--output-json needs --prompts-file");
+            if (!isChat && parse.GetValue(system) != null)
+                throw new UsageException("--system needs --chat");
+            if (!isChat && parse.GetValue(template) != null)
+                throw new UsageException("--chat-template needs --chat");
+            if (parse.GetValue(template) is string templateName)
+            {
+                try
+                {
+                    ChatTemplate.FromName(templateName);
+                }
+                catch (ArgumentException)
+                {
+                    throw new UsageException($"--chat-template '{templateName}' is not one of llama3, llama2, gemma, chatml, qwen2.5");
+                }
+            }
             var settings = new SamplerSettings
             {
                 Temperature = parse.GetValue(temperature),
@@ -61,34 +77,79 @@ public static class GenerateCommand
             }
             catch (ArgumentException e)
             {
-                throw new UsageException(e.Message);
+                throw new UsageException(e.Message.Replace("sampling row 0: ", "", StringComparison.Ordinal));
             }
 
-            string[] prompts = parse.GetValue(promptsFile) is string file
-                ? File.ReadAllLines(file).Where(line => line.Trim().Length > 0).ToArray()
-                : [parse.GetValue(prompt) ?? ""];
-            int slots = parse.GetValue(promptsFile) != null ? Math.Min(parse.GetValue(batchSize), Math.Max(1, prompts.Length)) : 1;
+            var file = parse.GetValue(promptsFile);
+            var prompts = file != null ? ReadPrompts(file) : [new Prompt(parse.GetValue(prompt) ?? "", 0)];
+            int slots = file != null ? Math.Min(parse.GetValue(batchSize), Math.Max(1, prompts.Length)) : 1;
 
             using var backend = model.CreateBackend(parse);
             using var loaded = OpenModel(model, parse, backend, slots);
             var tokenizer = loaded.RequireTokenizer();
-            var chatTemplate = parse.GetValue(chat) ? loaded.ChatTemplate(parse.GetValue(template)) : null;
-            var requests = prompts.Select((text, i) => new GenerationRequest(
-                Tokens(loaded, tokenizer, chatTemplate, text, parse.GetValue(system)), parse.GetValue(maxNewTokens), settings)
+            var chatTemplate = isChat ? loaded.ChatTemplate(parse.GetValue(template)) : null;
+            var requests = prompts.Select((p, i) => new GenerationRequest(
+                Tokens(loaded, tokenizer, chatTemplate, p.Text, parse.GetValue(system)), parse.GetValue(maxNewTokens), settings)
             {
                 Sequence = i,
                 StopStrings = parse.GetValue(stop) ?? [],
             }).ToArray();
-            var generator = new Generator(loaded.Transformer, loaded.StopTokens(), ids => tokenizer.Decode(ids.ToArray()));
+            CheckContext(requests, prompts, file, loaded.Transformer.ContextLength);
+            var stopTokens = loaded.StopTokens().ToList();
+            if (chatTemplate != null && loaded.EndOfTurnToken(chatTemplate) is int endOfTurn && !stopTokens.Contains(endOfTurn))
+                stopTokens.Add(endOfTurn);
+            var generator = new Generator(loaded.Transformer, stopTokens, (prompt, generated) => Continuation(tokenizer, prompt, generated))
+            {
+                DrawableTokens = Math.Min(tokenizer.VocabSize, loaded.Config.VocabSize),
+            };
 
-            if (parse.GetValue(promptsFile) == null)
-                return Stream(generator, requests[0], tokenizer, echo: chatTemplate == null ? prompts[0] : null, loaded, backend.Name, settings);
+            if (file == null)
+                return Stream(generator, requests[0], tokenizer, echo: chatTemplate == null ? prompts[0].Text : null, backend.Name, settings);
             var results = generator.Run(requests, slots);
             Report(generator.Stats, backend.Name, settings);
-            Write(prompts, results, tokenizer, parse.GetValue(outputJson));
-            return results.Any(r => r.Reason == FinishReason.Error) ? CliRunner.Failure : 0;
+            Write(prompts, requests, results, tokenizer, parse.GetValue(outputJson));
+            var failed = results.Select((r, i) => (Result: r, Index: i)).Where(r => r.Result.Reason == FinishReason.Error).ToArray();
+            if (failed.Length == 0)
+                return 0;
+            Console.Error.WriteLine($"error: {failed.Length} of {results.Count} prompts failed; prompt {failed[0].Index} " +
+                $"(line {prompts[failed[0].Index].Line} of {file}): {failed[0].Result.Message}");
+            return CliRunner.Failure;
         });
         return command;
+    }
+
+    /// <summary>A prompt and the line of the prompts file it came from (0 for --prompt).</summary>
+    sealed record Prompt(string Text, int Line);
+
+    static Prompt[] ReadPrompts(string file)
+    {
+        string[] lines;
+        try
+        {
+            lines = File.ReadAllLines(file);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new IOException($"cannot read the prompts file {file}: {e.Message}", e);
+        }
+        var prompts = lines.Select((text, i) => new Prompt(text, i + 1)).Where(p => p.Text.Trim().Length > 0).ToArray();
+        if (prompts.Length == 0)
+            throw new InvalidOperationException($"{file} holds no prompts (one per line; blank lines are skipped)");
+        return prompts;
+    }
+
+    /// <summary>A prompt that does not fit the cache fails before any work, naming the prompt and the limit.</summary>
+    static void CheckContext(GenerationRequest[] requests, Prompt[] prompts, string? file, int context)
+    {
+        for (int i = 0; i < requests.Length; i++)
+        {
+            int length = requests[i].Prompt.Count;
+            if (length <= context)
+                continue;
+            string which = file == null ? "the prompt" : $"prompt {i} (line {prompts[i].Line} of {file})";
+            throw new InvalidOperationException(
+                $"{which} is {length} tokens long; the context holds {context} positions (--context, at most the model's own)");
+        }
     }
 
     static LoadedModel OpenModel(ModelOptions model, ParseResult parse, IlgpuLlm.Runtime.Backends.IBackend backend, int slots)
@@ -122,7 +183,7 @@ public static class GenerateCommand
         return tokenizer.Encode(text, addBos: tokenizer.AddBosByDefault, parseSpecial: false);
     }
 
-    static int Stream(Generator generator, GenerationRequest request, ITokenizer tokenizer, string? echo, LoadedModel loaded,
+    static int Stream(Generator generator, GenerationRequest request, ITokenizer tokenizer, string? echo,
         string backendName, SamplerSettings settings)
     {
         var output = Console.Out;
@@ -138,12 +199,12 @@ public static class GenerateCommand
         output.Write(decoder.Flush());
         output.WriteLine();
         output.Flush();
-        Report(generator.Stats, backendName, settings);
         if (result.Reason == FinishReason.Error)
         {
             Console.Error.WriteLine($"error: {result.Message}");
             return CliRunner.Failure;
         }
+        Report(generator.Stats, backendName, settings);
         if (result.Message != null)
             Console.Error.WriteLine($"note: {result.Message}");
         return 0;
@@ -155,23 +216,36 @@ public static class GenerateCommand
             $"generated {stats.DecodedTokens} tokens after the first, decode {stats.DecodeTokensPerSecond:F1} tokens/s; " +
             $"{backendName}; seed {settings.Seed}");
 
-    static void Write(string[] prompts, IReadOnlyList<GenerationResult> results, ITokenizer tokenizer, string? jsonPath)
+    /// <summary>
+    /// The results in input order: as JSON (prompt, tokens, text, finish_reason, error) or as text.
+    /// Each text is decoded as the continuation of its prompt, so it starts with the space a
+    /// SentencePiece vocabulary puts at the start of a word.
+    /// </summary>
+    static void Write(Prompt[] prompts, GenerationRequest[] requests, IReadOnlyList<GenerationResult> results, ITokenizer tokenizer, string? jsonPath)
     {
         var entries = prompts.Select((prompt, i) => new
         {
-            prompt,
+            prompt = prompt.Text,
             tokens = results[i].Tokens,
-            text = tokenizer.Decode(results[i].Tokens.ToArray()),
+            text = Continuation(tokenizer, requests[i].Prompt, results[i].Tokens),
             finish_reason = results[i].Reason.ToString().ToLowerInvariant(),
             error = results[i].Reason == FinishReason.Error ? results[i].Message : null,
         }).ToArray();
         if (jsonPath != null)
         {
-            File.WriteAllText(jsonPath, JsonSerializer.Serialize(entries, new JsonSerializerOptions
+            var json = JsonSerializer.Serialize(entries, new JsonSerializerOptions
             {
                 WriteIndented = true,
                 DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull,
-            }));
+            });
+            try
+            {
+                File.WriteAllText(jsonPath, json);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                throw new IOException($"cannot write {jsonPath}: {e.Message}", e);
+            }
             Console.Error.WriteLine($"wrote {entries.Length} results to {jsonPath}");
             return;
         }
@@ -180,5 +254,16 @@ public static class GenerateCommand
             Console.Out.WriteLine($"--- {i}: {entries[i].finish_reason}");
             Console.Out.WriteLine(entries[i].prompt + entries[i].text);
         }
+    }
+
+    /// <summary>The text of <paramref name="generated"/> as it continues <paramref name="prompt"/>.</summary>
+    static string Continuation(ITokenizer tokenizer, IReadOnlyList<int> prompt, IReadOnlyList<int> generated)
+    {
+        var decoder = tokenizer.CreateStreamingDecoder();
+        decoder.Prime(prompt.ToArray());
+        var text = new System.Text.StringBuilder();
+        foreach (int id in generated)
+            text.Append(decoder.Append(id));
+        return text.Append(decoder.Flush()).ToString();
     }
 }

@@ -15,7 +15,11 @@ public static class InspectCommand
         command.SetAction(parse =>
         {
             using var checkpoint = ModelCheckpoint.Open(parse.GetValue(model)!);
-            var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Out) });
+            var output = new AnsiConsoleOutput(Console.Out);
+            var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = output });
+            // Piped into a file or grep, a table wrapped at 80 columns would split names and shapes.
+            if (!output.IsTerminal)
+                console.Profile.Width = 240;
             console.WriteLine($"{checkpoint.SourcePath} ({checkpoint.Format})");
             var config = new Table().AddColumns("setting", "value").Border(TableBorder.Simple);
             foreach (var (name, value) in Describe(checkpoint.Config))

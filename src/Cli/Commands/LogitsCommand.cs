@@ -27,8 +27,23 @@ public static class LogitsCommand
             using var backend = model.CreateBackend(parse);
             using var loaded = ModelLoader.Open(model.RequireModel(parse), backend, model.TransformerOptions(parse, slots: 1),
                 parse.GetValue(model.Tokenizer));
+            foreach (int id in ids)
+                if (id >= loaded.Config.VocabSize)
+                    throw new UsageException($"--tokens: id {id} is outside the vocabulary of {loaded.Config.VocabSize} tokens");
+            if (ids.Length > loaded.Transformer.ContextLength)
+                throw new InvalidOperationException(
+                    $"{ids.Length} tokens need {ids.Length} positions; the context holds {loaded.Transformer.ContextLength} (--context, at most the model's own)");
             var logits = Scoring.Logits(loaded.Transformer, ids, parse.GetValue(allPositions));
-            File.WriteAllBytes(parse.GetValue(output)!, MemoryMarshal.AsBytes(logits.AsSpan()).ToArray());
+            string path = parse.GetValue(output)!;
+            try
+            {
+                using var file = File.Create(path);
+                file.Write(MemoryMarshal.AsBytes(logits.AsSpan()));
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                throw new IOException($"cannot write {path}: {e.Message}", e);
+            }
             Console.Error.WriteLine($"wrote {logits.Length / loaded.Config.VocabSize} × {loaded.Config.VocabSize} logits to {parse.GetValue(output)}");
             return 0;
         });

@@ -63,13 +63,42 @@ public sealed class ModelCheckpoint : IDisposable
     {
         if (Directory.Exists(path))
             return HuggingFaceModelReader.Open(path);
+        if (!File.Exists(path))
+            throw new ModelFormatException(path, "no such file or folder");
         if (path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase)
             || path.EndsWith(".safetensors.index.json", StringComparison.OrdinalIgnoreCase)
             || System.IO.Path.GetFileName(path) == "config.json")
             return HuggingFaceModelReader.Open(System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path))!);
         if (path.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase) || StartsWithGgufMagic(path))
             return GgufModelReader.Open(path);
-        return Llama2cModelReader.Open(path);
+        if (path.EndsWith(".json", StringComparison.OrdinalIgnoreCase))
+            throw new ModelFormatException(path, "a JSON file other than config.json is not a model; name the model's folder (config.json and safetensors), a GGUF file or a llama2.c checkpoint");
+        try
+        {
+            return Llama2cModelReader.Open(path);
+        }
+        catch (ModelFormatException) when (IsTokenizer(path))
+        {
+            // Any file that is not GGUF or safetensors is read as a llama2.c checkpoint, whose header
+            // check would otherwise complain about a tokenizer's bytes as if they were a model's.
+            throw new ModelFormatException(path, "this is a tokenizer, not a model; pass it with --tokenizer and name the model (a GGUF file, a Hugging Face folder or a llama2.c checkpoint)");
+        }
+    }
+
+    /// <summary>
+    /// Whether a file that failed as a checkpoint reads as a real tokenizer (every real vocabulary
+    /// has at least its 256 byte tokens; a few bytes of a broken checkpoint may parse as a tiny one).
+    /// </summary>
+    static bool IsTokenizer(string path)
+    {
+        try
+        {
+            return Tokenizers.TokenizerFactory.Open(path).VocabSize >= 256;
+        }
+        catch (Exception e) when (e is Tokenizers.TokenizerLoadException or ModelFormatException or ArgumentException or InvalidDataException)
+        {
+            return false;
+        }
     }
 
     public static ModelCheckpoint OpenGguf(string path) => GgufModelReader.Open(path);

@@ -56,6 +56,33 @@ public sealed class ChatTemplate
         _ => "<|im_end|>",
     };
 
+    /// <summary>
+    /// The special tokens the rendered prompt is built from, besides BOS: the turn markers the
+    /// template writes, which the vocabulary must hold as single special tokens.
+    /// </summary>
+    public IReadOnlyList<string> MarkerTokens => Format switch
+    {
+        ChatFormat.Llama3 => ["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"],
+        ChatFormat.Gemma => ["<start_of_turn>", "<end_of_turn>"],
+        ChatFormat.ChatML => ["<|im_start|>", "<|im_end|>"],
+        _ => [],
+    };
+
+    /// <summary>
+    /// What a vocabulary lacks to render this template: marker tokens that are not special tokens
+    /// of it (their text would be split into ordinary pieces and the model would see no turns),
+    /// and "BOS" when the template starts with BOS and the vocabulary has none. Empty when the
+    /// template can be used.
+    /// </summary>
+    public IReadOnlyList<string> MissingTokens(ITokenizer tokenizer)
+    {
+        ArgumentNullException.ThrowIfNull(tokenizer);
+        var missing = MarkerTokens.Where(marker => !tokenizer.TryGetSpecialTokenId(marker, out _)).ToList();
+        if (Format != ChatFormat.ChatML && tokenizer.Special.Bos is null)
+            missing.Insert(0, "BOS");
+        return missing;
+    }
+
     public override string ToString() =>
         DefaultSystemPrompt is null ? Format.ToString() : $"{Format} (default system prompt \"{DefaultSystemPrompt}\")";
 

@@ -68,6 +68,10 @@ public sealed class IlgpuBackend : IBackend
         if (length < 0)
             throw new ArgumentOutOfRangeException(nameof(length), $"{name}: cannot allocate {length} values");
         var buffer = accelerator.Allocate1D<byte>(Math.Max(1, checked(length * type.SizeOf())));
+        // Device memory comes back holding whatever was freed there last; a KV cache's unused
+        // positions must be zeros (as on the SIMD backend), or converting it to f16 counts their
+        // stale bits as overflows.
+        buffer.MemSetToZero();
         return new Tensor(this, buffer, type, 0, length, name);
     }
 

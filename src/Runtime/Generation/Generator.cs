@@ -49,11 +49,14 @@ public sealed class Generator
 {
     readonly ILanguageModel model;
     readonly HashSet<int> stopTokens;
-    readonly Func<IReadOnlyList<int>, string>? detokenize;
+    readonly Func<IReadOnlyList<int>, IReadOnlyList<int>, string>? detokenize;
 
     /// <param name="stopTokens">Ids that end a sequence (the model's EOS/EOT ids; never its pad id).</param>
-    /// <param name="detokenize">Turns generated ids into text, for stop strings.</param>
-    public Generator(ILanguageModel model, IEnumerable<int> stopTokens, Func<IReadOnlyList<int>, string>? detokenize = null)
+    /// <param name="detokenize">
+    /// Turns generated ids into text as they continue the prompt (prompt ids, generated ids), for stop
+    /// strings: decoded alone, a SentencePiece continuation would lose the space before its first word.
+    /// </param>
+    public Generator(ILanguageModel model, IEnumerable<int> stopTokens, Func<IReadOnlyList<int>, IReadOnlyList<int>, string>? detokenize = null)
     {
         this.model = model;
         this.stopTokens = [.. stopTokens];
@@ -61,6 +64,26 @@ public sealed class Generator
     }
 
     public GenerationStats Stats { get; private set; } = new(0, TimeSpan.Zero, 0, TimeSpan.Zero);
+
+    /// <summary>
+    /// Ids from this one up are never drawn: the embedding table has rows the tokenizer has no
+    /// token for (Qwen2.5 pads 151,665 tokens to 151,936 rows; a model paired with a smaller
+    /// vocabulary), and an id the tokenizer cannot decode must not be generated. Their logits are
+    /// set to −inf before sampling. Null (the default): every id of the model.
+    /// </summary>
+    public int? DrawableTokens
+    {
+        get => drawableTokens;
+        init
+        {
+            if (value is int limit && (limit < 1 || limit > model.VocabSize))
+                throw new ArgumentOutOfRangeException(nameof(DrawableTokens), $"drawable tokens {limit} must be in [1, {model.VocabSize}]");
+            drawableTokens = value;
+        }
+    }
+
+    readonly int? drawableTokens;
+    byte[]? maskBytes;
 
     sealed class Sequence(int request, int slot, GenerationRequest definition)
     {
@@ -259,6 +282,14 @@ public sealed class Generator
             var picked = drawing.Select(s => s.LogitRow).ToArray();
             logits = Compact(result.Logits, picked);
         }
+        if (drawableTokens is int limit && limit < vocabulary)
+        {
+            // The rows are this step's own copies (the model's logit buffer or the compact one).
+            maskBytes ??= System.Runtime.InteropServices.MemoryMarshal.AsBytes(
+                Enumerable.Repeat(float.NegativeInfinity, vocabulary - limit).ToArray().AsSpan()).ToArray();
+            for (int i = 0; i < drawing.Count; i++)
+                model.Backend.Upload(logits.Slice((long)i * vocabulary + limit, vocabulary - limit), maskBytes);
+        }
         var tokens = new int[drawing.Count];
         model.Backend.Sample(logits, vocabulary, samplingRows, penalized.ToArray(), tokens);
         for (int i = 0; i < drawing.Count; i++)
@@ -293,7 +324,7 @@ public sealed class Generator
             s.Finish(FinishReason.Length);
         else if (s.Definition.StopStrings.Count > 0 && detokenize != null)
         {
-            string text = detokenize(s.Tokens.Skip(s.Definition.Prompt.Count).ToArray());
+            string text = detokenize(s.Definition.Prompt, s.Tokens.Skip(s.Definition.Prompt.Count).ToArray());
             if (s.Definition.StopStrings.Any(stop => text.Contains(stop, StringComparison.Ordinal)))
                 s.Finish(FinishReason.Stop);
         }
