@@ -59,12 +59,12 @@ public class CliErrorTests(ITestOutputHelper log)
     public void A_nonexistent_path_fails_with_one_line_naming_it()
     {
         using var temp = new TempFolder();
-        string missing = temp.Path("no-such-model.gguf");
-        string missingFolder = temp.Path("no-such-folder");
+        string missing = temp.File("no-such-model.gguf");
+        string missingFolder = temp.File("no-such-folder");
         foreach (var (args, path) in new (string[], string)[]
         {
             (["generate", "-m", missing, "--prompt", "hi"], missing),
-            (["logits", "-m", missing, "--tokens", "1", "-o", temp.Path("x.bin")], missing),
+            (["logits", "-m", missing, "--tokens", "1", "-o", temp.File("x.bin")], missing),
             (["inspect", "-m", missing], missing),
             (["tokenize", "-m", missing, "--text", "hi"], missing),
             (["tokenize", "-m", missingFolder, "--text", "hi"], missingFolder),
@@ -76,11 +76,11 @@ public class CliErrorTests(ITestOutputHelper log)
             InProcessCli.AssertOneLineError(result, 1, path);
         }
 
-        string tokenizer = temp.Path("tokenizer.model");
+        string tokenizer = temp.File("tokenizer.model");
         InProcessCli.AssertOneLineError(InProcessCli.Run("generate", "-m", References.Stories("hf"), "--tokenizer", tokenizer, "--prompt", "hi"), 1, tokenizer);
-        string prompts = temp.Path("prompts.txt");
+        string prompts = temp.File("prompts.txt");
         InProcessCli.AssertOneLineError(InProcessCli.Run("generate", "-m", Stories, "--prompts-file", prompts), 1, prompts);
-        string output = Path.Combine(temp.Path("no-such-folder"), "logits.bin");
+        string output = Path.Combine(temp.File("no-such-folder"), "logits.bin");
         InProcessCli.AssertOneLineError(InProcessCli.Run("logits", "-m", Stories, "--tokens", "1 2", "-o", output), 1, output);
         InProcessCli.AssertOneLineError(InProcessCli.Run("generate", "-m", Stories, "--prompts-file", temp.Root,
             "--output-json", output), 1, temp.Root);
@@ -145,7 +145,7 @@ public class CliErrorTests(ITestOutputHelper log)
         {
             new[] { "inspect", "-m", path },
             ["generate", "-m", path, "--tokenizer", References.Stories("tok512.bin"), "--prompt", "hi", "--device", "cpu"],
-            ["logits", "-m", path, "--tokens", "1 2", "-o", temp.Path("logits.bin"), "--device", "cpu"],
+            ["logits", "-m", path, "--tokens", "1 2", "-o", temp.File("logits.bin"), "--device", "cpu"],
         })
         {
             var result = InProcessCli.Run(args);
@@ -153,7 +153,7 @@ public class CliErrorTests(ITestOutputHelper log)
             InProcessCli.AssertOneLineError(result, 1, path);
             Assert.Equal("", result.Out);
         }
-        Assert.False(File.Exists(temp.Path("logits.bin")));
+        Assert.False(File.Exists(temp.File("logits.bin")));
     }
 
     [Theory]
@@ -183,12 +183,12 @@ public class CliErrorTests(ITestOutputHelper log)
         InProcessCli.AssertOneLineError(result, 1, "the prompt is 5 tokens long; the context holds 4 positions");
 
         using var temp = new TempFolder();
-        string prompts = temp.Path("prompts.txt");
+        string prompts = temp.File("prompts.txt");
         File.WriteAllLines(prompts, ["Once", "", "Once upon a time"]);
         result = InProcessCli.Run("generate", "-m", Stories, "--prompts-file", prompts, "--context", "4", "-n", "4", "--device", "cpu");
         InProcessCli.AssertOneLineError(result, 1, $"prompt 1 (line 3 of {prompts}) is 5 tokens long");
 
-        result = InProcessCli.Run("logits", "-m", Stories, "--tokens", "1 2 3 4 5", "--context", "4", "-o", temp.Path("x.bin"), "--device", "cpu");
+        result = InProcessCli.Run("logits", "-m", Stories, "--tokens", "1 2 3 4 5", "--context", "4", "-o", temp.File("x.bin"), "--device", "cpu");
         InProcessCli.AssertOneLineError(result, 1, "5 tokens need 5 positions; the context holds 4");
     }
 

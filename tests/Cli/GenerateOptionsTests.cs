@@ -30,9 +30,9 @@ public class GenerateOptionsTests
 
     static Entry[] RunBatch(TempFolder temp, string[] model, int batchSize, params string[] extra)
     {
-        string prompts = temp.Path("prompts.txt");
+        string prompts = temp.File("prompts.txt");
         File.WriteAllLines(prompts, PromptLines);
-        string json = temp.Path($"out-{batchSize}.json");
+        string json = temp.File($"out-{batchSize}.json");
         var result = InProcessCli.Run(["generate", .. model, "--prompts-file", prompts, "--batch-size", batchSize.ToString(),
             "--output-json", json, "--device", "cpu", .. extra]);
         Assert.True(result.ExitCode == 0, result.ToString());
@@ -87,7 +87,7 @@ public class GenerateOptionsTests
     public void Batch_text_output_lists_every_prompt_in_order_with_its_continuation()
     {
         using var temp = new TempFolder();
-        string prompts = temp.Path("prompts.txt");
+        string prompts = temp.File("prompts.txt");
         File.WriteAllLines(prompts, PromptLines);
         var result = InProcessCli.Run("generate", "-m", Stories, "--prompts-file", prompts, "-b", "2", "-n", "6", "--temperature", "0", "--device", "cpu");
         Assert.True(result.ExitCode == 0, result.ToString());
@@ -125,7 +125,7 @@ public class GenerateOptionsTests
         var types = gguf.GetInt32Array("tokenizer.ggml.token_type").ToArray();
         (tokens[^2], tokens[^1]) = ("<|im_start|>", "<|im_end|>");
         (types[^2], types[^1]) = ((int)TokenKind.Control, (int)TokenKind.Control);
-        string path = temp.Path("qwen2-chat.gguf");
+        string path = temp.File("qwen2-chat.gguf");
         File.WriteAllBytes(path, Formats.GgufWriter.FromFile(gguf).StringArray("tokenizer.ggml.tokens", tokens)
             .Int32Array("tokenizer.ggml.token_type", types).Build());
         return path;

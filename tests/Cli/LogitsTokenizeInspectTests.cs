@@ -30,7 +30,7 @@ public class LogitsTokenizeInspectTests
         var parts = model.Split('/');
         using var temp = new TempFolder();
         var tokens = References.Tokens(References.Family(parts[0], parts[1], "ref", "promptB.tokens"));
-        string all = temp.Path("all.f32"), last = temp.Path("last.f32");
+        string all = temp.File("all.f32"), last = temp.File("last.f32");
         var result = InProcessCli.Run(["logits", .. CliModels.Options(model), "--tokens", string.Join(' ', tokens), "--all-positions", "-o", all, "--device", "cpu"]);
         Assert.True(result.ExitCode == 0, result.ToString());
         Assert.Equal($"wrote {tokens.Length} × {(parts[1] == "qwen2" ? 576 : 512)} logits to {all}", result.ErrorLines.Single());

@@ -1,3 +1,4 @@
+using IlgpuLlm.Tests.Support;
 using System.Text;
 using IlgpuLlm.Kernels;
 using IlgpuLlm.Model;
@@ -27,8 +28,8 @@ public class CreateDemoTests
         // Same weights as writing the model out and reading it back.
         using var temp = new TempFolder();
         var model = RandomModel.Create(RandomModel.DemoConfig, StorageType.F32, RandomModel.DemoSeed, "demo", RandomWeightScale.FanIn);
-        model.PlanGguf(temp.Path("demo.gguf")).Write();
-        using var file = ModelCheckpoint.Open(temp.Path("demo.gguf"));
+        model.PlanGguf(temp.File("demo.gguf")).Write();
+        using var file = ModelCheckpoint.Open(temp.File("demo.gguf"));
         Assert.Equal(demo.Config, file.Config);
         ModelComparison.AssertSameTensors(demo, file);
     }

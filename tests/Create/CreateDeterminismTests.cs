@@ -1,3 +1,4 @@
+using IlgpuLlm.Tests.Support;
 using IlgpuLlm.Kernels;
 using IlgpuLlm.Model;
 using IlgpuLlm.Model.Formats;
@@ -15,7 +16,7 @@ public class CreateDeterminismTests
         using var temp = new TempFolder();
         byte[] Write(string name, ulong seed)
         {
-            var plan = RandomModel.Create(ModelFamily.Gemma3, "tiny", StorageType.BF16, seed).Plan(format, temp.Path(name));
+            var plan = RandomModel.Create(ModelFamily.Gemma3, "tiny", StorageType.BF16, seed).Plan(format, temp.File(name));
             plan.Write();
             return format == ModelSourceFormat.Gguf
                 ? File.ReadAllBytes(plan.Path)

@@ -19,7 +19,7 @@ public class CreateModelCommandTests
     public void WritesAGgufThatOpens()
     {
         using var temp = new TempFolder();
-        string path = temp.Path("tiny.gguf");
+        string path = temp.File("tiny.gguf");
         var (code, output, error) = Run("create-model", "--family", "gemma3", "--preset", "tiny", "--dtype", "bf16", "--seed", "5", "--out", path);
         Assert.True(code == 0, error);
         Assert.Equal("", error);
@@ -35,7 +35,7 @@ public class CreateModelCommandTests
     public void WritesAHuggingFaceFolderThatOpens()
     {
         using var temp = new TempFolder();
-        string path = temp.Path("hf");
+        string path = temp.File("hf");
         var (code, _, error) = Run("create-model", "--preset", "tiny", "--family", "qwen2", "--format", "hf", "--out", path);
         Assert.True(code == 0, error);
         using var checkpoint = ModelCheckpoint.Open(path);
@@ -56,7 +56,7 @@ public class CreateModelCommandTests
     public void WrongUsageExitsWithTwoAndOneLine(params string[] args)
     {
         using var temp = new TempFolder();
-        var (code, output, error) = Run(["create-model", .. args, "--out", temp.Path("x.gguf")]);
+        var (code, output, error) = Run(["create-model", .. args, "--out", temp.File("x.gguf")]);
         Assert.Equal(CliRunner.Usage, code);
         Assert.Equal("", output);
         Assert.StartsWith("error: ", error);
@@ -68,7 +68,7 @@ public class CreateModelCommandTests
     public void APresetOfOneFamilyNeedsNoFamily()
     {
         using var temp = new TempFolder();
-        string path = temp.Path("existing.gguf");
+        string path = temp.File("existing.gguf");
         File.WriteAllText(path, "");
         // Resolving the preset comes first, so the refusal to overwrite shows the family was inferred.
         var (code, _, error) = Run("create-model", "--preset", "llama-3.2-1b", "--out", path);
@@ -80,7 +80,7 @@ public class CreateModelCommandTests
     public void AnExistingFileNeedsForce()
     {
         using var temp = new TempFolder();
-        string path = temp.Path("m.gguf");
+        string path = temp.File("m.gguf");
         File.WriteAllText(path, "keep me");
         var (code, _, error) = Run("create-model", "--family", "llama", "--out", path);
         Assert.Equal(CliRunner.Usage, code);
@@ -94,7 +94,7 @@ public class CreateModelCommandTests
     public void AnUnwritablePathFailsWithOneAndOneLine()
     {
         using var temp = new TempFolder();
-        string blocker = temp.Path("not-a-folder");
+        string blocker = temp.File("not-a-folder");
         File.WriteAllText(blocker, "");
         var (code, output, error) = Run("create-model", "--family", "gemma", "--out", Path.Combine(blocker, "m.gguf"));
         Assert.Equal(CliRunner.Failure, code);

@@ -1,3 +1,4 @@
+using IlgpuLlm.Tests.Support;
 using IlgpuLlm.Kernels;
 using IlgpuLlm.Model;
 using IlgpuLlm.Model.Formats;
@@ -37,11 +38,11 @@ public class CreatePresetTests
         Assert.Equal([2048L, 8192], model.Tensors.Single(t => t.Name == TensorNames.FeedForwardDown(0)).Shape.ToArray());
 
         using var temp = new TempFolder();
-        var plan = model.PlanGguf(temp.Path("llama.gguf"));
+        var plan = model.PlanGguf(temp.File("llama.gguf"));
         long matrices = model.Tensors.Where(t => t.Shape.Length == 2).Sum(t => t.ElementCount) * 2;
         long vectors = model.Tensors.Where(t => t.Shape.Length == 1).Sum(t => t.ElementCount) * 4 + 32 * 4;
         Assert.InRange(plan.TotalBytes, matrices + vectors, matrices + vectors + (8 << 20)); // + header with the vocabulary
-        var hf = model.PlanHuggingFace(temp.Path("hf"));
+        var hf = model.PlanHuggingFace(temp.File("hf"));
         Assert.InRange(hf.TotalBytes, model.ParameterCount * 2, model.ParameterCount * 2 + (32 << 20));
         Assert.Empty(Directory.EnumerateFileSystemEntries(temp.Root));
     }

@@ -1,3 +1,4 @@
+using IlgpuLlm.Tests.Support;
 using IlgpuLlm.Kernels;
 using IlgpuLlm.Model;
 using IlgpuLlm.Model.Formats;
@@ -26,7 +27,7 @@ public class CreateRoundTripTests
     {
         using var temp = new TempFolder();
         var model = RandomModel.Create(family, "tiny", type, seed: 7);
-        string ggufPath = temp.Path("model.gguf"), hfPath = temp.Path("hf");
+        string ggufPath = temp.File("model.gguf"), hfPath = temp.File("hf");
         var ggufPlan = model.PlanGguf(ggufPath);
         var hfPlan = model.PlanHuggingFace(hfPath);
         ggufPlan.Write();
@@ -89,24 +90,24 @@ public class CreateRoundTripTests
         using var intended = model.ToCheckpoint();
         if (gguf)
         {
-            model.PlanGguf(temp.Path("m.gguf")).Write();
-            using var fromGguf = ModelCheckpoint.Open(temp.Path("m.gguf"));
+            model.PlanGguf(temp.File("m.gguf")).Write();
+            using var fromGguf = ModelCheckpoint.Open(temp.File("m.gguf"));
             Assert.Equal(ModelComparison.Describe(config), ModelComparison.Describe(fromGguf.Config));
             Assert.Equal(config, fromGguf.Config);
             ModelComparison.AssertSameTensors(intended, fromGguf);
         }
         else
-            Assert.Throws<NotSupportedException>(() => model.PlanGguf(temp.Path("m.gguf")));
+            Assert.Throws<NotSupportedException>(() => model.PlanGguf(temp.File("m.gguf")));
         if (huggingFace)
         {
-            model.PlanHuggingFace(temp.Path("hf")).Write();
-            using var fromFolder = ModelCheckpoint.Open(temp.Path("hf"));
+            model.PlanHuggingFace(temp.File("hf")).Write();
+            using var fromFolder = ModelCheckpoint.Open(temp.File("hf"));
             Assert.Equal(ModelComparison.Describe(config), ModelComparison.Describe(fromFolder.Config));
             Assert.Equal(config, fromFolder.Config);
             ModelComparison.AssertSameTensors(intended, fromFolder);
         }
         else
-            Assert.Throws<NotSupportedException>(() => model.PlanHuggingFace(temp.Path("hf")));
+            Assert.Throws<NotSupportedException>(() => model.PlanHuggingFace(temp.File("hf")));
     }
 
     [Theory]
@@ -116,8 +117,8 @@ public class CreateRoundTripTests
     {
         using var temp = new TempFolder();
         var model = RandomModel.Create(family, "tiny", StorageType.F32, seed: 3);
-        model.PlanGguf(temp.Path("m.gguf")).Write();
-        using var file = GgufFile.Open(temp.Path("m.gguf"));
+        model.PlanGguf(temp.File("m.gguf")).Write();
+        using var file = GgufFile.Open(temp.File("m.gguf"));
         var source = model.Tensors.Single(t => t.Name == TensorNames.AttentionQuery(0)).ToFloat32Array();
         var stored = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(file.GetTensorBytes(file.GetTensor(TensorNames.AttentionQuery(0)))).ToArray();
         int rowLength = model.Config.HiddenSize, d = model.Config.HeadDim;
@@ -135,17 +136,17 @@ public class CreateRoundTripTests
     {
         using var temp = new TempFolder();
         var model = RandomModel.Create(family, "tiny", StorageType.BF16, seed: 5);
-        model.PlanGguf(temp.Path("m.gguf")).Write();
-        model.PlanHuggingFace(temp.Path("hf")).Write();
-        using var gguf = GgufFile.Open(temp.Path("m.gguf"));
-        using var safetensors = SafetensorsFile.Open(temp.Path("hf/model.safetensors"));
+        model.PlanGguf(temp.File("m.gguf")).Write();
+        model.PlanHuggingFace(temp.File("hf")).Write();
+        using var gguf = GgufFile.Open(temp.File("m.gguf"));
+        using var safetensors = SafetensorsFile.Open(temp.File("hf/model.safetensors"));
         foreach (var name in new[] { TensorNames.AttentionNorm(0), TensorNames.OutputNorm })
         {
             var multiplier = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(gguf.GetTensorBytes(gguf.GetTensor(name))).ToArray();
             var info = safetensors.TensorsByName[TensorNames.ToHuggingFace(name, family)];
             Assert.Equal("BF16", info.DType);
             var w = new float[multiplier.Length];
-            StorageType.BF16.WidenToFloat32(ReadBytes(temp.Path("hf/model.safetensors"), info.FileOffset, (int)info.ByteLength), w);
+            StorageType.BF16.WidenToFloat32(ReadBytes(temp.File("hf/model.safetensors"), info.FileOffset, (int)info.ByteLength), w);
             for (int i = 0; i < w.Length; i++)
                 Assert.Equal(multiplier[i], 1f + w[i]);
             Assert.Contains(multiplier, m => m != 1f);
@@ -157,11 +158,11 @@ public class CreateRoundTripTests
     {
         using var temp = new TempFolder();
         var model = RandomModel.Create(ModelFamily.Qwen2, "tiny", StorageType.F16, seed: 1);
-        model.PlanGguf(temp.Path("m.gguf")).Write();
-        model.PlanHuggingFace(temp.Path("hf")).Write();
+        model.PlanGguf(temp.File("m.gguf")).Write();
+        model.PlanHuggingFace(temp.File("hf")).Write();
 
-        var fromFolder = TokenizerFactory.Open(temp.Path("hf"));
-        using var gguf = GgufFile.Open(temp.Path("m.gguf"));
+        var fromFolder = TokenizerFactory.Open(temp.File("hf"));
+        using var gguf = GgufFile.Open(temp.File("m.gguf"));
         Assert.Equal("gpt2", gguf.GetString("tokenizer.ggml.model"));
         var fromGguf = ByteLevelBpeTokenizer.FromGgufVocabulary(
             gguf.GetStringArray("tokenizer.ggml.tokens"), gguf.GetInt32Array("tokenizer.ggml.token_type"),

@@ -1,3 +1,4 @@
+using IlgpuLlm.Tests.Support;
 using System.Runtime.InteropServices;
 using IlgpuLlm.Kernels;
 using IlgpuLlm.Model;
@@ -24,7 +25,7 @@ public class CreateWriterTests
         w.AddTensor("matrix", GgmlType.F32, [2, 3], s => s.Write(MemoryMarshal.AsBytes(f32.AsSpan())));
         w.AddTensor("vector", GgmlType.F16, [5], s => s.Write(new byte[10]));
         w.AddTensor("cube", GgmlType.BF16, [2, 1, 3], s => { s.Write(new byte[4]); s.Write(new byte[8]); });
-        string path = temp.Path("x.gguf");
+        string path = temp.File("x.gguf");
         var reported = new List<long>();
         w.WriteTo(path, new Recorder(reported));
 
@@ -77,7 +78,7 @@ public class CreateWriterTests
     public void AShortTensorFailsNamingItAndLeavesNoFile()
     {
         using var temp = new TempFolder();
-        string path = temp.Path("bad.gguf");
+        string path = temp.File("bad.gguf");
         var w = new GgufWriter();
         w.AddTensor("short", GgmlType.F32, [4], s => s.Write(new byte[12]));
         var e = Assert.Throws<InvalidOperationException>(() => w.WriteTo(path));
@@ -86,7 +87,7 @@ public class CreateWriterTests
 
         var s = new SafetensorsWriter();
         s.AddTensor("long", StorageType.F16, [2], stream => stream.Write(new byte[6]));
-        Assert.Contains("'long'", Assert.Throws<InvalidOperationException>(() => s.WriteTo(temp.Path("bad.safetensors"))).Message);
+        Assert.Contains("'long'", Assert.Throws<InvalidOperationException>(() => s.WriteTo(temp.File("bad.safetensors"))).Message);
         Assert.Empty(Directory.EnumerateFileSystemEntries(temp.Root));
     }
 
@@ -99,7 +100,7 @@ public class CreateWriterTests
         w.AddTensor("model.a", StorageType.F32, [3], s => s.Write(MemoryMarshal.AsBytes(a.AsSpan())));
         w.AddTensor("model.b", "BF16", [2, 2], s => s.Write(new byte[] { 0, 0x3F, 0x80, 0x3F, 0, 0x40, 0x40, 0x40 }));
         w.AddTensor("model.empty", StorageType.F16, [0, 4], _ => { });
-        string path = temp.Path("m.safetensors");
+        string path = temp.File("m.safetensors");
         w.WriteTo(path);
         Assert.Equal(w.Length, new FileInfo(path).Length);
         using var file = SafetensorsFile.Open(path);

@@ -15,6 +15,7 @@ public static class TestModels
     {
         var path = Path.Combine(Path.GetTempPath(), $"ilgpullm-micro-{Environment.ProcessId}.gguf");
         File.WriteAllBytes(path, TinyLlama.Gguf().UInt32("llama.context_length", 64).Build());
+        AppDomain.CurrentDomain.ProcessExit += (_, _) => File.Delete(path);
         return path;
     });
 

@@ -50,7 +50,7 @@ public class FactoryTests
         temp.Write("tokenizer.json", Splice(json, File.ReadAllText(Shared("qwen2", "vocab.json")), merges));
         temp.Write("tokenizer_config.json", File.ReadAllText(Shared("qwen2", "tokenizer_config.json")));
 
-        var tok = TokenizerFactory.Open(temp.Path);
+        var tok = TokenizerFactory.Open(temp.Root);
         var bpe = Assert.IsType<ByteLevelBpeTokenizer>(tok);
         Assert.Same(PreTokenizer.Qwen2, bpe.PreTokenizer);
         Assert.True(bpe.NormalizesNfc);

@@ -26,7 +26,7 @@ public class LoadErrorTests
     public void EmptyFolder()
     {
         using var temp = new TempFolder();
-        Fails(temp.Path, "no tokenizer here");
+        Fails(temp.Root, "no tokenizer here");
     }
 
     [Fact]
@@ -80,7 +80,7 @@ public class LoadErrorTests
         using var temp = new TempFolder();
         var vocab = temp.Write("vocab.json", File.ReadAllText(SharedData.Path("tokenizers", "qwen2", "vocab.json")));
         var merges = temp.Write("merges.txt", "Ġ t\nzzqq xx\n");
-        var e = Assert.Throws<TokenizerLoadException>(() => TokenizerFactory.Open(temp.Path));
+        var e = Assert.Throws<TokenizerLoadException>(() => TokenizerFactory.Open(temp.Root));
         Assert.Equal(merges, e.FilePath);
         Assert.Contains("'zzqq' is not in the vocabulary", e.Message);
         Assert.Contains(vocab, e.Message);
@@ -92,7 +92,7 @@ public class LoadErrorTests
         using var temp = new TempFolder();
         temp.Write("merges.txt", "a b\n");
         var vocab = temp.Write("vocab.json", "{\"a\": 0, \"b\": 0}");
-        var e = Assert.Throws<TokenizerLoadException>(() => TokenizerFactory.Open(temp.Path));
+        var e = Assert.Throws<TokenizerLoadException>(() => TokenizerFactory.Open(temp.Root));
         Assert.Equal(vocab, e.FilePath);
         Assert.Contains("id 0 is given to both", e.Message);
     }
