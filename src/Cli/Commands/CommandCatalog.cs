@@ -12,5 +12,8 @@ public static class CommandCatalog
         yield return TokenizeCommand.Create();
         yield return InspectCommand.Create();
         yield return CreateModelCommand.Create();
+        yield return BenchCommand.Create();
+        yield return PerplexityCommand.Create();
+        yield return CompareCommand.Create();
     }
 }
