@@ -67,8 +67,9 @@ public abstract class LinearBenchmark : IWorkload
 
     public long WeightBytes => (long)shape.OutFeatures * shape.InFeatures * Type.SizeOf();
 
-    public double? Bytes => WeightBytes;
-    public bool StreamsFromMemory => true;
+    /// <summary>Reported for decode, where streaming the weights once bounds the time.</summary>
+    public double? Bytes => Rows == 1 ? WeightBytes : null;
+    public bool StreamsFromMemory => Rows == 1;
 
     /// <summary>Reported for prefill, where the multiply-adds rather than the weight stream bound the time.</summary>
     public double? Flops => Rows > 1 ? 2.0 * shape.Rows * shape.OutFeatures * shape.InFeatures : null;

@@ -50,23 +50,24 @@ public sealed unsafe class MemoryBandwidthProbe : IDisposable
     }
 
     /// <summary>
-    /// The best of <paramref name="repetitions"/> timed reads after one untimed one, in GB/s
-    /// (10⁹ bytes per second). The best, as STREAM reports, because interference only slows a read.
+    /// The median of <paramref name="repetitions"/> timed reads after one untimed one, in GB/s
+    /// (10⁹ bytes per second). The median, because on a shared machine a neighbour's burst slows
+    /// single reads, and a lucky read should not set the bar either.
     /// </summary>
     public double MeasureGigabytesPerSecond(CpuWorkers workers, int repetitions = 5)
     {
         if (repetitions < 1)
             throw new ArgumentOutOfRangeException(nameof(repetitions), $"repetitions {repetitions} must be at least 1");
         Read(workers);
-        double best = 0;
+        var rates = new double[repetitions];
         for (int i = 0; i < repetitions; i++)
         {
             long start = Stopwatch.GetTimestamp();
             Read(workers);
-            double seconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
-            best = Math.Max(best, Bytes / seconds / 1e9);
+            rates[i] = Bytes / Stopwatch.GetElapsedTime(start).TotalSeconds / 1e9;
         }
-        return best;
+        Array.Sort(rates);
+        return repetitions % 2 == 1 ? rates[repetitions / 2] : (rates[repetitions / 2 - 1] + rates[repetitions / 2]) / 2;
     }
 
     /// <summary>Allocates a probe, measures with <paramref name="threads"/> threads and frees it again.</summary>

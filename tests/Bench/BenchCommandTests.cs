@@ -37,7 +37,7 @@ public class BenchCommandTests
         Assert.Equal(260032, root.GetProperty("model").GetProperty("parameters").GetInt64());
         Assert.Equal("simd-cpu", root.GetProperty("backend_kind").GetString());
         Assert.Equal(2, root.GetProperty("threads").GetInt32());
-        Assert.True(root.GetProperty("memory_baseline_gbps").GetDouble() > 0);
+        Assert.Equal(8L << 20, root.GetProperty("memory_baseline_bytes").GetInt64());
         var results = root.GetProperty("results").EnumerateArray().ToArray();
         Assert.Equal(["pp8", "tg4"], results.Select(r => r.GetProperty("test").GetString()));
         Assert.All(results, r =>
@@ -46,8 +46,13 @@ public class BenchCommandTests
             Assert.True(r.GetProperty("avg_ts").GetDouble() > 0);
             Assert.Equal(0, r.GetProperty("stddev_ts").GetDouble());
         });
+        // Decode streams the weights and is compared with the memory bandwidth measured just before it.
         Assert.Equal(JsonValueKind.Null, results[0].GetProperty("weight_gbps").ValueKind);
+        Assert.Equal(JsonValueKind.Null, results[0].GetProperty("memory_baseline_gbps").ValueKind);
         Assert.True(results[1].GetProperty("weight_gbps").GetDouble() > 0);
+        Assert.True(results[1].GetProperty("memory_baseline_gbps").GetDouble() > 0);
+        Assert.Equal(results[1].GetProperty("weight_gbps").GetDouble() / results[1].GetProperty("memory_baseline_gbps").GetDouble(),
+            results[1].GetProperty("vs_memory").GetDouble(), 12);
         // The sweep: prefill at 2, 4, 8 and 16 tokens, then decode at those depths.
         Assert.Equal(["pp2", "pp4", "pp8", "pp16", "tg4 @ d2", "tg4 @ d4", "tg4 @ d8", "tg4 @ d16"],
             root.GetProperty("sweep").EnumerateArray().Select(r => r.GetProperty("test").GetString()));

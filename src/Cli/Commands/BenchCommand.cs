@@ -116,21 +116,52 @@ public static class BenchCommand
         };
 
         // The baseline is host memory read by the CPU threads: it says nothing about a GPU's memory.
-        double? baselineGBps = null;
-        if (backend.Kind != "cuda")
+        // It is measured again right before each decode test, since on a shared machine the
+        // bandwidth left to this process changes while it runs.
+        MemoryBandwidthProbe? probe = null;
+        CpuWorkers? probeWorkers = null;
+        try
         {
-            Status($"measuring memory bandwidth ({settings.Baseline} MiB, {threads} threads)");
-            baselineGBps = MemoryBandwidthProbe.Measure(threads, (long)settings.Baseline << 20);
+            if (backend.Kind != "cuda")
+            {
+                Status($"allocating the memory-bandwidth probe ({settings.Baseline} MiB)");
+                probe = new MemoryBandwidthProbe((long)settings.Baseline << 20);
+                probeWorkers = new CpuWorkers(threads);
+            }
+            using var transformer = new Transformer(checkpoint, backend, options);
+            var runner = new ThroughputRunner(transformer) { Progress = Status };
+            Measurement Measure(ThroughputTest test)
+            {
+                double? baseline = null;
+                if (probe != null && test.Kind == ThroughputTestKind.Decode)
+                {
+                    Status($"{test.Name}: measuring memory bandwidth");
+                    baseline = probe.MeasureGigabytesPerSecond(probeWorkers!);
+                }
+                return new Measurement(runner.Run(test, settings.Repetitions), baseline);
+            }
+            var results = tests.Select(Measure).ToArray();
+            var promptResults = promptSweep.Select(Measure).ToArray();
+            var depthResults = depthSweep.Select(Measure).ToArray();
+            Status(null);
+            return Output(path, settings, backend, footprint, threads, kvType, results, promptResults, depthResults, depthSweep,
+                jsonPath, plotPath);
         }
+        finally
+        {
+            probeWorkers?.Dispose();
+            probe?.Dispose();
+        }
+    }
 
-        using var transformer = new Transformer(checkpoint, backend, options);
-        var runner = new ThroughputRunner(transformer) { Progress = Status };
-        var results = tests.Select(t => runner.Run(t, settings.Repetitions)).ToArray();
-        var promptResults = promptSweep.Select(t => runner.Run(t, settings.Repetitions)).ToArray();
-        var depthResults = depthSweep.Select(t => runner.Run(t, settings.Repetitions)).ToArray();
-        Status(null);
+    /// <summary>A test's runs and the memory bandwidth measured just before them (decode tests on the CPU).</summary>
+    sealed record Measurement(ThroughputResult Result, double? BaselineGBps);
 
-        var report = new Report(path, footprint, backend, threads, kvType, baselineGBps, settings.Baseline);
+    static int Output(string path, Settings settings, IBackend backend, ModelFootprint footprint, int threads, StorageType kvType,
+        Measurement[] results, Measurement[] promptResults, Measurement[] depthResults, ThroughputTest[] depthSweep,
+        string? jsonPath, string? plotPath)
+    {
+        var report = new Report(path, footprint, backend, threads, kvType, settings.Baseline);
         Console.Out.Write(report.Table(results));
         if (promptResults.Length + depthResults.Length > 0)
         {
@@ -140,7 +171,7 @@ public static class BenchCommand
             Console.Out.Write(report.Table([.. promptResults, .. depthResults]));
         }
         Console.Out.WriteLine();
-        foreach (var note in report.Notes())
+        foreach (var note in report.Notes([.. results, .. promptResults, .. depthResults]))
             Console.Out.WriteLine(note);
 
         if (jsonPath != null)
@@ -151,14 +182,15 @@ public static class BenchCommand
         if (plotPath != null)
         {
             string caption = $"{footprint.Description}, {backend.Kind}, {threads} threads, kv {kvType.Name()}";
-            var decodeBatches = results.Where(r => r.Test.Kind == ThroughputTestKind.Decode && r.Test.Tokens == settings.Steps.Max()).ToArray();
+            var decodeBatches = results.Select(m => m.Result)
+                .Where(r => r.Test.Kind == ThroughputTestKind.Decode && r.Test.Tokens == settings.Steps.Max()).ToArray();
             BenchPlot.Write(plotPath, caption,
             [
                 new BenchPlot.Series($"Decode vs context depth", "tokens already in the KV cache",
                     $"tg{depthSweep.FirstOrDefault()?.Tokens}" + (depthSweep.FirstOrDefault()?.Batch > 1 ? $" x{depthSweep[0].Batch}" : ""),
-                    depthResults.Select(r => ((double)r.Test.Depth, r)).ToArray()),
+                    depthResults.Select(m => ((double)m.Result.Test.Depth, m.Result)).ToArray()),
                 new BenchPlot.Series("Prefill vs prompt length", "prompt tokens (one forward pass)", "pp",
-                    promptResults.Select(r => ((double)r.Test.Tokens, r)).ToArray()),
+                    promptResults.Select(m => ((double)m.Result.Test.Tokens, m.Result)).ToArray()),
                 new BenchPlot.Series("Decode vs batch size", "sequences decoding together", $"tg{settings.Steps.Max()}, aggregate",
                     decodeBatches.Length > 1 ? decodeBatches.Select(r => ((double)r.Test.Batch, r)).ToArray() : []),
             ]);
@@ -206,16 +238,15 @@ public static class BenchCommand
     }
 
     /// <summary>The figures of one run, as a table, notes and JSON.</summary>
-    sealed class Report(string path, ModelFootprint footprint, IBackend backend, int threads, StorageType kvType,
-        double? baselineGBps, int baselineMiB)
+    sealed class Report(string path, ModelFootprint footprint, IBackend backend, int threads, StorageType kvType, int baselineMiB)
     {
         /// <summary>Weight bytes streamed per second by a decode test: one pass over the weights per step.</summary>
         double? WeightGBps(ThroughputResult r) =>
             r.Test.Kind == ThroughputTestKind.Decode ? footprint.BytesPerForward * r.MeanForwardsPerSecond / 1e9 : null;
 
-        double? Ratio(ThroughputResult r) => WeightGBps(r) is double gbps && baselineGBps is double b ? gbps / b : null;
+        double? Ratio(Measurement m) => WeightGBps(m.Result) is double gbps && m.BaselineGBps is double b ? gbps / b : null;
 
-        public string Table(IReadOnlyList<ThroughputResult> results)
+        public string Table(IReadOnlyList<Measurement> measurements)
         {
             bool showKv = kvType != StorageType.F32;
             var columns = new List<(string, bool)> { ("model", false), ("size", true), ("params", true), ("backend", false), ("threads", true) };
@@ -223,8 +254,9 @@ public static class BenchCommand
                 columns.Add(("type_kv", false));
             columns.AddRange([("test", true), ("t/s", true), ("weights GB/s", true), ("vs memory", true)]);
             var table = new MarkdownTable([.. columns]);
-            foreach (var r in results)
+            foreach (var m in measurements)
             {
+                var r = m.Result;
                 var cells = new List<string>
                 {
                     footprint.Description, ModelFootprint.FormatBytes(footprint.Bytes), ModelFootprint.FormatCount(footprint.Parameters),
@@ -235,36 +267,41 @@ public static class BenchCommand
                 cells.Add(r.Test.Name);
                 cells.Add(string.Create(Invariant, $"{r.MeanTokensPerSecond:0.00} ± {r.StdDevTokensPerSecond:0.00}"));
                 cells.Add(WeightGBps(r) is double gbps ? gbps.ToString("0.00", Invariant) : "-");
-                cells.Add(Ratio(r) is double ratio ? ratio.ToString("0.0 %", Invariant) : "-");
+                cells.Add(Ratio(m) is double ratio ? ratio.ToString("0.0 %", Invariant) : "-");
                 table.AddRow([.. cells]);
             }
             return table.ToString();
         }
 
-        public IEnumerable<string> Notes()
+        public IEnumerable<string> Notes(IReadOnlyList<Measurement> measurements)
         {
             yield return $"backend: {backend.Name}; weights streamed per forward pass: {ModelFootprint.FormatBytes(footprint.BytesPerForward)}";
-            if (baselineGBps is double b)
+            var baselines = measurements.Select(m => m.BaselineGBps).OfType<double>().ToArray();
+            if (baselines.Length > 0)
                 yield return string.Create(Invariant,
-                    $"memory baseline: {b:0.00} GB/s (best of 5 vectorised sums over {baselineMiB} MiB on {threads} threads); vs memory = decode's weights GB/s over it");
-            else
+                    $"memory baseline: {baselines.Min():0.00}–{baselines.Max():0.00} GB/s, measured before each decode test (median of 5 vectorised sums over {baselineMiB} MiB on {threads} threads); vs memory = the test's weights GB/s over it");
+            else if (backend.Kind == "cuda")
                 yield return "memory baseline: not measured (it is host memory read by the CPU; a CUDA device's memory is another bus)";
         }
 
-        public string Json(IReadOnlyList<ThroughputResult> results, IReadOnlyList<ThroughputResult> sweep)
+        public string Json(IReadOnlyList<Measurement> results, IReadOnlyList<Measurement> sweep)
         {
-            object Entry(ThroughputResult r) => new JsonResult(
-                r.Test.Name, r.Test.Kind == ThroughputTestKind.Prefill ? "pp" : "tg",
-                r.Test.Kind == ThroughputTestKind.Prefill ? r.Test.Tokens : 0,
-                r.Test.Kind == ThroughputTestKind.Decode ? r.Test.Tokens : 0,
-                r.Test.Batch, r.Test.Depth, r.Seconds.Count,
-                r.Seconds.Select(s => (long)Math.Round(s * 1e9)).ToArray(),
-                r.TokensPerSecond.ToArray(), r.MeanTokensPerSecond, r.StdDevTokensPerSecond,
-                WeightGBps(r), Ratio(r));
+            object Entry(Measurement m)
+            {
+                var r = m.Result;
+                return new JsonResult(
+                    r.Test.Name, r.Test.Kind == ThroughputTestKind.Prefill ? "pp" : "tg",
+                    r.Test.Kind == ThroughputTestKind.Prefill ? r.Test.Tokens : 0,
+                    r.Test.Kind == ThroughputTestKind.Decode ? r.Test.Tokens : 0,
+                    r.Test.Batch, r.Test.Depth, r.Seconds.Count,
+                    r.Seconds.Select(s => (long)Math.Round(s * 1e9)).ToArray(),
+                    r.TokensPerSecond.ToArray(), r.MeanTokensPerSecond, r.StdDevTokensPerSecond,
+                    WeightGBps(r), m.BaselineGBps, Ratio(m));
+            }
             var document = new JsonDocumentRoot(
                 new JsonModel(path, footprint.Description, footprint.Family, footprint.WeightType, footprint.Parameters, footprint.Bytes,
                     footprint.BytesPerForward),
-                backend.Name, backend.Kind, threads, kvType.Name(), baselineGBps, baselineGBps is null ? null : (long)baselineMiB << 20,
+                backend.Name, backend.Kind, threads, kvType.Name(), backend.Kind == "cuda" ? null : (long)baselineMiB << 20,
                 results.Select(Entry).ToArray(), sweep.Select(Entry).ToArray());
             return JsonSerializer.Serialize(document, new JsonSerializerOptions
             {
@@ -279,8 +316,8 @@ public static class BenchCommand
         long WeightBytesPerForward);
 
     sealed record JsonResult(string Test, string Kind, int NPrompt, int NGen, int Batch, int Depth, int Repetitions,
-        long[] SamplesNs, double[] SamplesTs, double AvgTs, double StddevTs, double? WeightGbps, double? VsMemory);
+        long[] SamplesNs, double[] SamplesTs, double AvgTs, double StddevTs, double? WeightGbps, double? MemoryBaselineGbps, double? VsMemory);
 
     sealed record JsonDocumentRoot(JsonModel Model, string Backend, string BackendKind, int Threads, string TypeKv,
-        double? MemoryBaselineGbps, long? MemoryBaselineBytes, object[] Results, object[] Sweep);
+        long? MemoryBaselineBytes, object[] Results, object[] Sweep);
 }
