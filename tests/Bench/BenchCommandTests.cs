@@ -21,7 +21,7 @@ public class BenchCommandTests
         using var temp = new TempFolder();
         string json = temp.Path("bench.json"), png = temp.Path("bench.png");
         var (code, output, error) = CommandRunner.Run("bench", "-m", SharedModels.StoriesBin, "--device", "cpu", "-t", "2",
-            "-p", "8", "-n", "4", "-r", "1", "--baseline-mib", "8", "--json", json, "--plot", png, "--plot-context", "16");
+            "-p", "8", "-n", "4", "-r", "1", "--warmup-seconds", "0", "--baseline-mib", "8", "--json", json, "--plot", png, "--plot-context", "16");
         Assert.True(code == 0, error);
 
         var lines = output.Split('\n');
@@ -67,7 +67,7 @@ public class BenchCommandTests
         string model = temp.Path("tiny.gguf"), png = temp.Path("batch.png");
         RandomModel.Create(ModelFamily.Qwen2, "tiny", StorageType.BF16, 1).PlanGguf(model).Write(null, default);
         var (code, output, error) = CommandRunner.Run("bench", "-m", model, "--device", "cpu", "-t", "1", "-p", "0", "-n", "4",
-            "-r", "2", "-b", "1,3", "--kv-dtype", "f16", "--baseline-mib", "8", "--plot", png, "--plot-context", "8");
+            "-r", "2", "-b", "1,3", "--kv-dtype", "f16", "--warmup-seconds", "0", "--baseline-mib", "8", "--plot", png, "--plot-context", "8");
         Assert.True(code == 0, error);
         Assert.Contains("| type_kv |", output);
         Assert.Contains("qwen2 ", output);

@@ -47,6 +47,11 @@ public static class BenchCommand
             Description = "Longest context of the --plot sweep; it measures at this length and at halvings of it",
             DefaultValueFactory = _ => 1024,
         };
+        var warmUp = new Option<double>("--warmup-seconds")
+        {
+            Description = "Untimed warm-up per test: runs repeat until this much time has passed (at least one), so the JIT's optimised code is measured",
+            DefaultValueFactory = _ => 1.0,
+        };
         var baseline = new Option<int>("--baseline-mib")
         {
             Description = "Buffer of the memory-bandwidth baseline in MiB; it must be far larger than the caches",
@@ -56,7 +61,7 @@ public static class BenchCommand
         var command = new Command("bench", "Measure prefill and decode tokens/s (like llama-bench) and decode's share of memory bandwidth");
         foreach (var option in new Option[] { model.Model, model.Device, model.Threads, model.KvType })
             command.Options.Add(option);
-        foreach (var option in new Option[] { prompt, generate, repetitions, batch, json, plot, plotContext, baseline })
+        foreach (var option in new Option[] { prompt, generate, repetitions, batch, json, plot, plotContext, warmUp, baseline })
             command.Options.Add(option);
 
         command.SetAction(parse =>
@@ -67,7 +72,10 @@ public static class BenchCommand
                 Lengths(parse.GetValue(batch)!, "--batch-size", allowZero: false),
                 parse.GetValue(repetitions),
                 parse.GetValue(plot) != null ? parse.GetValue(plotContext) : 0,
-                parse.GetValue(baseline));
+                parse.GetValue(baseline),
+                parse.GetValue(warmUp));
+            if (!(settings.WarmUpSeconds >= 0) || double.IsInfinity(settings.WarmUpSeconds))
+                throw new UsageException($"--warmup-seconds {settings.WarmUpSeconds} must be a finite number of seconds, 0 or more");
             if (settings.Repetitions < 1)
                 throw new UsageException($"--repetitions {settings.Repetitions} must be at least 1");
             if (settings.Baseline < 1)
@@ -81,7 +89,7 @@ public static class BenchCommand
         return command;
     }
 
-    sealed record Settings(int[] Prompts, int[] Steps, int[] Batches, int Repetitions, int PlotContext, int Baseline);
+    sealed record Settings(int[] Prompts, int[] Steps, int[] Batches, int Repetitions, int PlotContext, int Baseline, double WarmUpSeconds);
 
     static int Run(ModelOptions modelOptions, ParseResult parse, Settings settings, string? jsonPath, string? plotPath)
     {
@@ -129,7 +137,7 @@ public static class BenchCommand
                 probeWorkers = new CpuWorkers(threads);
             }
             using var transformer = new Transformer(checkpoint, backend, options);
-            var runner = new ThroughputRunner(transformer) { Progress = Status };
+            var runner = new ThroughputRunner(transformer) { Progress = Status, WarmUpSeconds = settings.WarmUpSeconds };
             Measurement Measure(ThroughputTest test)
             {
                 double? baseline = null;
@@ -278,8 +286,12 @@ public static class BenchCommand
             yield return $"backend: {backend.Name}; weights streamed per forward pass: {ModelFootprint.FormatBytes(footprint.BytesPerForward)}";
             var baselines = measurements.Select(m => m.BaselineGBps).OfType<double>().ToArray();
             if (baselines.Length > 0)
-                yield return string.Create(Invariant,
-                    $"memory baseline: {baselines.Min():0.00}–{baselines.Max():0.00} GB/s, measured before each decode test (median of 5 vectorised sums over {baselineMiB} MiB on {threads} threads); vs memory = the test's weights GB/s over it");
+            {
+                string range = baselines.Length == 1 ? string.Create(Invariant, $"{baselines[0]:0.00} GB/s")
+                    : string.Create(Invariant, $"{baselines.Min():0.00} to {baselines.Max():0.00} GB/s");
+                yield return $"memory baseline: {range}, measured before each decode test (median of 5 vectorised sums over {baselineMiB} MiB " +
+                    $"on {threads} thread{(threads == 1 ? "" : "s")}); vs memory = the test's weights GB/s over it";
+            }
             else if (backend.Kind == "cuda")
                 yield return "memory baseline: not measured (it is host memory read by the CPU; a CUDA device's memory is another bus)";
         }

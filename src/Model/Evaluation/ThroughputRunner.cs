@@ -62,15 +62,23 @@ public sealed record ThroughputResult(ThroughputTest Test, IReadOnlyList<double>
 
 /// <summary>
 /// Measures prefill and decode throughput through the model's own forward pass, as llama-bench
-/// does: random tokens, one untimed warm-up run, then timed runs. Decode feeds one row per
+/// does: random tokens, untimed warm-up, then timed runs. Decode feeds one row per
 /// sequence per step and waits for the backend after each step, as a generation loop must before
 /// it samples. The cache contents a test needs below its depth are written once (untimed) and
 /// reused, so a sweep over growing depths fills the cache only once.
 /// </summary>
 public sealed class ThroughputRunner
 {
-    /// <summary>Decode steps of the warm-up run: enough for the JIT to reach its optimised code.</summary>
+    /// <summary>Decode steps of one warm-up run.</summary>
     public const int DecodeWarmUpSteps = 16;
+
+    /// <summary>
+    /// Warm-up runs repeat until this much time has passed (at least one run). .NET compiles a
+    /// method's optimised code only after it has been called 30 times and 100 ms have passed
+    /// without new methods being compiled, in the background: a small model's whole benchmark
+    /// can otherwise finish on unoptimised code (stories260K decodes 3× slower for it).
+    /// </summary>
+    public double WarmUpSeconds { get; init; } = 1.0;
 
     readonly ILanguageModel model;
     readonly int[] filled;
@@ -93,7 +101,11 @@ public sealed class ThroughputRunner
         if (warmUp)
         {
             Progress?.Invoke($"{test.Name}: warm-up");
-            Time(test, test.Kind == ThroughputTestKind.Prefill ? test.Tokens : Math.Min(test.Tokens, DecodeWarmUpSteps));
+            int tokens = test.Kind == ThroughputTestKind.Prefill ? test.Tokens : Math.Min(test.Tokens, DecodeWarmUpSteps);
+            long start = Stopwatch.GetTimestamp();
+            do
+                Time(test, tokens);
+            while (Stopwatch.GetElapsedTime(start).TotalSeconds < WarmUpSeconds);
         }
         var seconds = new double[repetitions];
         for (int r = 0; r < repetitions; r++)
