@@ -125,7 +125,7 @@ public class CompareCommandTests
         (code, var output, error) = CommandRunner.Run("compare", "-m", SharedModels.StoriesGguf, "--device", "cpu", "--tokens", Tokens,
             "--all-positions", "--reference", reference);
         Assert.True(code == 0, error);
-        Assert.Contains("5 positions of 512 logits: max |diff| 0, mean |diff| 0, KL mean 0 max 0, top-1 agreement 5/5 (100.0 %)", output);
+        Assert.Contains("5 positions of 512 logits: max abs diff 0, mean abs diff 0, KL mean 0 max 0, top-1 agreement 5/5 (100.0 %)", output);
         Assert.Equal(5 + 2, output.Split('\n').Count(line => line.StartsWith('|')));
     }
 
@@ -142,7 +142,7 @@ public class CompareCommandTests
         var (code, output, error) = CommandRunner.Run("compare", "-m", SharedModels.StoriesBin, "--device", "cpu", "--tokens", Tokens,
             "--reference", reference);
         Assert.True(code == 0, error);
-        Assert.Contains("1 position of 512 logits: max |diff| 2.500E-01", output);
+        Assert.Contains("1 position of 512 logits: max abs diff 2.500E-01", output);
         Assert.Contains("|        4 |   378 |", output); // the last position, by its index in the prompt
     }
 

@@ -44,8 +44,8 @@ public static class CompareCommand
             var logits = Scoring.Logits(loaded.Transformer, ids, all);
             var positions = LogitComparison.Compare(expected, logits, vocabulary);
 
-            var table = new MarkdownTable(("position", true), ("token", true), ("max |diff|", true), ("mean |diff|", true),
-                ("KL(ref || model)", true), ("top-1 ref", true), ("top-1 model", true), ("agree", false));
+            var table = new MarkdownTable(("position", true), ("token", true), ("max abs diff", true), ("mean abs diff", true),
+                ("KL(ref‖model)", true), ("top-1 ref", true), ("top-1 model", true), ("agree", false));
             foreach (var p in positions)
             {
                 int position = all ? p.Position : ids.Length - 1;
@@ -57,7 +57,7 @@ public static class CompareCommand
             Console.Out.WriteLine();
             Console.Out.WriteLine(string.Create(Invariant,
                 $"{summary.Positions} position{(summary.Positions == 1 ? "" : "s")} of {vocabulary} logits: " +
-                $"max |diff| {Number(summary.MaxAbsDiff)}, mean |diff| {Number(summary.MeanAbsDiff)}, " +
+                $"max abs diff {Number(summary.MaxAbsDiff)}, mean abs diff {Number(summary.MeanAbsDiff)}, " +
                 $"KL mean {Number(summary.MeanKlDivergence)} max {Number(summary.MaxKlDivergence)}, " +
                 $"top-1 agreement {summary.Top1Agreements}/{summary.Positions} ({summary.Top1Rate:0.0 %})"));
             return 0;
