@@ -10,7 +10,7 @@ namespace IlgpuLlm.Bench;
 /// thread and barrier in software.
 /// </summary>
 [Config(typeof(BenchConfig))]
-public class LinearIlgpuCpu
+public class LinearIlgpuCpu : IWorkload
 {
     IBackend backend = null!;
     Tensor x = null!, w = null!, y = null!;
@@ -43,5 +43,5 @@ public class LinearIlgpuCpu
         backend.Synchronize();
     }
 
-    public double Flops => 2.0 * shape.Rows * shape.OutFeatures * shape.InFeatures;
+    public double? Flops => 2.0 * shape.Rows * shape.OutFeatures * shape.InFeatures;
 }

@@ -10,7 +10,7 @@ namespace IlgpuLlm.Bench;
 /// weights once, so its figure of merit is weight bytes per second against the memory baseline;
 /// prefill (many rows) is compute-bound and reported in GFLOP/s.
 /// </summary>
-public abstract class LinearBenchmark
+public abstract class LinearBenchmark : IWorkload
 {
     protected SimdBackend Backend = null!;
     Tensor x = null!, w = null!, y = null!;
@@ -66,7 +66,13 @@ public abstract class LinearBenchmark
     public void Linear() => Backend.Linear(x, w, null, y, shape);
 
     public long WeightBytes => (long)shape.OutFeatures * shape.InFeatures * Type.SizeOf();
-    public double Flops => 2.0 * shape.Rows * shape.OutFeatures * shape.InFeatures;
+
+    /// <summary>Reported for decode, where streaming the weights once bounds the time.</summary>
+    public double? Bytes => Rows == 1 ? WeightBytes : null;
+    public bool StreamsFromMemory => Rows == 1;
+
+    /// <summary>Reported for prefill, where the multiply-adds rather than the weight stream bound the time.</summary>
+    public double? Flops => Rows > 1 ? 2.0 * shape.Rows * shape.OutFeatures * shape.InFeatures : null;
 }
 
 [Config(typeof(BenchConfig))]

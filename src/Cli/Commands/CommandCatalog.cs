@@ -12,6 +12,9 @@ public static class CommandCatalog
         yield return TokenizeCommand.Create();
         yield return InspectCommand.Create();
         yield return CreateModelCommand.Create();
+        yield return BenchCommand.Create();
+        yield return PerplexityCommand.Create();
+        yield return CompareCommand.Create();
     }
 
     /// <summary>The root command with every subcommand: what the <c>ilgpullm</c> executable parses (tests run it in-process).</summary>
