@@ -59,6 +59,11 @@ public static unsafe partial class LinearSimd
     {
         var shape = job.Shape;
         int k = shape.InFeatures;
+        if (job.Level == SimdLevel.Avx512 && shape.Rows > 1)
+        {
+            StreamRows<T>(job, start, end);
+            return;
+        }
         if (job.Level == SimdLevel.Avx512)
         {
             var dots = stackalloc float[4];

@@ -33,7 +33,7 @@ public static unsafe partial class LinearSimd
     const int BlockDepth = 512;
 
     /// <summary>Rows from which the tiled path beats one dot product per output.</summary>
-    public const int TiledFromRows = 4;
+    public const int TiledFromRows = 16;
 
     const int PanelStride = BlockDepth + 16;
 

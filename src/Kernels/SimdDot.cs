@@ -91,23 +91,29 @@ public static unsafe class SimdDot
             var xh = Vector512.Load(xs + 16);
             var low = SimdTree.Active16(0, active);
             var high = SimdTree.Active16(16, active);
-            Tail(ref a0, ref b0, at);
-            Tail(ref a1, ref b1, at1);
-            Tail(ref a2, ref b2, at2);
-            Tail(ref a3, ref b3, at3);
-
-            void Tail(ref Vector512<float> l, ref Vector512<float> h, long row)
-            {
-                for (int j = 0; j < 32; j++)
-                    ws[j] = j < active ? T.Load1(w, row + full + j) : 0f;
-                l = Vector512.ConditionalSelect(low, Vector512.FusedMultiplyAdd(xl, Vector512.Load(ws), l), l);
-                h = Vector512.ConditionalSelect(high, Vector512.FusedMultiplyAdd(xh, Vector512.Load(ws + 16), h), h);
-            }
+            MaskedRow<T>(w, at + full, active, ws, xl, xh, low, high, ref a0, ref b0);
+            MaskedRow<T>(w, at1 + full, active, ws, xl, xh, low, high, ref a1, ref b1);
+            MaskedRow<T>(w, at2 + full, active, ws, xl, xh, low, high, ref a2, ref b2);
+            MaskedRow<T>(w, at3 + full, active, ws, xl, xh, low, high, ref a3, ref b3);
         }
         results[0] = SimdTree.Sum(a0, b0);
         results[1] = SimdTree.Sum(a1, b1);
         results[2] = SimdTree.Sum(a2, b2);
         results[3] = SimdTree.Sum(a3, b3);
+    }
+
+    /// <summary>
+    /// The masked tail step of one stored row. A static method that inlines, not a local function:
+    /// a closure would keep every accumulator in memory for the whole loop.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void MaskedRow<T>(byte* w, long at, int active, float* scratch, Vector512<float> xl, Vector512<float> xh,
+        Vector512<float> low, Vector512<float> high, ref Vector512<float> l, ref Vector512<float> h) where T : struct, IStoredVectors
+    {
+        for (int j = 0; j < 32; j++)
+            scratch[j] = j < active ? T.Load1(w, at + j) : 0f;
+        l = Vector512.ConditionalSelect(low, Vector512.FusedMultiplyAdd(xl, Vector512.Load(scratch), l), l);
+        h = Vector512.ConditionalSelect(high, Vector512.FusedMultiplyAdd(xh, Vector512.Load(scratch + 16), h), h);
     }
 
     /// <summary>Canonical dot of x[0..k) with stored w[at..at+k), lanes as four Vector256.</summary>
