@@ -10,7 +10,7 @@ public class LinearTests
     public static IEnumerable<object[]> Cases()
     {
         (int rows, int outFeatures, int inFeatures)[] shapes =
-            [(1, 1, 1), (1, 3, 33), (3, 17, 17), (5, 3, 127), (1, 33, 3), (6, 5, 64), (2, 4, 1000), (9, 50, 1100)];
+            [(1, 1, 1), (1, 3, 33), (3, 17, 17), (5, 3, 127), (1, 33, 3), (6, 5, 64), (2, 4, 1000), (9, 50, 1100), (17, 50, 1100)];
         foreach (var backend in TestBackends.All)
             foreach (var type in Enum.GetValues<StorageType>())
                 foreach (var (m, n, k) in shapes)
