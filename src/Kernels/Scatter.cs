@@ -20,15 +20,28 @@ public readonly record struct ScatterShape(int Rows, int Width, long Destination
         Shapes.Expect("scatter: source", sourceLength, (long)Rows * Width, $"rows {Rows} × width {Width}");
         Shapes.Expect("scatter: destination", destinationLength, DestinationRows * Width, $"destination rows {DestinationRows} × width {Width}");
         Shapes.Expect("scatter: row indices", rowIndices.Length, Rows, $"one per row, rows {Rows}");
-        var seen = new HashSet<long>();
         for (int r = 0; r < rowIndices.Length; r++)
-        {
             if (rowIndices[r] < 0 || rowIndices[r] >= DestinationRows)
                 throw new ArgumentOutOfRangeException(nameof(rowIndices),
                     $"scatter: row {r} targets destination row {rowIndices[r]}; the destination has {DestinationRows} rows");
-            // Two rows writing one destination would race on parallel hardware.
-            if (!seen.Add(rowIndices[r]))
-                throw new ArgumentException($"scatter: destination row {rowIndices[r]} is written twice (row {r})");
+        // Two rows writing one destination would race on parallel hardware. Sorting a pooled copy
+        // finds duplicates without allocating on every call of the generation loop.
+        var sorted = System.Buffers.ArrayPool<long>.Shared.Rent(rowIndices.Length);
+        try
+        {
+            rowIndices.CopyTo(sorted);
+            Array.Sort(sorted, 0, rowIndices.Length);
+            for (int i = 1; i < rowIndices.Length; i++)
+                if (sorted[i] == sorted[i - 1])
+                {
+                    int first = rowIndices.IndexOf(sorted[i]);
+                    int second = first + 1 + rowIndices[(first + 1)..].IndexOf(sorted[i]);
+                    throw new ArgumentException($"scatter: destination row {sorted[i]} is written twice (row {second})");
+                }
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<long>.Shared.Return(sorted);
         }
     }
 }

@@ -42,6 +42,12 @@ public sealed class Transformer : ILanguageModel, IDisposable
     readonly KvCache cache;
     readonly WorkBuffers work;
     readonly List<Tensor> owned = [];
+    readonly int[] rowTokens, rowSlots, rowPositions;
+    readonly KeyRange[] rowRanges;
+    readonly bool[] rowOverflowed, rowMasked;
+    readonly float[] angleHost;
+    readonly Tensor[] angleTensors;
+    readonly Problems problems;
 
     /// <summary>One decoder block's weights; shapes as transformers stores them, (out, in).</summary>
     sealed class Layer
@@ -119,6 +125,15 @@ public sealed class Transformer : ILanguageModel, IDisposable
         cache = new KvCache(backend, new KvCacheLayout(config.LayerCount, config.KeyValueHeadCount, config.HeadDim,
             Slots, ContextLength, MaxRowsPerForward, windows), options.KvType);
         work = AllocateActivations();
+        rowTokens = new int[MaxRowsPerForward];
+        rowSlots = new int[MaxRowsPerForward];
+        rowPositions = new int[MaxRowsPerForward];
+        rowRanges = new KeyRange[MaxRowsPerForward];
+        rowOverflowed = new bool[MaxRowsPerForward];
+        rowMasked = new bool[MaxRowsPerForward * config.HeadCount];
+        angleHost = new float[MaxRowsPerForward * config.HeadDim];
+        angleTensors = new Tensor[rotaryTables.Length];
+        problems = new Problems(MaxRowsPerForward);
     }
 
     public IBackend Backend => backend;
@@ -142,16 +157,19 @@ public sealed class Transformer : ILanguageModel, IDisposable
         int n = rows.Length;
         if (n < 1 || n > MaxRowsPerForward)
             throw new ArgumentOutOfRangeException(nameof(rows), $"a forward pass takes 1 to {MaxRowsPerForward} rows; got {n}");
-        var tokens = new int[n];
-        var slots = new int[n];
-        var positions = new int[n];
+        // Per-row host data lives in buffers sized for the most rows a pass takes: the loop calls
+        // this once per token and should not churn the GC.
+        var tokens = rowTokens.AsSpan(0, n);
+        var slots = rowSlots.AsSpan(0, n);
+        var positions = rowPositions.AsSpan(0, n);
         for (int r = 0; r < n; r++)
             (slots[r], positions[r], tokens[r]) = (rows[r].Slot, rows[r].Position, rows[r].Token);
         cache.ValidateRows(slots, positions);
         foreach (int row in logitRows)
             if ((uint)row >= (uint)n)
                 throw new ArgumentOutOfRangeException(nameof(logitRows), $"logit row {row} is not one of the {n} rows");
-        var problems = new Problems(n, checks == ForwardChecks.EveryOp ? backend : null);
+        var problems = this.problems;
+        problems.Reset(n, checks == ForwardChecks.EveryOp ? backend : null);
 
         int hidden = config.HiddenSize, heads = config.HeadCount, kvHeads = config.KeyValueHeadCount, headDim = config.HeadDim;
         float eps = config.RmsNormEpsilon;
@@ -165,27 +183,26 @@ public sealed class Transformer : ILanguageModel, IDisposable
         var gate = work.Gate.Slice(0, (long)n * config.IntermediateSize);
         var up = work.Up.Slice(0, (long)n * config.IntermediateSize);
         var rowNorm = new RmsNormShape(n, hidden, eps, AddOneToWeight: false);
-        var ranges = new KeyRange[n];
-        var overflowed = new bool[n];
-        var fullyMasked = new bool[n * heads];
+        var ranges = rowRanges.AsSpan(0, n);
+        var overflowed = rowOverflowed.AsSpan(0, n);
+        var fullyMasked = rowMasked.AsSpan(0, n * heads);
 
         // token embedding, scaled (Gemma: √hidden)
         backend.Embedding(tokenEmbedding, tokens, x, new EmbeddingShape(n, config.VocabSize, hidden), config.EmbeddingScale);
-        problems.Check(x, hidden, "the token embedding");
+        problems.Check(x, hidden, -1, "the token embedding");
         var angles = RotaryAngles(positions);
 
         for (int l = 0; l < layers.Length; l++)
         {
             var layer = layers[l];
-            string at = $"layer {l}";
             // attention: rmsnorm → q, k, v projections (+ bias) → [q/k norm] → rotary → cache → attend → output projection
             backend.RmsNorm(x, layer.AttentionNorm, normed, rowNorm);
             backend.Linear(normed, layer.Query, layer.QueryBias, q, new LinearShape(n, QueryWidth, hidden));
             backend.Linear(normed, layer.Key, layer.KeyBias, k, new LinearShape(n, KeyValueWidth, hidden));
             backend.Linear(normed, layer.Value, layer.ValueBias, v, new LinearShape(n, KeyValueWidth, hidden));
-            problems.Check(q, QueryWidth, $"{at} attention q projection");
-            problems.Check(k, KeyValueWidth, $"{at} attention k projection");
-            problems.Check(v, KeyValueWidth, $"{at} attention v projection");
+            problems.Check(q, QueryWidth, l, "attention q projection");
+            problems.Check(k, KeyValueWidth, l, "attention k projection");
+            problems.Check(v, KeyValueWidth, l, "attention v projection");
             var (queries, keys) = (q, k);
             if (layer.QueryNorm != null && layer.KeyNorm != null)
             {
@@ -200,13 +217,13 @@ public sealed class Transformer : ILanguageModel, IDisposable
             if (cache.Store(l, keys, v, slots, positions, overflowed))
                 for (int r = 0; r < n; r++)
                     if (overflowed[r])
-                        problems.Add(r, $"{at}: a key or value at position {positions[r]} overflows the f16 KV cache (|x| > 65504); use --kv-dtype f32 or bf16");
+                        problems.Add(r, $"layer {l}: a key or value at position {positions[r]} overflows the f16 KV cache (|x| > 65504); use --kv-dtype f32 or bf16");
             for (int r = 0; r < n; r++)
                 ranges[r] = cache.Range(l, slots[r], positions[r]);
             var attention = new AttentionShape(n, heads, kvHeads, headDim, Slots, cache.Layout.Capacity(l),
                 config.AttentionScale, config.AttentionLogitSoftCap ?? 0f);
             backend.Attention(queries, cache.Keys(l), cache.Values(l), attended, ranges, attention, null, fullyMasked);
-            problems.Check(attended, QueryWidth, $"{at} attention");
+            problems.Check(attended, QueryWidth, l, "attention");
             backend.Linear(attended, layer.AttentionOutput, null, projected, new LinearShape(n, hidden, QueryWidth));
             if (layer.PostAttentionNorm != null)
             {
@@ -215,14 +232,14 @@ public sealed class Transformer : ILanguageModel, IDisposable
             }
             else
                 backend.Add(x, projected, x, x.Length);
-            problems.Check(x, hidden, $"{at} attention output (attn_output)");
+            problems.Check(x, hidden, l, "attention output (attn_output)");
 
             // feed-forward: rmsnorm → act(gate) · up → down projection → [post norm] → residual
             backend.RmsNorm(x, layer.FeedForwardNorm, normed, rowNorm);
             backend.Linear(normed, layer.Gate, null, gate, new LinearShape(n, config.IntermediateSize, hidden));
             backend.Linear(normed, layer.Up, null, up, new LinearShape(n, config.IntermediateSize, hidden));
             backend.GatedActivation(gate, up, gate, gate.Length, config.Activation);
-            problems.Check(gate, config.IntermediateSize, $"{at} feed-forward activation");
+            problems.Check(gate, config.IntermediateSize, l, "feed-forward activation");
             backend.Linear(gate, layer.Down, null, projected, new LinearShape(n, hidden, config.IntermediateSize));
             if (layer.PostFeedForwardNorm != null)
             {
@@ -231,7 +248,7 @@ public sealed class Transformer : ILanguageModel, IDisposable
             }
             else
                 backend.Add(x, projected, x, x.Length);
-            problems.Check(x, hidden, $"{at} feed-forward output (ffn_down)");
+            problems.Check(x, hidden, l, "feed-forward output (ffn_down)");
         }
 
         // final norm and classifier over the rows whose logits are wanted
@@ -252,19 +269,18 @@ public sealed class Transformer : ILanguageModel, IDisposable
     }
 
     /// <summary>(cos, sin) of every rotary table at the rows' positions, uploaded once per forward pass.</summary>
-    Tensor[] RotaryAngles(int[] positions)
+    Tensor[] RotaryAngles(ReadOnlySpan<int> positions)
     {
         int n = positions.Length;
-        var result = new Tensor[rotaryTables.Length];
-        var host = new float[(long)n * config.HeadDim];
+        var host = angleHost.AsSpan(0, n * config.HeadDim);
         for (int t = 0; t < rotaryTables.Length; t++)
         {
             rotaryTables[t].Fill(positions, host);
             var angles = work.Angles.Slice((long)t * MaxRowsPerForward * config.HeadDim, host.Length);
-            backend.Upload(angles, System.Runtime.InteropServices.MemoryMarshal.AsBytes(host.AsSpan()));
-            result[t] = angles;
+            backend.Upload(angles, System.Runtime.InteropServices.MemoryMarshal.AsBytes(host));
+            angleTensors[t] = angles;
         }
-        return result;
+        return angleTensors;
     }
 
     /// <summary>
@@ -363,21 +379,41 @@ public sealed class Transformer : ILanguageModel, IDisposable
     /// Problems found in a forward pass, one per row (the first wins). With a checking backend,
     /// every op's output rows are scanned for NaN/inf so the first op that produced one is named.
     /// </summary>
-    sealed class Problems(int rows, IBackend? checker)
+    sealed class Problems(int maxRows)
     {
-        readonly string?[] byRow = new string?[rows];
+        readonly string?[] byRow = new string?[maxRows];
+        int rows;
+        IBackend? checker;
 
-        public IReadOnlyList<RowProblem> Found =>
-            byRow.Select((message, row) => new RowProblem(row, message!)).Where(p => p.Message != null).ToArray();
+        /// <summary>Starts a pass over <paramref name="rowCount"/> rows; with a checker, every op's output is scanned.</summary>
+        public void Reset(int rowCount, IBackend? checkingBackend)
+        {
+            rows = rowCount;
+            checker = checkingBackend;
+            Array.Clear(byRow, 0, rowCount);
+        }
+
+        public IReadOnlyList<RowProblem> Found
+        {
+            get
+            {
+                var found = new List<RowProblem>();
+                for (int row = 0; row < rows; row++)
+                    if (byRow[row] is string message)
+                        found.Add(new RowProblem(row, message));
+                return found;
+            }
+        }
 
         public void Add(int row, string message) => byRow[row] ??= message;
 
-        public void Check(Tensor output, int width, string op)
+        /// <summary>Scans an op's output rows; the op is named only when something is found.</summary>
+        public void Check(Tensor output, int width, int layer, string op)
         {
             if (checker == null)
                 return;
-            for (int r = 0; r < byRow.Length; r++)
-                CheckRow(output, width, r, r, op);
+            for (int r = 0; r < rows; r++)
+                CheckRow(output, width, r, r, layer, op);
         }
 
         public void CheckRows(Tensor output, int width, ReadOnlySpan<int> rowOf, string op)
@@ -385,16 +421,16 @@ public sealed class Transformer : ILanguageModel, IDisposable
             if (checker == null)
                 return;
             for (int i = 0; i < rowOf.Length; i++)
-                CheckRow(output, width, i, rowOf[i], op);
+                CheckRow(output, width, i, rowOf[i], -1, op);
         }
 
-        void CheckRow(Tensor output, int width, int index, int row, string op)
+        void CheckRow(Tensor output, int width, int index, int row, int layer, string op)
         {
             if (byRow[row] != null)
                 return;
             long at = checker!.FirstNonFinite(output.Slice((long)index * width, width), width);
             if (at >= 0)
-                byRow[row] = $"{op} (element {at} of row {row})";
+                byRow[row] = layer >= 0 ? $"layer {layer} {op} (element {at} of row {row})" : $"{op} (element {at} of row {row})";
         }
     }
 
