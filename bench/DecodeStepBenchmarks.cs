@@ -4,6 +4,7 @@ using IlgpuLlm.Model;
 using IlgpuLlm.Model.Formats;
 using IlgpuLlm.Runtime.Backends;
 using IlgpuLlm.Runtime.Generation;
+using IlgpuLlm.Tests.Support;
 
 namespace IlgpuLlm.Bench;
 

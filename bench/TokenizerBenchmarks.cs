@@ -1,6 +1,7 @@
 using System.Text;
 using BenchmarkDotNet.Attributes;
 using IlgpuLlm.Model.Tokenizers;
+using IlgpuLlm.Tests.Support;
 
 namespace IlgpuLlm.Bench;
 
