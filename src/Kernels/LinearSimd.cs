@@ -18,7 +18,7 @@ public static unsafe partial class LinearSimd
         internal bool Tiled;
         internal float* Packed;
         internal long PackedCapacity;
-        internal int PackedStride;
+        internal int BlockOutputs;
 
         public void Run(int start, int end)
         {
@@ -48,7 +48,8 @@ public static unsafe partial class LinearSimd
         if (job.Tiled)
         {
             PackRows(job);
-            int blocks = (shape.OutFeatures + BlockOutputs - 1) / BlockOutputs;
+            job.BlockOutputs = BlockOutputsFor(shape, workers.Threads);
+            int blocks = (shape.OutFeatures + job.BlockOutputs - 1) / job.BlockOutputs;
             workers.For(blocks, 1, job);
         }
         else

@@ -3,6 +3,17 @@ using System.Runtime.Intrinsics;
 
 namespace IlgpuLlm.Kernels;
 
+/// <summary>A compile-time count, so one generic micro-kernel specialises for every tile size.</summary>
+public interface ITileCount
+{
+    static abstract int Value { get; }
+}
+
+public struct Count1 : ITileCount { public static int Value => 1; }
+public struct Count2 : ITileCount { public static int Value => 2; }
+public struct Count3 : ITileCount { public static int Value => 3; }
+public struct Count4 : ITileCount { public static int Value => 4; }
+
 /// <summary>
 /// Linear for a few rows (batched decode) on AVX-512: register tiles of up to four x rows × two
 /// weight rows read straight from their storage — no packing, whose cost only pays off for many

@@ -4,44 +4,72 @@ using System.Runtime.Intrinsics;
 
 namespace IlgpuLlm.Kernels;
 
-/// <summary>A compile-time count, so one generic micro-kernel specialises for every tile size.</summary>
-public interface ITileCount
-{
-    static abstract int Value { get; }
-}
-
-public struct Count1 : ITileCount { public static int Value => 1; }
-public struct Count2 : ITileCount { public static int Value => 2; }
-public struct Count3 : ITileCount { public static int Value => 3; }
-public struct Count4 : ITileCount { public static int Value => 4; }
-
 /// <summary>
-/// Prefill (many rows) of <see cref="LinearSimd"/> on AVX-512: register tiles of up to 4 rows × 3
-/// outputs, each output's 32 canonical lanes in two Vector512 accumulators, so every weight load
-/// feeds several rows and every x load several outputs. The order per output is still the
-/// canonical one — lane j takes k = j, j+32, … in increasing k, then the tree — so the tiles
-/// change nothing but speed. Weights are widened once per block into an f32 panel, and x is copied
-/// with a padded row stride, so that rows 8 KiB apart do not alias in L1. The k range is walked in
-/// blocks, with each tile's accumulators parked in a per-thread buffer between blocks.
+/// Prefill (many rows) of <see cref="LinearSimd"/> on AVX-512. The canonical order keeps 32
+/// separate lanes per output (lane j takes k = j, j+32, … in increasing k, then the tree), and a
+/// kernel that puts those lanes in one vector must load a vector of x and a vector of w for every
+/// 16 multiply-adds: about 37 bytes per multiply-add cycle, more than L2 delivers. So this path
+/// turns the vectors the other way: one vector holds the same lane of 16 rows, x is transposed
+/// once per call into that layout, and each weight is broadcast from a widened panel. A register
+/// tile covers 16 rows × 6 outputs × 4 lanes (24 accumulators) and needs one x vector per six
+/// multiply-adds. Every lane still takes its own k values in increasing order and the tree is the
+/// same, so the bits equal the one-row path's; only the layout changed.
 /// </summary>
 public static unsafe partial class LinearSimd
 {
-    /// <summary>Outputs one thread packs and walks together.</summary>
-    const int BlockOutputs = 48;
-
-    /// <summary>k values per panel block (a multiple of 32).</summary>
-    const int BlockDepth = 512;
-
     /// <summary>Rows from which the tiled path beats one dot product per output.</summary>
     public const int TiledFromRows = 16;
 
-    const int PanelStride = BlockDepth + 16;
+    /// <summary>Outputs per register tile.</summary>
+    const int TileOutputs = 6;
+
+    /// <summary>Lanes per register tile; the 32 lanes are walked as 8 lane groups.</summary>
+    const int TileLanes = 4;
+
+    const int LaneGroups = 32 / TileLanes;
+
+    /// <summary>Rows per vector.</summary>
+    const int RowGroup = 16;
+
+    /// <summary>
+    /// Floats of widened weights a thread packs per block (1 MiB, its share of L2). The panel
+    /// holds the block's weights for the whole k, so a tile's accumulators stay in registers from
+    /// the first k to the last; a wider block reads the transposed x fewer times.
+    /// </summary>
+    const long PanelBudget = 1 << 18;
+
+    /// <summary>
+    /// Outputs per block: whole tiles, few enough that the panel fits its budget, in a number of
+    /// blocks that the threads share evenly.
+    /// </summary>
+    static int BlockOutputsFor(LinearShape shape, int threads)
+    {
+        int tiles = (shape.OutFeatures + TileOutputs - 1) / TileOutputs;
+        long panelFloatsPerTile = (long)StepsOf(shape.InFeatures) * 32 * TileOutputs;
+        long budgetTiles = Math.Max(1, PanelBudget / panelFloatsPerTile);
+        long blocks = (tiles + budgetTiles - 1) / budgetTiles;
+        blocks = (blocks + threads - 1) / threads * threads;
+        return (int)((tiles + blocks - 1) / blocks) * TileOutputs;
+    }
 
     sealed class TileScratch
     {
-        public float* Panel = (float*)NativeMemory.AlignedAlloc((nuint)(BlockOutputs * PanelStride * 4), 64);
+        public float* Panel;
+        public long PanelFloats;
         public float* Accumulators;
         public long AccumulatorFloats;
+
+        public float* PanelFor(long floats)
+        {
+            if (floats > PanelFloats)
+            {
+                if (Panel != null)
+                    NativeMemory.AlignedFree(Panel);
+                Panel = (float*)NativeMemory.AlignedAlloc((nuint)(floats * 4), 64);
+                PanelFloats = floats;
+            }
+            return Panel;
+        }
 
         public float* AccumulatorsFor(long floats)
         {
@@ -59,13 +87,21 @@ public static unsafe partial class LinearSimd
     [ThreadStatic]
     static TileScratch? tileScratch;
 
-    /// <summary>x copied with a padded row stride (zeros beyond k), owned by the job between calls.</summary>
+    /// <summary>32-wide k steps of a row of length <paramref name="k"/>, the last one partial when k is not a multiple of 32.</summary>
+    static int StepsOf(int k) => (k + 31) >> 5;
+
+    /// <summary>
+    /// x transposed into row groups: group g holds, for lane group q, step s and lane jj, the 16
+    /// rows' values at k = 32s + 4q + jj, zero beyond the row's end and beyond the last row.
+    /// Owned by the job between calls.
+    /// </summary>
     static void PackRows(Job job)
     {
         var shape = job.Shape;
-        int k = shape.InFeatures;
-        int stride = ((k + 31) & ~31) + 16;
-        long floats = (long)shape.Rows * stride;
+        int k = shape.InFeatures, steps = StepsOf(k);
+        int groups = (shape.Rows + RowGroup - 1) / RowGroup;
+        long groupFloats = (long)steps * 32 * RowGroup;
+        long floats = groups * groupFloats;
         if (floats > job.PackedCapacity)
         {
             if (job.Packed != null)
@@ -73,209 +109,209 @@ public static unsafe partial class LinearSimd
             job.Packed = (float*)NativeMemory.AlignedAlloc((nuint)(floats * 4), 64);
             job.PackedCapacity = floats;
         }
-        for (int m = 0; m < shape.Rows; m++)
+        // Written in the packed order, so the stores stream; each store gathers one k of 16 rows.
+        float* destination = job.Packed;
+        for (int g = 0; g < groups; g++)
         {
-            var row = new Span<float>(job.Packed + (long)m * stride, stride);
-            new ReadOnlySpan<float>(job.X + (long)m * k, k).CopyTo(row);
-            row[k..].Clear();
+            int rows = Math.Min(RowGroup, shape.Rows - g * RowGroup);
+            float* x = job.X + (long)g * RowGroup * k;
+            for (int q = 0; q < LaneGroups; q++)
+                for (int s = 0; s < steps; s++)
+                    for (int jj = 0; jj < TileLanes; jj++, destination += RowGroup)
+                    {
+                        int kk = s * 32 + q * TileLanes + jj;
+                        int r = 0;
+                        if (kk < k)
+                            for (; r < rows; r++)
+                                destination[r] = x[(long)r * k + kk];
+                        for (; r < RowGroup; r++)
+                            destination[r] = 0f;
+                    }
         }
-        job.PackedStride = stride;
     }
 
     static void TiledBlocks<T>(Job job, int firstBlock, int endBlock) where T : struct, IStoredVectors
     {
         var scratch = tileScratch ??= new TileScratch();
         var shape = job.Shape;
-        int rows = shape.Rows, k = shape.InFeatures;
+        int rows = shape.Rows, k = shape.InFeatures, steps = StepsOf(k), fullSteps = k >> 5, tail = k & 31;
+        int groups = (rows + RowGroup - 1) / RowGroup;
+        long groupFloats = (long)steps * 32 * RowGroup;
+        int blockOutputs = job.BlockOutputs;
+        float* panel = scratch.PanelFor((long)blockOutputs * steps * 32);
+        float* accumulators = scratch.AccumulatorsFor((long)blockOutputs * 32 * RowGroup);
         for (int block = firstBlock; block < endBlock; block++)
         {
-            int n0 = block * BlockOutputs;
-            int outputs = Math.Min(BlockOutputs, shape.OutFeatures - n0);
-            int accumulatorRow = outputs * 32;
-            float* accumulators = scratch.AccumulatorsFor((long)rows * accumulatorRow);
-            new Span<float>(accumulators, rows * accumulatorRow).Clear();
-            for (int k0 = 0; k0 < k; k0 += BlockDepth)
+            int n0 = block * blockOutputs;
+            int outputs = Math.Min(blockOutputs, shape.OutFeatures - n0);
+            int paddedOutputs = (outputs + TileOutputs - 1) / TileOutputs * TileOutputs;
+            int panelStep = paddedOutputs * TileLanes;
+            PackPanel<T>(job.W, (long)n0 * k, k, outputs, paddedOutputs, k, panel);
+            for (int g = 0; g < groups; g++)
             {
-                int depth = Math.Min(BlockDepth, k - k0);
-                PackPanel<T>(job.W, (long)n0 * k + k0, k, outputs, depth, scratch.Panel);
-                int steps = depth >> 5;
-                int tail = depth & 31;
-                float* x = job.Packed + k0;
-                for (int m0 = 0; m0 < rows; m0 += 4)
+                // Accumulator vector (c, lane) of this row group at (c · 32 + lane) · 16.
+                float* xGroup = job.Packed + g * groupFloats;
+                for (int q = 0; q < LaneGroups; q++)
                 {
-                    int tileRows = Math.Min(4, rows - m0);
-                    for (int c0 = 0; c0 < outputs; c0 += 3)
+                    float* x = xGroup + (long)q * steps * TileLanes * RowGroup;
+                    float* panelQ = panel + (long)q * steps * panelStep;
+                    for (int c0 = 0; c0 < paddedOutputs; c0 += TileOutputs)
                     {
-                        int tileOutputs = Math.Min(3, outputs - c0);
-                        float* xt = x + (long)m0 * job.PackedStride;
-                        float* panel = scratch.Panel + c0 * PanelStride;
-                        float* acc = accumulators + (long)m0 * accumulatorRow + c0 * 32;
-                        Tile(tileRows, tileOutputs, xt, job.PackedStride, panel, acc, accumulatorRow, steps, tail);
+                        float* tileAcc = accumulators + (c0 * 32 + q * TileLanes) * RowGroup;
+                        Tile(x, panelQ + c0 * TileLanes, panelStep, tileAcc, fullSteps);
+                        if (tail > 0)
+                            TailStep(x + fullSteps * TileLanes * RowGroup, panelQ + (long)fullSteps * panelStep + c0 * TileLanes,
+                                tileAcc, q * TileLanes, tail);
                     }
                 }
+                Reduce(job, accumulators, g, n0, outputs);
             }
-            for (int m = 0; m < rows; m++)
-                for (int c = 0; c < outputs; c++)
-                {
-                    float* lanes = accumulators + (long)m * accumulatorRow + c * 32;
-                    float dot = SimdTree.Sum(Vector512.Load(lanes), Vector512.Load(lanes + 16));
-                    job.Y[(long)m * shape.OutFeatures + n0 + c] = job.Bias != null ? dot + job.Bias[n0 + c] : dot;
-                }
-        }
-    }
-
-    /// <summary>Widens weight rows [first, first + outputs) × [k0, k0 + depth) into the f32 panel, zero-padded.</summary>
-    static void PackPanel<T>(byte* w, long first, int rowLength, int outputs, int depth, float* panel)
-        where T : struct, IStoredVectors
-    {
-        int full = depth & ~15;
-        for (int c = 0; c < outputs; c++)
-        {
-            long at = first + (long)c * rowLength;
-            float* destination = panel + c * PanelStride;
-            for (int i = 0; i < full; i += 16)
-                T.Load16(w, at + i).Store(destination + i);
-            for (int i = full; i < depth; i++)
-                destination[i] = T.Load1(w, at + i);
-            for (int i = depth; i < PanelStride; i++)
-                destination[i] = 0f;
-        }
-    }
-
-    static void Tile(int tileRows, int tileOutputs, float* x, int xStride, float* panel, float* acc, int accStride, int steps, int tail)
-    {
-        switch (tileRows * 4 + tileOutputs)
-        {
-            case 4 * 4 + 3: Tile<Count4, Count3>(x, xStride, panel, acc, accStride, steps, tail); break;
-            case 4 * 4 + 2: Tile<Count4, Count2>(x, xStride, panel, acc, accStride, steps, tail); break;
-            case 4 * 4 + 1: Tile<Count4, Count1>(x, xStride, panel, acc, accStride, steps, tail); break;
-            case 3 * 4 + 3: Tile<Count3, Count3>(x, xStride, panel, acc, accStride, steps, tail); break;
-            case 3 * 4 + 2: Tile<Count3, Count2>(x, xStride, panel, acc, accStride, steps, tail); break;
-            case 3 * 4 + 1: Tile<Count3, Count1>(x, xStride, panel, acc, accStride, steps, tail); break;
-            case 2 * 4 + 3: Tile<Count2, Count3>(x, xStride, panel, acc, accStride, steps, tail); break;
-            case 2 * 4 + 2: Tile<Count2, Count2>(x, xStride, panel, acc, accStride, steps, tail); break;
-            case 2 * 4 + 1: Tile<Count2, Count1>(x, xStride, panel, acc, accStride, steps, tail); break;
-            case 1 * 4 + 3: Tile<Count1, Count3>(x, xStride, panel, acc, accStride, steps, tail); break;
-            case 1 * 4 + 2: Tile<Count1, Count2>(x, xStride, panel, acc, accStride, steps, tail); break;
-            default: Tile<Count1, Count1>(x, xStride, panel, acc, accStride, steps, tail); break;
         }
     }
 
     /// <summary>
-    /// One register tile over <paramref name="steps"/> full 32-wide k steps and an optional tail of
-    /// <paramref name="tail"/> lanes, folded in with a lane mask (inactive lanes untouched).
-    /// Accumulator pair (r, c) lives at acc + r·accStride + c·32.
+    /// Widens weight rows [first, first + outputs) × [k0, k0 + depth) into the panel, laid out as
+    /// lane group q, step s, output c, lane jj — so a tile reads its steps contiguously — with
+    /// zeros beyond depth and for the padding outputs.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void Tile<TRows, TOutputs>(float* x, int xStride, float* panel, float* acc, int accStride, int steps, int tail)
-        where TRows : struct, ITileCount where TOutputs : struct, ITileCount
+    static void PackPanel<T>(byte* w, long first, int rowLength, int outputs, int paddedOutputs, int depth, float* panel)
+        where T : struct, IStoredVectors
     {
-        int R = TRows.Value, C = TOutputs.Value;
-        float* a0 = acc, a1 = acc + accStride, a2 = acc + 2 * accStride, a3 = acc + 3 * accStride;
-        var l00 = Vector512.Load(a0); var h00 = Vector512.Load(a0 + 16);
-        var l01 = C > 1 ? Vector512.Load(a0 + 32) : default; var h01 = C > 1 ? Vector512.Load(a0 + 48) : default;
-        var l02 = C > 2 ? Vector512.Load(a0 + 64) : default; var h02 = C > 2 ? Vector512.Load(a0 + 80) : default;
-        var l10 = R > 1 ? Vector512.Load(a1) : default; var h10 = R > 1 ? Vector512.Load(a1 + 16) : default;
-        var l11 = R > 1 && C > 1 ? Vector512.Load(a1 + 32) : default; var h11 = R > 1 && C > 1 ? Vector512.Load(a1 + 48) : default;
-        var l12 = R > 1 && C > 2 ? Vector512.Load(a1 + 64) : default; var h12 = R > 1 && C > 2 ? Vector512.Load(a1 + 80) : default;
-        var l20 = R > 2 ? Vector512.Load(a2) : default; var h20 = R > 2 ? Vector512.Load(a2 + 16) : default;
-        var l21 = R > 2 && C > 1 ? Vector512.Load(a2 + 32) : default; var h21 = R > 2 && C > 1 ? Vector512.Load(a2 + 48) : default;
-        var l22 = R > 2 && C > 2 ? Vector512.Load(a2 + 64) : default; var h22 = R > 2 && C > 2 ? Vector512.Load(a2 + 80) : default;
-        var l30 = R > 3 ? Vector512.Load(a3) : default; var h30 = R > 3 ? Vector512.Load(a3 + 16) : default;
-        var l31 = R > 3 && C > 1 ? Vector512.Load(a3 + 32) : default; var h31 = R > 3 && C > 1 ? Vector512.Load(a3 + 48) : default;
-        var l32 = R > 3 && C > 2 ? Vector512.Load(a3 + 64) : default; var h32 = R > 3 && C > 2 ? Vector512.Load(a3 + 80) : default;
-
-        float* p0 = panel, p1 = panel + PanelStride, p2 = panel + 2 * PanelStride;
-        float* x0 = x, x1 = x + xStride, x2 = x + 2 * xStride, x3 = x + 3 * xStride;
-        for (int s = 0; s < steps; s++)
+        int steps = StepsOf(depth), full = depth & ~15;
+        int panelStep = paddedOutputs * TileLanes;
+        long laneGroupFloats = (long)steps * panelStep;
+        for (int c = 0; c < paddedOutputs; c++)
         {
-            int i = s << 5;
-            var w0l = Vector512.Load(p0 + i); var w0h = Vector512.Load(p0 + i + 16);
-            var w1l = C > 1 ? Vector512.Load(p1 + i) : default; var w1h = C > 1 ? Vector512.Load(p1 + i + 16) : default;
-            var w2l = C > 2 ? Vector512.Load(p2 + i) : default; var w2h = C > 2 ? Vector512.Load(p2 + i + 16) : default;
-            var xl = Vector512.Load(x0 + i); var xh = Vector512.Load(x0 + i + 16);
-            l00 = Vector512.FusedMultiplyAdd(xl, w0l, l00); h00 = Vector512.FusedMultiplyAdd(xh, w0h, h00);
-            if (C > 1) { l01 = Vector512.FusedMultiplyAdd(xl, w1l, l01); h01 = Vector512.FusedMultiplyAdd(xh, w1h, h01); }
-            if (C > 2) { l02 = Vector512.FusedMultiplyAdd(xl, w2l, l02); h02 = Vector512.FusedMultiplyAdd(xh, w2h, h02); }
-            if (R > 1)
+            float* destination = panel + c * TileLanes;
+            if (c >= outputs)
             {
-                xl = Vector512.Load(x1 + i); xh = Vector512.Load(x1 + i + 16);
-                l10 = Vector512.FusedMultiplyAdd(xl, w0l, l10); h10 = Vector512.FusedMultiplyAdd(xh, w0h, h10);
-                if (C > 1) { l11 = Vector512.FusedMultiplyAdd(xl, w1l, l11); h11 = Vector512.FusedMultiplyAdd(xh, w1h, h11); }
-                if (C > 2) { l12 = Vector512.FusedMultiplyAdd(xl, w2l, l12); h12 = Vector512.FusedMultiplyAdd(xh, w2h, h12); }
+                for (long q = 0; q < LaneGroups; q++)
+                    for (int s = 0; s < steps; s++)
+                        Vector128<float>.Zero.Store(destination + q * laneGroupFloats + s * panelStep);
+                continue;
             }
-            if (R > 2)
+            long at = first + (long)c * rowLength;
+            for (int i = 0; i < full; i += 16)
             {
-                xl = Vector512.Load(x2 + i); xh = Vector512.Load(x2 + i + 16);
-                l20 = Vector512.FusedMultiplyAdd(xl, w0l, l20); h20 = Vector512.FusedMultiplyAdd(xh, w0h, h20);
-                if (C > 1) { l21 = Vector512.FusedMultiplyAdd(xl, w1l, l21); h21 = Vector512.FusedMultiplyAdd(xh, w1h, h21); }
-                if (C > 2) { l22 = Vector512.FusedMultiplyAdd(xl, w2l, l22); h22 = Vector512.FusedMultiplyAdd(xh, w2h, h22); }
+                // 16 values at k = i … i + 15 are lanes (i & 31) … +15: four lane groups of one step.
+                var values = T.Load16(w, at + i);
+                int s = i >> 5, q = (i & 31) / TileLanes;
+                float* step = destination + s * panelStep;
+                values.GetLower().GetLower().Store(step + (q + 0) * laneGroupFloats);
+                values.GetLower().GetUpper().Store(step + (q + 1) * laneGroupFloats);
+                values.GetUpper().GetLower().Store(step + (q + 2) * laneGroupFloats);
+                values.GetUpper().GetUpper().Store(step + (q + 3) * laneGroupFloats);
             }
-            if (R > 3)
+            for (int i = full; i < steps * 32; i++)
             {
-                xl = Vector512.Load(x3 + i); xh = Vector512.Load(x3 + i + 16);
-                l30 = Vector512.FusedMultiplyAdd(xl, w0l, l30); h30 = Vector512.FusedMultiplyAdd(xh, w0h, h30);
-                if (C > 1) { l31 = Vector512.FusedMultiplyAdd(xl, w1l, l31); h31 = Vector512.FusedMultiplyAdd(xh, w1h, h31); }
-                if (C > 2) { l32 = Vector512.FusedMultiplyAdd(xl, w2l, l32); h32 = Vector512.FusedMultiplyAdd(xh, w2h, h32); }
+                int s = i >> 5, lane = i & 31;
+                destination[(lane / TileLanes) * laneGroupFloats + s * panelStep + lane % TileLanes] =
+                    i < depth ? T.Load1(w, at + i) : 0f;
             }
-        }
-        if (tail > 0)
-        {
-            int i = steps << 5;
-            var ml = SimdTree.Active16(0, tail);
-            var mh = SimdTree.Active16(16, tail);
-            var w0l = Vector512.Load(p0 + i); var w0h = Vector512.Load(p0 + i + 16);
-            var w1l = C > 1 ? Vector512.Load(p1 + i) : default; var w1h = C > 1 ? Vector512.Load(p1 + i + 16) : default;
-            var w2l = C > 2 ? Vector512.Load(p2 + i) : default; var w2h = C > 2 ? Vector512.Load(p2 + i + 16) : default;
-            Masked(x0 + i, ml, mh, w0l, w0h, w1l, w1h, w2l, w2h, C, ref l00, ref h00, ref l01, ref h01, ref l02, ref h02);
-            if (R > 1) Masked(x1 + i, ml, mh, w0l, w0h, w1l, w1h, w2l, w2h, C, ref l10, ref h10, ref l11, ref h11, ref l12, ref h12);
-            if (R > 2) Masked(x2 + i, ml, mh, w0l, w0h, w1l, w1h, w2l, w2h, C, ref l20, ref h20, ref l21, ref h21, ref l22, ref h22);
-            if (R > 3) Masked(x3 + i, ml, mh, w0l, w0h, w1l, w1h, w2l, w2h, C, ref l30, ref h30, ref l31, ref h31, ref l32, ref h32);
-        }
-
-        l00.Store(a0); h00.Store(a0 + 16);
-        if (C > 1) { l01.Store(a0 + 32); h01.Store(a0 + 48); }
-        if (C > 2) { l02.Store(a0 + 64); h02.Store(a0 + 80); }
-        if (R > 1)
-        {
-            l10.Store(a1); h10.Store(a1 + 16);
-            if (C > 1) { l11.Store(a1 + 32); h11.Store(a1 + 48); }
-            if (C > 2) { l12.Store(a1 + 64); h12.Store(a1 + 80); }
-        }
-        if (R > 2)
-        {
-            l20.Store(a2); h20.Store(a2 + 16);
-            if (C > 1) { l21.Store(a2 + 32); h21.Store(a2 + 48); }
-            if (C > 2) { l22.Store(a2 + 64); h22.Store(a2 + 80); }
-        }
-        if (R > 3)
-        {
-            l30.Store(a3); h30.Store(a3 + 16);
-            if (C > 1) { l31.Store(a3 + 32); h31.Store(a3 + 48); }
-            if (C > 2) { l32.Store(a3 + 64); h32.Store(a3 + 80); }
         }
     }
 
-    /// <summary>The tail step of one row: lanes outside the masks keep their accumulators (no zero terms).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static void Masked(float* x, Vector512<float> maskLow, Vector512<float> maskHigh,
-        Vector512<float> w0l, Vector512<float> w0h, Vector512<float> w1l, Vector512<float> w1h, Vector512<float> w2l, Vector512<float> w2h,
-        int outputs, ref Vector512<float> l0, ref Vector512<float> h0, ref Vector512<float> l1, ref Vector512<float> h1,
-        ref Vector512<float> l2, ref Vector512<float> h2)
+    /// <summary>
+    /// One register tile: 16 rows × 6 outputs × 4 lanes over <paramref name="steps"/> full steps.
+    /// x holds per step 4 vectors (one per lane, 16 rows each); the panel holds per step 6 outputs ×
+    /// 4 lanes, <paramref name="panelStep"/> floats apart. Accumulator (c, jj) lives at
+    /// acc + (c · 32 + jj) · 16.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void Tile(float* x, float* panel, int panelStep, float* acc, int steps)
     {
-        var xl = Vector512.Load(x);
-        var xh = Vector512.Load(x + 16);
-        l0 = Vector512.ConditionalSelect(maskLow, Vector512.FusedMultiplyAdd(xl, w0l, l0), l0);
-        h0 = Vector512.ConditionalSelect(maskHigh, Vector512.FusedMultiplyAdd(xh, w0h, h0), h0);
-        if (outputs > 1)
+        const int C = 32 * RowGroup;
+        Vector512<float> a00 = default, a01 = default, a02 = default, a03 = default;
+        Vector512<float> a10 = default, a11 = default, a12 = default, a13 = default;
+        Vector512<float> a20 = default, a21 = default, a22 = default, a23 = default;
+        Vector512<float> a30 = default, a31 = default, a32 = default, a33 = default;
+        Vector512<float> a40 = default, a41 = default, a42 = default, a43 = default;
+        Vector512<float> a50 = default, a51 = default, a52 = default, a53 = default;
+        for (int s = 0; s < steps; s++)
         {
-            l1 = Vector512.ConditionalSelect(maskLow, Vector512.FusedMultiplyAdd(xl, w1l, l1), l1);
-            h1 = Vector512.ConditionalSelect(maskHigh, Vector512.FusedMultiplyAdd(xh, w1h, h1), h1);
+            float* xs = x + s * (TileLanes * RowGroup);
+            float* p = panel + (long)s * panelStep;
+            var x0 = Vector512.Load(xs);
+            var x1 = Vector512.Load(xs + 16);
+            var x2 = Vector512.Load(xs + 32);
+            var x3 = Vector512.Load(xs + 48);
+            a00 = Vector512.FusedMultiplyAdd(x0, Vector512.Create(p[0]), a00);
+            a01 = Vector512.FusedMultiplyAdd(x1, Vector512.Create(p[1]), a01);
+            a02 = Vector512.FusedMultiplyAdd(x2, Vector512.Create(p[2]), a02);
+            a03 = Vector512.FusedMultiplyAdd(x3, Vector512.Create(p[3]), a03);
+            a10 = Vector512.FusedMultiplyAdd(x0, Vector512.Create(p[4]), a10);
+            a11 = Vector512.FusedMultiplyAdd(x1, Vector512.Create(p[5]), a11);
+            a12 = Vector512.FusedMultiplyAdd(x2, Vector512.Create(p[6]), a12);
+            a13 = Vector512.FusedMultiplyAdd(x3, Vector512.Create(p[7]), a13);
+            a20 = Vector512.FusedMultiplyAdd(x0, Vector512.Create(p[8]), a20);
+            a21 = Vector512.FusedMultiplyAdd(x1, Vector512.Create(p[9]), a21);
+            a22 = Vector512.FusedMultiplyAdd(x2, Vector512.Create(p[10]), a22);
+            a23 = Vector512.FusedMultiplyAdd(x3, Vector512.Create(p[11]), a23);
+            a30 = Vector512.FusedMultiplyAdd(x0, Vector512.Create(p[12]), a30);
+            a31 = Vector512.FusedMultiplyAdd(x1, Vector512.Create(p[13]), a31);
+            a32 = Vector512.FusedMultiplyAdd(x2, Vector512.Create(p[14]), a32);
+            a33 = Vector512.FusedMultiplyAdd(x3, Vector512.Create(p[15]), a33);
+            a40 = Vector512.FusedMultiplyAdd(x0, Vector512.Create(p[16]), a40);
+            a41 = Vector512.FusedMultiplyAdd(x1, Vector512.Create(p[17]), a41);
+            a42 = Vector512.FusedMultiplyAdd(x2, Vector512.Create(p[18]), a42);
+            a43 = Vector512.FusedMultiplyAdd(x3, Vector512.Create(p[19]), a43);
+            a50 = Vector512.FusedMultiplyAdd(x0, Vector512.Create(p[20]), a50);
+            a51 = Vector512.FusedMultiplyAdd(x1, Vector512.Create(p[21]), a51);
+            a52 = Vector512.FusedMultiplyAdd(x2, Vector512.Create(p[22]), a52);
+            a53 = Vector512.FusedMultiplyAdd(x3, Vector512.Create(p[23]), a53);
         }
-        if (outputs > 2)
+        a00.Store(acc); a01.Store(acc + 16); a02.Store(acc + 32); a03.Store(acc + 48);
+        a10.Store(acc + C); a11.Store(acc + C + 16); a12.Store(acc + C + 32); a13.Store(acc + C + 48);
+        a20.Store(acc + 2 * C); a21.Store(acc + 2 * C + 16); a22.Store(acc + 2 * C + 32); a23.Store(acc + 2 * C + 48);
+        a30.Store(acc + 3 * C); a31.Store(acc + 3 * C + 16); a32.Store(acc + 3 * C + 32); a33.Store(acc + 3 * C + 48);
+        a40.Store(acc + 4 * C); a41.Store(acc + 4 * C + 16); a42.Store(acc + 4 * C + 32); a43.Store(acc + 4 * C + 48);
+        a50.Store(acc + 5 * C); a51.Store(acc + 5 * C + 16); a52.Store(acc + 5 * C + 32); a53.Store(acc + 5 * C + 48);
+    }
+
+    /// <summary>The partial last step: only lanes below <paramref name="tail"/> take a term (no zero terms elsewhere).</summary>
+    static void TailStep(float* x, float* panel, float* acc, int firstLane, int tail)
+    {
+        for (int jj = 0; jj < TileLanes && firstLane + jj < tail; jj++)
         {
-            l2 = Vector512.ConditionalSelect(maskLow, Vector512.FusedMultiplyAdd(xl, w2l, l2), l2);
-            h2 = Vector512.ConditionalSelect(maskHigh, Vector512.FusedMultiplyAdd(xh, w2h, h2), h2);
+            var xv = Vector512.Load(x + jj * RowGroup);
+            for (int c = 0; c < TileOutputs; c++)
+            {
+                float* a = acc + (c * 32 + jj) * RowGroup;
+                Vector512.FusedMultiplyAdd(xv, Vector512.Create(panel[c * TileLanes + jj]), Vector512.Load(a)).Store(a);
+            }
         }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector512<float> Lane(float* lanes, int lane) => Vector512.Load(lanes + lane * RowGroup);
+
+    /// <summary>The canonical tree over each output's 32 lanes, 16 rows at a time, then bias and the scatter into y.</summary>
+    static void Reduce(Job job, float* accumulators, int g, int n0, int outputs)
+    {
+        var shape = job.Shape;
+        var sums = stackalloc float[RowGroup];
+            for (int c = 0; c < outputs; c++)
+            {
+                float* lanes = accumulators + c * 32 * RowGroup;
+                // SimdTree.Sum's pairs: lanes j and j + 16, then j + 8, j + 4, and the last four as (0 + 2) + (1 + 3).
+                var h0 = Lane(lanes, 0) + Lane(lanes, 16); var h1 = Lane(lanes, 1) + Lane(lanes, 17);
+                var h2 = Lane(lanes, 2) + Lane(lanes, 18); var h3 = Lane(lanes, 3) + Lane(lanes, 19);
+                var h4 = Lane(lanes, 4) + Lane(lanes, 20); var h5 = Lane(lanes, 5) + Lane(lanes, 21);
+                var h6 = Lane(lanes, 6) + Lane(lanes, 22); var h7 = Lane(lanes, 7) + Lane(lanes, 23);
+                var h8 = Lane(lanes, 8) + Lane(lanes, 24); var h9 = Lane(lanes, 9) + Lane(lanes, 25);
+                var h10 = Lane(lanes, 10) + Lane(lanes, 26); var h11 = Lane(lanes, 11) + Lane(lanes, 27);
+                var h12 = Lane(lanes, 12) + Lane(lanes, 28); var h13 = Lane(lanes, 13) + Lane(lanes, 29);
+                var h14 = Lane(lanes, 14) + Lane(lanes, 30); var h15 = Lane(lanes, 15) + Lane(lanes, 31);
+                h0 += h8; h1 += h9; h2 += h10; h3 += h11; h4 += h12; h5 += h13; h6 += h14; h7 += h15;
+                h0 += h4; h1 += h5; h2 += h6; h3 += h7;
+                var dot = (h0 + h2) + (h1 + h3);
+                if (job.Bias != null)
+                    dot += Vector512.Create(job.Bias[n0 + c]);
+                dot.Store(sums);
+                int rows = Math.Min(RowGroup, shape.Rows - g * RowGroup);
+                float* y = job.Y + (long)g * RowGroup * shape.OutFeatures + n0 + c;
+                for (int r = 0; r < rows; r++)
+                    y[(long)r * shape.OutFeatures] = sums[r];
+            }
     }
 }
