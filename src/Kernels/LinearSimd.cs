@@ -20,6 +20,13 @@ public static unsafe partial class LinearSimd
         internal long PackedCapacity;
         internal int BlockOutputs;
 
+        /// <summary>The transposed x lives as long as the job; a backend's job lives as long as the backend.</summary>
+        ~Job()
+        {
+            if (Packed != null)
+                System.Runtime.InteropServices.NativeMemory.AlignedFree(Packed);
+        }
+
         public void Run(int start, int end)
         {
             switch (Type, Tiled)

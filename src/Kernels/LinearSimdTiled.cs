@@ -52,12 +52,19 @@ public static unsafe partial class LinearSimd
         return (int)((tiles + blocks - 1) / blocks) * TileOutputs;
     }
 
+    /// <summary>A thread's panel and accumulators, freed when the thread that owns them has gone.</summary>
     sealed class TileScratch
     {
         public float* Panel;
         public long PanelFloats;
         public float* Accumulators;
         public long AccumulatorFloats;
+
+        ~TileScratch()
+        {
+            NativeMemory.AlignedFree(Panel);
+            NativeMemory.AlignedFree(Accumulators);
+        }
 
         public float* PanelFor(long floats)
         {
