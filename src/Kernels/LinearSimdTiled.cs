@@ -66,29 +66,21 @@ public static unsafe partial class LinearSimd
             NativeMemory.AlignedFree(Accumulators);
         }
 
-        public float* PanelFor(long floats)
-        {
-            if (floats > PanelFloats)
-            {
-                if (Panel != null)
-                    NativeMemory.AlignedFree(Panel);
-                Panel = (float*)NativeMemory.AlignedAlloc((nuint)(floats * 4), 64);
-                PanelFloats = floats;
-            }
-            return Panel;
-        }
+        public float* PanelFor(long floats) => Grow(ref Panel, ref PanelFloats, floats);
 
-        public float* AccumulatorsFor(long floats)
+        public float* AccumulatorsFor(long floats) => Grow(ref Accumulators, ref AccumulatorFloats, floats);
+    }
+
+    /// <summary>A 64-byte aligned native buffer of at least <paramref name="floats"/>, reallocated only to grow.</summary>
+    static float* Grow(ref float* buffer, ref long capacity, long floats)
+    {
+        if (floats > capacity)
         {
-            if (floats > AccumulatorFloats)
-            {
-                if (Accumulators != null)
-                    NativeMemory.AlignedFree(Accumulators);
-                Accumulators = (float*)NativeMemory.AlignedAlloc((nuint)(floats * 4), 64);
-                AccumulatorFloats = floats;
-            }
-            return Accumulators;
+            NativeMemory.AlignedFree(buffer);
+            buffer = (float*)NativeMemory.AlignedAlloc((nuint)(floats * 4), 64);
+            capacity = floats;
         }
+        return buffer;
     }
 
     [ThreadStatic]
@@ -109,13 +101,7 @@ public static unsafe partial class LinearSimd
         int groups = (shape.Rows + RowGroup - 1) / RowGroup;
         long groupFloats = (long)steps * 32 * RowGroup;
         long floats = groups * groupFloats;
-        if (floats > job.PackedCapacity)
-        {
-            if (job.Packed != null)
-                NativeMemory.AlignedFree(job.Packed);
-            job.Packed = (float*)NativeMemory.AlignedAlloc((nuint)(floats * 4), 64);
-            job.PackedCapacity = floats;
-        }
+        Grow(ref job.Packed, ref job.PackedCapacity, floats);
         // Written in the packed order, so the stores stream; each store gathers one k of 16 rows.
         float* destination = job.Packed;
         for (int g = 0; g < groups; g++)
