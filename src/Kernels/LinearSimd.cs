@@ -74,7 +74,17 @@ public static unsafe partial class LinearSimd
         }
         if (job.Level == SimdLevel.Avx512)
         {
-            var dots = stackalloc float[4];
+            var dots = stackalloc float[8];
+            for (; start + 8 <= end; start += 8)
+                for (int m = 0; m < shape.Rows; m++)
+                {
+                    SimdDot.Dot512x8<T>(job.X + (long)m * k, job.W, (long)start * k, k, k, dots);
+                    for (int r = 0; r < 8; r++)
+                    {
+                        int n = start + r;
+                        job.Y[(long)m * shape.OutFeatures + n] = job.Bias != null ? dots[r] + job.Bias[n] : dots[r];
+                    }
+                }
             for (; start + 4 <= end; start += 4)
                 for (int m = 0; m < shape.Rows; m++)
                 {

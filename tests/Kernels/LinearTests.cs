@@ -9,12 +9,13 @@ public class LinearTests
 {
     public static IEnumerable<object[]> Cases()
     {
+        // One row goes through the SIMD backend's 8- and 4-output dots and single dots (1, 70, 100).
         // From 16 rows the SIMD backend takes its tiled path: row groups of 16 (17 and 33 leave
         // one row over), tiles of 6 outputs (7, 13, 50 leave a partial tile), k under one step
         // (17), whole steps (64, 96) and a partial last step (1100), several blocks (130).
         (int rows, int outFeatures, int inFeatures)[] shapes =
             [(1, 1, 1), (1, 3, 33), (3, 17, 17), (5, 3, 127), (1, 33, 3), (6, 5, 64), (2, 4, 1000), (9, 50, 1100),
-             (17, 50, 1100), (16, 7, 17), (33, 13, 64), (20, 130, 96)];
+             (1, 70, 100), (17, 50, 1100), (16, 7, 17), (33, 13, 64), (20, 130, 96)];
         foreach (var backend in TestBackends.All)
             foreach (var type in Enum.GetValues<StorageType>())
                 foreach (var (m, n, k) in shapes)
@@ -27,9 +28,15 @@ public class LinearTests
     {
         var backend = TestBackends.Get(backendName);
         var shape = new LinearShape(rows, outFeatures, inFeatures);
-        var x = TestValues.WithEdges(rows * inFeatures, seed: rows * 31 + inFeatures, nonFinite: true);
-        var weights = TestValues.FiniteForStorage(
-            TestValues.WithEdges(outFeatures * inFeatures, seed: outFeatures, nonFinite: type != StorageType.F16), type);
+        // NaN and ±inf go into the last row of x and the last row of W only: one of them in a dot
+        // makes the whole output non-finite, and outputs that are all NaN would hide any error.
+        var x = TestValues.WithEdges(rows * inFeatures, seed: rows * 31 + inFeatures, nonFinite: false);
+        if (rows > 1 || inFeatures < 64)
+            TestValues.WithEdges(inFeatures, seed: rows, nonFinite: true).CopyTo(x, (rows - 1) * inFeatures);
+        var weights = TestValues.WithEdges(outFeatures * inFeatures, seed: outFeatures, nonFinite: false);
+        if (type != StorageType.F16)
+            TestValues.WithEdges(inFeatures, seed: outFeatures + 1, nonFinite: true).CopyTo(weights, (outFeatures - 1) * inFeatures);
+        weights = TestValues.FiniteForStorage(weights, type);
         var stored = TestValues.Stored(weights, type);
         var bias = TestValues.Random(outFeatures, seed: 7);
 
