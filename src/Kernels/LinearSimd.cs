@@ -20,11 +20,16 @@ public static unsafe partial class LinearSimd
         internal long PackedCapacity;
         internal int BlockOutputs;
 
+        /// <summary>Whether X points at <see cref="ScaledX"/>: x·2^112, for <see cref="F16UnscaledVectors"/>.</summary>
+        internal bool XScaled;
+        internal float* ScaledX;
+        internal long ScaledXCapacity;
+
         /// <summary>The transposed x lives as long as the job; a backend's job lives as long as the backend.</summary>
         ~Job()
         {
-            if (Packed != null)
-                System.Runtime.InteropServices.NativeMemory.AlignedFree(Packed);
+            System.Runtime.InteropServices.NativeMemory.AlignedFree(Packed);
+            System.Runtime.InteropServices.NativeMemory.AlignedFree(ScaledX);
         }
 
         public void Run(int start, int end)
@@ -32,6 +37,7 @@ public static unsafe partial class LinearSimd
             switch (Type, Tiled)
             {
                 case (StorageType.F32, false): Rows<F32Vectors>(this, start, end); break;
+                case (StorageType.F16, false) when XScaled: Rows<F16UnscaledVectors>(this, start, end); break;
                 case (StorageType.F16, false): Rows<F16Vectors>(this, start, end); break;
                 case (_, false): Rows<Bf16Vectors>(this, start, end); break;
                 case (StorageType.F32, true): TiledBlocks<F32Vectors>(this, start, end); break;
@@ -52,6 +58,7 @@ public static unsafe partial class LinearSimd
         job.Shape = shape;
         job.Level = SimdLevels.AtMost(level);
         job.Tiled = job.Level == SimdLevel.Avx512 && shape.Rows >= TiledFromRows;
+        job.XScaled = type == StorageType.F16 && job.Level == SimdLevel.Avx512 && shape.Rows == 1 && ScaleX(job);
         if (job.Tiled)
         {
             PackRows(job);
@@ -61,6 +68,24 @@ public static unsafe partial class LinearSimd
         }
         else
             workers.For(shape.OutFeatures, workers.ChunkFor(shape.OutFeatures), job);
+    }
+
+    /// <summary>
+    /// Writes x·2^112 for <see cref="F16UnscaledVectors"/> and points the job at it, when every
+    /// product is exact: |x| below 2^16 (so x·2^112 stays finite; scaling by a power of two is
+    /// otherwise exact, subnormals included) and no NaN.
+    /// </summary>
+    static bool ScaleX(Job job)
+    {
+        int k = job.Shape.InFeatures;
+        for (int i = 0; i < k; i++)
+            if (!(Math.Abs(job.X[i]) < 65536f))
+                return false;
+        Grow(ref job.ScaledX, ref job.ScaledXCapacity, k);
+        for (int i = 0; i < k; i++)
+            job.ScaledX[i] = job.X[i] * F16UnscaledVectors.Scale;
+        job.X = job.ScaledX;
+        return true;
     }
 
     static void Rows<T>(Job job, int start, int end) where T : struct, IStoredVectors

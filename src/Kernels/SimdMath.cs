@@ -64,6 +64,39 @@ public unsafe struct F16Vectors : IStoredVectors
 }
 
 /// <summary>
+/// Finite f16 values widened all but the last step: <see cref="F16Vectors"/> without its
+/// multiplication by 2^112, for a dot whose other operand was multiplied by 2^112 instead
+/// (<see cref="LinearSimd"/>'s decode when that scaling is exact). fma(x·2^112, m, acc) rounds
+/// the same exact product x·(m·2^112) as fma(x, m·2^112, acc), so the bits are the same, and the
+/// loop saves one instruction per 16 weights.
+/// </summary>
+public unsafe struct F16UnscaledVectors : IStoredVectors
+{
+    public static StorageType Type => StorageType.F16;
+
+    /// <summary>The factor the other operand carries: 2^112.</summary>
+    public const float Scale = 5.192296858534828e33f;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Load16(byte* data, long at)
+    {
+        var bits = Avx512F.ConvertToVector512Int32(Vector256.Load((short*)data + at));
+        return (Avx512F.ShiftLeftLogical(bits, 13) & Vector512.Create(unchecked((int)0x8FFFE000))).AsSingle();
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Load8(byte* data, long at)
+    {
+        var bits = Avx2.ConvertToVector256Int32(Vector128.Load((short*)data + at));
+        return (Avx2.ShiftLeftLogical(bits, 13) & Vector256.Create(unchecked((int)0x8FFFE000))).AsSingle();
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Load1(byte* data, long at) =>
+        BitConverter.Int32BitsToSingle((((short*)data)[at] << 13) & unchecked((int)0x8FFFE000));
+}
+
+/// <summary>
 /// f16 values widened exactly for every half, ±inf and NaN included: the KV cache and converted
 /// tensors, where an f16 overflow may have stored ±inf (<see cref="F16Vectors"/> is exact for
 /// finite halves only). The finite path is <see cref="F16Vectors"/>' rebias by 2^112; exponent

@@ -59,6 +59,46 @@ public class LinearTests
         }
     }
 
+    public static IEnumerable<object[]> DecodeCases() =>
+        from backend in TestBackends.All
+        from largest in new[] { 65535.99f, 65536f, float.NaN }
+        select new object[] { backend[0], largest };
+
+    /// <summary>
+    /// One-row f16 decode multiplies x by 2^112 instead of every weight when that is exact (|x|
+    /// below 2^16, no NaN) and falls back otherwise; both must give the reference's bits, for
+    /// subnormal, signed-zero and near-limit x and for subnormal and largest f16 weights.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(DecodeCases))]
+    public void F16_decode_matches_the_reference_on_both_sides_of_the_scaled_path(string backendName, float largest)
+    {
+        var backend = TestBackends.Get(backendName);
+        var shape = new LinearShape(1, 70, 300);
+        float[] xEdges = [1e-40f, -3e-42f, 0f, -0f, 1e-30f, -65504f, 65000f, largest];
+        var x = TestValues.Random(shape.InFeatures, seed: 3, scale: 3f);
+        for (int i = 0; i < xEdges.Length; i++)
+            x[i * 37] = xEdges[i];
+        float[] weightEdges = [6e-8f, -3e-5f, 65504f, -65504f, 0f, -0f, 6.1e-5f];
+        var weights = TestValues.Random(shape.OutFeatures * shape.InFeatures, seed: 4, scale: 2f);
+        for (int i = 0; i < weights.Length; i += 11)
+            weights[i] = weightEdges[i % weightEdges.Length];
+        var stored = TestValues.Stored(weights, StorageType.F16);
+
+        var expected = new float[shape.OutFeatures];
+        Linear.Reference(x, new HostStorage(stored, StorageType.F16), [], false, expected, shape);
+        var xs = backend.Upload(x, "x");
+        var w = backend.Allocate(TensorType.F16, weights.Length, "w");
+        backend.Upload(w, stored);
+        var y = backend.Allocate(TensorType.F32, shape.OutFeatures, "y");
+        backend.Linear(xs, w, null, y, shape);
+        Bits.Equal(expected, backend.DownloadFloats(y), $"{backend.Name} largest |x| {largest}");
+        if (!float.IsNaN(largest))
+            Assert.All(expected, value => Assert.True(float.IsFinite(value)));
+        foreach (var t in new[] { xs, w, y })
+            backend.Free(t);
+    }
+
     [Fact]
     public void Rejects_mismatched_shapes_with_a_message_naming_the_tensor()
     {
