@@ -65,7 +65,9 @@ public static unsafe class AttentionSimd
         float[] scores = [];
         float[] lanes = [];
         float[] totals = [];
+        Vector512<float>[] keyLanes = [];
         public float* Scores;
+        public Vector512<float>* KeyLanes;
         public float* Lanes;
         public float* Totals;
 
@@ -82,6 +84,11 @@ public static unsafe class AttentionSimd
             {
                 totals = GC.AllocateUninitializedArray<float>(heads, pinned: true);
                 Totals = (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(totals));
+            }
+            if (keyLanes.Length < heads * KeyBlock)
+            {
+                keyLanes = GC.AllocateUninitializedArray<Vector512<float>>(heads * KeyBlock, pinned: true);
+                KeyLanes = (Vector512<float>*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(keyLanes));
             }
             int laneCount = heads * Canonical.Lanes * headDim;
             if (lanes.Length < laneCount)
@@ -167,7 +174,7 @@ public static unsafe class AttentionSimd
                     : job.Bias + (job.BiasLayout.Offset + row * job.BiasLayout.RowStride + firstHead * job.BiasLayout.HeadStride + range.Begin),
                 BiasHeadStride = job.BiasLayout.HeadStride,
             };
-            Scores<T>(job.Level, job.Keys, cache, count, scores);
+            Scores<T>(job.Level, job.Keys, cache, count, scores, work.KeyLanes);
 
             // Softmax weights per head; a head with no finite score is written now and skipped below.
             bool anyLive = false;
@@ -254,22 +261,51 @@ public static unsafe class AttentionSimd
     /// the item; key row i is read from memory once and from L1 for the other heads.
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    static void Scores<T>(SimdLevel level, byte* keys, CacheHead cache, int count, HeadScores heads) where T : struct, IStoredVectors
+    static void Scores<T>(SimdLevel level, byte* keys, CacheHead cache, int count, HeadScores heads, Vector512<float>* lanes)
+        where T : struct, IStoredVectors
     {
-        for (int i = 0; i < count; i++)
+        int i = 0;
+        if (level == SimdLevel.Avx512)
+            // Sixteen keys at a time: each dot's lanes, then sixteen trees folded together.
+            for (; i + KeyBlock <= count; i += KeyBlock)
+            {
+                for (int kk = 0; kk < KeyBlock; kk++)
+                {
+                    Prefetch<T>(keys, cache, i + kk + PrefetchDistance, count, heads.HeadDim);
+                    long at = cache.Row(i + kk);
+                    for (int g = 0; g < heads.Heads; g++)
+                        lanes[g * KeyBlock + kk] = SimdDot.DotLanes512<T>(heads.Q + (long)g * heads.HeadDim, keys, at, heads.HeadDim);
+                }
+                for (int g = 0; g < heads.Heads; g++)
+                {
+                    float* scores = heads.Of(g) + i;
+                    SimdTree.Fold16x16(lanes + g * KeyBlock).Store(scores);
+                    for (int kk = 0; kk < KeyBlock; kk++)
+                        scores[kk] = Score(heads, g, i + kk, scores[kk]);
+                }
+            }
+        for (; i < count; i++)
         {
             Prefetch<T>(keys, cache, i + PrefetchDistance, count, heads.HeadDim);
             long at = cache.Row(i);
             for (int g = 0; g < heads.Heads; g++)
-            {
-                float score = SimdDot.Dot<T>(level, heads.Q + (long)g * heads.HeadDim, keys, at, heads.HeadDim) * heads.Scale;
-                if (heads.SoftCap > 0f)
-                    score = CanonicalMath.SoftCap(score, heads.SoftCap);
-                if (heads.Bias != null)
-                    score += heads.Bias[g * heads.BiasHeadStride + i];
-                heads.Of(g)[i] = score;
-            }
+                heads.Of(g)[i] = Score(heads, g, i, SimdDot.Dot<T>(level, heads.Q + (long)g * heads.HeadDim, keys, at, heads.HeadDim));
         }
+    }
+
+    /// <summary>Keys whose dots finish together in <see cref="Scores{T}"/>.</summary>
+    const int KeyBlock = 16;
+
+    /// <summary>dot·scale, soft-capped, plus the bias: key index i's score for head g.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static float Score(HeadScores heads, int g, int i, float dot)
+    {
+        float score = dot * heads.Scale;
+        if (heads.SoftCap > 0f)
+            score = CanonicalMath.SoftCap(score, heads.SoftCap);
+        if (heads.Bias != null)
+            score += heads.Bias[g * heads.BiasHeadStride + i];
+        return score;
     }
 
     /// <summary>

@@ -22,8 +22,16 @@ public static unsafe class SimdDot
         };
 
     /// <summary>Canonical dot of x[0..k) with stored w[at..at+k), lanes as two Vector512.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static float Dot512<T>(float* x, byte* w, long at, int k) where T : struct, IStoredVectors
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Dot512<T>(float* x, byte* w, long at, int k) where T : struct, IStoredVectors =>
+        SimdTree.Fold16(DotLanes512<T>(x, w, at, k));
+
+    /// <summary>
+    /// <see cref="Dot512{T}"/> up to the tree's first step: lane j + lane j+16 for j &lt; 16, for
+    /// callers that finish many trees at once (<see cref="SimdTree.Fold16x16"/>).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> DotLanes512<T>(float* x, byte* w, long at, int k) where T : struct, IStoredVectors
     {
         var acc0 = Vector512<float>.Zero;
         var acc1 = Vector512<float>.Zero;
@@ -33,23 +41,29 @@ public static unsafe class SimdDot
             acc0 = Vector512.FusedMultiplyAdd(Vector512.Load(x + i), T.Load16(w, at + i), acc0);
             acc1 = Vector512.FusedMultiplyAdd(Vector512.Load(x + i + 16), T.Load16(w, at + i + 16), acc1);
         }
-        if (full < k)
+        return full < k ? TailLanes512<T>(x, w, at, full, k - full, acc0, acc1) : acc0 + acc1;
+    }
+
+    /// <summary>
+    /// The masked last step of <see cref="DotLanes512{T}"/>, apart so that the loop inlines: lanes
+    /// past the end get no term at all (not a zero term: fma(0, 0, −0) is +0).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    static Vector512<float> TailLanes512<T>(float* x, byte* w, long at, int full, int active, Vector512<float> acc0, Vector512<float> acc1)
+        where T : struct, IStoredVectors
+    {
+        var xs = stackalloc float[32];
+        var ws = stackalloc float[32];
+        for (int j = 0; j < 32; j++)
         {
-            // Lanes past the end get no term at all (not a zero term: fma(0, 0, −0) is +0).
-            int active = k - full;
-            var xs = stackalloc float[32];
-            var ws = stackalloc float[32];
-            for (int j = 0; j < 32; j++)
-            {
-                xs[j] = j < active ? x[full + j] : 0f;
-                ws[j] = j < active ? T.Load1(w, at + full + j) : 0f;
-            }
-            acc0 = Vector512.ConditionalSelect(SimdTree.Active16(0, active),
-                Vector512.FusedMultiplyAdd(Vector512.Load(xs), Vector512.Load(ws), acc0), acc0);
-            acc1 = Vector512.ConditionalSelect(SimdTree.Active16(16, active),
-                Vector512.FusedMultiplyAdd(Vector512.Load(xs + 16), Vector512.Load(ws + 16), acc1), acc1);
+            xs[j] = j < active ? x[full + j] : 0f;
+            ws[j] = j < active ? T.Load1(w, at + full + j) : 0f;
         }
-        return SimdTree.Sum(acc0, acc1);
+        acc0 = Vector512.ConditionalSelect(SimdTree.Active16(0, active),
+            Vector512.FusedMultiplyAdd(Vector512.Load(xs), Vector512.Load(ws), acc0), acc0);
+        acc1 = Vector512.ConditionalSelect(SimdTree.Active16(16, active),
+            Vector512.FusedMultiplyAdd(Vector512.Load(xs + 16), Vector512.Load(ws + 16), acc1), acc1);
+        return acc0 + acc1;
     }
 
     /// <summary>
