@@ -110,16 +110,6 @@ public static unsafe partial class LinearSimd
                         job.Y[(long)m * shape.OutFeatures + n] = job.Bias != null ? dots[r] + job.Bias[n] : dots[r];
                     }
                 }
-            for (; start + 4 <= end; start += 4)
-                for (int m = 0; m < shape.Rows; m++)
-                {
-                    SimdDot.Dot512x4<T>(job.X + (long)m * k, job.W, (long)start * k, k, k, dots);
-                    for (int r = 0; r < 4; r++)
-                    {
-                        int n = start + r;
-                        job.Y[(long)m * shape.OutFeatures + n] = job.Bias != null ? dots[r] + job.Bias[n] : dots[r];
-                    }
-                }
         }
         for (int n = start; n < end; n++)
         {

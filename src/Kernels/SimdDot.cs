@@ -67,56 +67,11 @@ public static unsafe class SimdDot
     }
 
     /// <summary>
-    /// Four canonical dots of x[0..k) with four stored rows w[at + r·stride ..), r = 0..3, each
+    /// Eight canonical dots of x[0..k) with eight stored rows w[at + r·stride ..), r = 0..7, each
     /// exactly as <see cref="Dot512{T}"/> computes it. Decode streams weights once: sharing each x
-    /// load between four rows and keeping eight independent accumulator chains lets one core keep
-    /// more loads in flight than a single dot's two chains do.
+    /// load between eight rows and keeping sixteen independent accumulator chains keeps more
+    /// loads in flight per core than one dot's two chains (or four rows') do.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Dot512x4<T>(float* x, byte* w, long at, long stride, int k, float* results) where T : struct, IStoredVectors
-    {
-        long at1 = at + stride, at2 = at + 2 * stride, at3 = at + 3 * stride;
-        var a0 = Vector512<float>.Zero; var b0 = Vector512<float>.Zero;
-        var a1 = Vector512<float>.Zero; var b1 = Vector512<float>.Zero;
-        var a2 = Vector512<float>.Zero; var b2 = Vector512<float>.Zero;
-        var a3 = Vector512<float>.Zero; var b3 = Vector512<float>.Zero;
-        int full = k & ~31;
-        for (int i = 0; i < full; i += 32)
-        {
-            var xl = Vector512.Load(x + i);
-            var xh = Vector512.Load(x + i + 16);
-            a0 = Vector512.FusedMultiplyAdd(xl, T.Load16(w, at + i), a0);
-            b0 = Vector512.FusedMultiplyAdd(xh, T.Load16(w, at + i + 16), b0);
-            a1 = Vector512.FusedMultiplyAdd(xl, T.Load16(w, at1 + i), a1);
-            b1 = Vector512.FusedMultiplyAdd(xh, T.Load16(w, at1 + i + 16), b1);
-            a2 = Vector512.FusedMultiplyAdd(xl, T.Load16(w, at2 + i), a2);
-            b2 = Vector512.FusedMultiplyAdd(xh, T.Load16(w, at2 + i + 16), b2);
-            a3 = Vector512.FusedMultiplyAdd(xl, T.Load16(w, at3 + i), a3);
-            b3 = Vector512.FusedMultiplyAdd(xh, T.Load16(w, at3 + i + 16), b3);
-        }
-        if (full < k)
-        {
-            int active = k - full;
-            var xs = stackalloc float[32];
-            var ws = stackalloc float[32];
-            for (int j = 0; j < 32; j++)
-                xs[j] = j < active ? x[full + j] : 0f;
-            var xl = Vector512.Load(xs);
-            var xh = Vector512.Load(xs + 16);
-            var low = SimdTree.Active16(0, active);
-            var high = SimdTree.Active16(16, active);
-            MaskedRow<T>(w, at + full, active, ws, xl, xh, low, high, ref a0, ref b0);
-            MaskedRow<T>(w, at1 + full, active, ws, xl, xh, low, high, ref a1, ref b1);
-            MaskedRow<T>(w, at2 + full, active, ws, xl, xh, low, high, ref a2, ref b2);
-            MaskedRow<T>(w, at3 + full, active, ws, xl, xh, low, high, ref a3, ref b3);
-        }
-        results[0] = SimdTree.Sum(a0, b0);
-        results[1] = SimdTree.Sum(a1, b1);
-        results[2] = SimdTree.Sum(a2, b2);
-        results[3] = SimdTree.Sum(a3, b3);
-    }
-
-    /// <summary>Eight canonical dots, as <see cref="Dot512x4{T}"/> computes four: more weight streams in flight per core.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Dot512x8<T>(float* x, byte* w, long at, long stride, int k, float* results) where T : struct, IStoredVectors
     {

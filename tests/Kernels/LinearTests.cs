@@ -9,7 +9,7 @@ public class LinearTests
 {
     public static IEnumerable<object[]> Cases()
     {
-        // One row goes through the SIMD backend's 8- and 4-output dots and single dots (1, 70, 100).
+        // One row goes through the SIMD backend's 8-output dots and single dots (1, 70, 100).
         // From 16 rows the SIMD backend takes its tiled path: row groups of 16 (17 and 33 leave
         // one row over), tiles of 6 outputs (7, 13, 50 leave a partial tile), k under one step
         // (17), whole steps (64, 96) and a partial last step (1100), several blocks (130).
