@@ -110,22 +110,15 @@ public static unsafe class SimdDot
         if (full < k)
         {
             int active = k - full;
-            var xs = stackalloc float[32];
-            var ws = stackalloc float[32];
-            for (int j = 0; j < 32; j++)
-                xs[j] = j < active ? x[full + j] : 0f;
-            var xl = Vector512.Load(xs);
-            var xh = Vector512.Load(xs + 16);
-            var low = SimdTree.Active16(0, active);
-            var high = SimdTree.Active16(16, active);
-            MaskedRow<T>(w, at + full, active, ws, xl, xh, low, high, ref a0, ref b0);
-            MaskedRow<T>(w, at1 + full, active, ws, xl, xh, low, high, ref a1, ref b1);
-            MaskedRow<T>(w, at2 + full, active, ws, xl, xh, low, high, ref a2, ref b2);
-            MaskedRow<T>(w, at3 + full, active, ws, xl, xh, low, high, ref a3, ref b3);
-            MaskedRow<T>(w, at4 + full, active, ws, xl, xh, low, high, ref a4, ref b4);
-            MaskedRow<T>(w, at5 + full, active, ws, xl, xh, low, high, ref a5, ref b5);
-            MaskedRow<T>(w, at6 + full, active, ws, xl, xh, low, high, ref a6, ref b6);
-            MaskedRow<T>(w, at7 + full, active, ws, xl, xh, low, high, ref a7, ref b7);
+            results[0] = SimdTree.Fold16(TailLanes512<T>(x, w, at, full, active, a0, b0));
+            results[1] = SimdTree.Fold16(TailLanes512<T>(x, w, at1, full, active, a1, b1));
+            results[2] = SimdTree.Fold16(TailLanes512<T>(x, w, at2, full, active, a2, b2));
+            results[3] = SimdTree.Fold16(TailLanes512<T>(x, w, at3, full, active, a3, b3));
+            results[4] = SimdTree.Fold16(TailLanes512<T>(x, w, at4, full, active, a4, b4));
+            results[5] = SimdTree.Fold16(TailLanes512<T>(x, w, at5, full, active, a5, b5));
+            results[6] = SimdTree.Fold16(TailLanes512<T>(x, w, at6, full, active, a6, b6));
+            results[7] = SimdTree.Fold16(TailLanes512<T>(x, w, at7, full, active, a7, b7));
+            return;
         }
         results[0] = SimdTree.Sum(a0, b0);
         results[1] = SimdTree.Sum(a1, b1);
@@ -135,20 +128,6 @@ public static unsafe class SimdDot
         results[5] = SimdTree.Sum(a5, b5);
         results[6] = SimdTree.Sum(a6, b6);
         results[7] = SimdTree.Sum(a7, b7);
-    }
-
-    /// <summary>
-    /// The masked tail step of one stored row. A static method that inlines, not a local function:
-    /// a closure would keep every accumulator in memory for the whole loop.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static void MaskedRow<T>(byte* w, long at, int active, float* scratch, Vector512<float> xl, Vector512<float> xh,
-        Vector512<float> low, Vector512<float> high, ref Vector512<float> l, ref Vector512<float> h) where T : struct, IStoredVectors
-    {
-        for (int j = 0; j < 32; j++)
-            scratch[j] = j < active ? T.Load1(w, at + j) : 0f;
-        l = Vector512.ConditionalSelect(low, Vector512.FusedMultiplyAdd(xl, Vector512.Load(scratch), l), l);
-        h = Vector512.ConditionalSelect(high, Vector512.FusedMultiplyAdd(xh, Vector512.Load(scratch + 16), h), h);
     }
 
     /// <summary>Canonical dot of x[0..k) with stored w[at..at+k), lanes as four Vector256.</summary>
