@@ -66,7 +66,9 @@ public static unsafe class AttentionSimd
         float[] lanes = [];
         float[] totals = [];
         Vector512<float>[] keyLanes = [];
+        float[] row = [];
         public float* Scores;
+        public float* Row;
         public Vector512<float>* KeyLanes;
         public float* Lanes;
         public float* Totals;
@@ -84,6 +86,11 @@ public static unsafe class AttentionSimd
             {
                 totals = GC.AllocateUninitializedArray<float>(heads, pinned: true);
                 Totals = (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(totals));
+            }
+            if (row.Length < headDim)
+            {
+                row = GC.AllocateUninitializedArray<float>(headDim, pinned: true);
+                Row = (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(row));
             }
             if (keyLanes.Length < heads * KeyBlock)
             {
@@ -174,7 +181,7 @@ public static unsafe class AttentionSimd
                     : job.Bias + (job.BiasLayout.Offset + row * job.BiasLayout.RowStride + firstHead * job.BiasLayout.HeadStride + range.Begin),
                 BiasHeadStride = job.BiasLayout.HeadStride,
             };
-            Scores<T>(job.Level, job.Keys, cache, count, scores, work.KeyLanes);
+            Scores<T>(job.Level, job.Keys, cache, count, scores, work.KeyLanes, work.Row);
 
             // Softmax weights per head; a head with no finite score is written now and skipped below.
             bool anyLive = false;
@@ -198,7 +205,7 @@ public static unsafe class AttentionSimd
             if (!anyLive)
                 continue;
 
-            WeightedSums<T>(job.Level, scores, job.FullyMasked + firstOutput, count, job.Values, cache, headDim, work.Lanes);
+            WeightedSums<T>(job.Level, scores, job.FullyMasked + firstOutput, count, job.Values, cache, headDim, work.Lanes, work.Row);
             for (int g = 0; g < heads; g++)
             {
                 if (job.FullyMasked[firstOutput + g])
@@ -261,8 +268,8 @@ public static unsafe class AttentionSimd
     /// the item; key row i is read from memory once and from L1 for the other heads.
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    static void Scores<T>(SimdLevel level, byte* keys, CacheHead cache, int count, HeadScores heads, Vector512<float>* lanes)
-        where T : struct, IStoredVectors
+    static void Scores<T>(SimdLevel level, byte* keys, CacheHead cache, int count, HeadScores heads, Vector512<float>* lanes,
+        float* row) where T : struct, IStoredVectors
     {
         int i = 0;
         if (level == SimdLevel.Avx512)
@@ -272,9 +279,9 @@ public static unsafe class AttentionSimd
                 for (int kk = 0; kk < KeyBlock; kk++)
                 {
                     Prefetch<T>(keys, cache, i + kk + PrefetchDistance, count, heads.HeadDim);
-                    long at = cache.Row(i + kk);
+                    var key = (byte*)Widened<T>(keys, cache.Row(i + kk), heads.HeadDim, row);
                     for (int g = 0; g < heads.Heads; g++)
-                        lanes[g * KeyBlock + kk] = SimdDot.DotLanes512<T>(heads.Q + (long)g * heads.HeadDim, keys, at, heads.HeadDim);
+                        lanes[g * KeyBlock + kk] = SimdDot.DotLanes512<F32Vectors>(heads.Q + (long)g * heads.HeadDim, key, 0, heads.HeadDim);
                 }
                 for (int g = 0; g < heads.Heads; g++)
                 {
@@ -316,7 +323,7 @@ public static unsafe class AttentionSimd
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
     static void WeightedSums<T>(SimdLevel level, HeadScores heads, bool* masked, int count, byte* values, CacheHead cache,
-        int headDim, float* lanes) where T : struct, IStoredVectors
+        int headDim, float* lanes, float* row) where T : struct, IStoredVectors
     {
         long laneFloats = (long)Canonical.Lanes * headDim;
         for (int i = 0; i < count; i++)
@@ -324,6 +331,7 @@ public static unsafe class AttentionSimd
             Prefetch<T>(values, cache, i + PrefetchDistance, count, headDim);
             long at = cache.Row(i);
             long lane = (i & (Canonical.Lanes - 1)) * headDim;
+            var value = level == SimdLevel.Avx512 ? (byte*)Widened<T>(values, at, headDim, row) : null;
             for (int g = 0; g < heads.Heads; g++)
             {
                 if (masked[g])
@@ -332,7 +340,7 @@ public static unsafe class AttentionSimd
                 float* accumulators = lanes + g * laneFloats + lane;
                 switch (level)
                 {
-                    case SimdLevel.Avx512: FmaRow512<T>(weight, values, at, accumulators, headDim); break;
+                    case SimdLevel.Avx512: FmaRow512<F32Vectors>(weight, value, 0, accumulators, headDim); break;
                     case SimdLevel.Avx2: FmaRow256<T>(weight, values, at, accumulators, headDim); break;
                     default: FmaRowScalar<T>(weight, values, at, accumulators, headDim); break;
                 }
@@ -347,6 +355,23 @@ public static unsafe class AttentionSimd
                 for (int j = 0; j < h; j++)
                     AddRow(level, head + j * headDim, head + (j + h) * headDim, headDim);
         }
+    }
+
+    /// <summary>
+    /// One cached row as binary32: the cache itself when it stores f32, otherwise the row widened
+    /// exactly into <paramref name="row"/> once, for all the heads of the item to read.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static float* Widened<T>(byte* data, long at, int headDim, float* row) where T : struct, IStoredVectors
+    {
+        if (T.Type == StorageType.F32)
+            return (float*)data + at;
+        int d = 0;
+        for (; d + 16 <= headDim; d += 16)
+            T.Load16(data, at + d).Store(row + d);
+        for (; d < headDim; d++)
+            row[d] = T.Load1(data, at + d);
+        return row;
     }
 
     /// <summary>Key rows ahead of the one in use whose cache lines are requested early.</summary>
