@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using BenchmarkDotNet.Attributes;
 using IlgpuLlm.Kernels;
 using IlgpuLlm.Runtime.Backends;
@@ -40,21 +39,7 @@ public abstract class LinearBenchmark : IWorkload
         PrepareShape();
         int inFeatures = shape.InFeatures, outFeatures = shape.OutFeatures;
         Backend = new SimdBackend(Threads);
-        var random = new Random(1);
-        var weights = new float[(long)outFeatures * inFeatures];
-        for (long i = 0; i < weights.LongLength; i++)
-            weights[i] = (float)(random.NextDouble() - 0.5) * 0.1f;
-        w = Backend.Allocate(Type.AsTensorType(), weights.LongLength, "w");
-        var bytes = new byte[weights.LongLength * Type.SizeOf()];
-        for (long i = 0; i < weights.LongLength; i++)
-        {
-            uint bits = Scatter.Narrow(weights[i], Type);
-            if (Type == StorageType.F32)
-                MemoryMarshal.Write(bytes.AsSpan((int)(i * 4)), bits);
-            else
-                MemoryMarshal.Write(bytes.AsSpan((int)(i * 2)), (ushort)bits);
-        }
-        Backend.Upload(w, bytes);
+        w = BenchData.Upload(Backend, BenchData.Random((long)outFeatures * inFeatures, 1, scale: 0.05f), Type, "w");
         x = Backend.Upload(Enumerable.Range(0, Rows * inFeatures).Select(i => (float)Math.Sin(i)).ToArray(), "x");
         y = Backend.Allocate(TensorType.F32, (long)Rows * outFeatures, "y");
     }
