@@ -78,12 +78,14 @@ public static unsafe partial class LinearSimd
     static bool ScaleX(Job job)
     {
         int k = job.Shape.InFeatures;
-        for (int i = 0; i < k; i++)
-            if (!(Math.Abs(job.X[i]) < 65536f))
-                return false;
         Grow(ref job.ScaledX, ref job.ScaledXCapacity, k);
         for (int i = 0; i < k; i++)
-            job.ScaledX[i] = job.X[i] * F16UnscaledVectors.Scale;
+        {
+            float value = job.X[i];
+            if (!(Math.Abs(value) < 65536f))
+                return false;
+            job.ScaledX[i] = value * F16UnscaledVectors.Scale;
+        }
         job.X = job.ScaledX;
         return true;
     }
