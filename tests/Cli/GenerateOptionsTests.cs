@@ -270,20 +270,41 @@ public class GenerateOptionsTests
     }
 
     [Fact]
-    public void A_stop_string_ends_the_text_at_the_token_that_completes_it()
+    public void A_stop_string_ends_the_text_before_it()
     {
         var full = InProcessCli.Run("generate", "-m", Stories, "--prompt", Prompt, "-n", "30", "--temperature", "0", "--device", "cpu");
         Assert.StartsWith("Once upon a time, there was a little girl named Lily. She", full.Out);
         var stopped = InProcessCli.Run("generate", "-m", Stories, "--prompt", Prompt, "-n", "30", "--temperature", "0", "--device", "cpu",
             "--stop", "Lily", "--stop", "never printed");
         CliChecks.AssertGenerated(stopped, Prompt);
-        Assert.Equal("Once upon a time, there was a little girl named Lily\n", stopped.Out);
+        Assert.Equal("Once upon a time, there was a little girl named \n", stopped.Out);
 
         // A stop string may start with the space before the first generated word.
         var first = InProcessCli.Run("generate", "-m", Stories, "--prompt", "Once upon a time, there was a little girl", "-n", "30",
             "--temperature", "0", "--device", "cpu", "--stop", " named");
         CliChecks.AssertGenerated(first, Prompt);
-        Assert.Equal("Once upon a time, there was a little girl named\n", first.Out);
+        Assert.Equal("Once upon a time, there was a little girl\n", first.Out);
+
+        // --output-json's text ends before the stop string too; its tokens include the one that completed it.
+        using var temp = new TempFolder();
+        string prompts = temp.File("prompts.txt");
+        File.WriteAllLines(prompts, [Prompt]);
+        string json = temp.File("out.json");
+        var batch = InProcessCli.Run("generate", "-m", Stories, "--prompts-file", prompts, "--output-json", json, "-n", "30",
+            "--temperature", "0", "--device", "cpu", "--stop", "Lily");
+        Assert.True(batch.ExitCode == 0, batch.ToString());
+        using var document = JsonDocument.Parse(File.ReadAllText(json));
+        var entry = document.RootElement[0];
+        Assert.Equal(", there was a little girl named ", entry.GetProperty("text").GetString());
+        Assert.Equal("stop", entry.GetProperty("finish_reason").GetString());
+    }
+
+    [Fact]
+    public void An_empty_stop_string_is_wrong_usage()
+    {
+        var result = InProcessCli.Run("generate", "-m", Stories, "--prompt", Prompt, "--stop", "", "--device", "cpu");
+        InProcessCli.AssertOneLineError(result, 2, "--stop 0 is empty");
+        Assert.Equal("", result.Out);
     }
 
     [Fact]

@@ -73,6 +73,32 @@ public sealed class ModelOptions
         };
     }
 
+    /// <summary>The options as the library entry point takes them (threads and context checked as for every command).</summary>
+    public LanguageModelOptions LanguageModelOptions(ParseResult parse, int slots, string? chatTemplate)
+    {
+        int threads = parse.GetValue(Threads);
+        if (threads < 0)
+            throw new UsageException($"--threads {threads} must not be negative");
+        var transformer = TransformerOptions(parse, slots);
+        return new LanguageModelOptions
+        {
+            Device = parse.GetValue(Device) switch
+            {
+                "cpu" => ComputeDevice.SimdCpu,
+                "ilgpu-cpu" => ComputeDevice.IlgpuCpu,
+                "cuda" => ComputeDevice.Cuda,
+                "auto" => ComputeDevice.Auto,
+                var name => throw new UsageException($"--device '{name}' is not one of {string.Join(", ", Devices.Names)}"),
+            },
+            Threads = threads,
+            ContextLength = transformer.ContextLength,
+            KvCache = Enum.Parse<KvCacheType>(parse.GetValue(KvType)!, ignoreCase: true),
+            Slots = slots,
+            TokenizerPath = parse.GetValue(Tokenizer),
+            ChatTemplate = chatTemplate,
+        };
+    }
+
     public string RequireModel(ParseResult parse) =>
         parse.GetValue(Model) ?? throw new UsageException("--model is required");
 }

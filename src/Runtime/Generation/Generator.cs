@@ -24,8 +24,6 @@ public sealed record GenerationRequest(IReadOnlyList<int> Prompt, int MaxNewToke
     /// samples the same tokens whatever batch it runs in. Usually the request's index in its input.
     /// </summary>
     public int Sequence { get; init; }
-
-    public IReadOnlyList<string> StopStrings { get; init; } = [];
 }
 
 public sealed record GenerationResult(IReadOnlyList<int> Tokens, FinishReason Reason, string? Message);
@@ -49,18 +47,20 @@ public sealed class Generator
 {
     readonly ILanguageModel model;
     readonly HashSet<int> stopTokens;
-    readonly Func<IReadOnlyList<int>, IReadOnlyList<int>, string>? detokenize;
+    readonly Func<int, int, bool>? stopAfter;
 
     /// <param name="stopTokens">Ids that end a sequence (the model's EOS/EOT ids; never its pad id).</param>
-    /// <param name="detokenize">
-    /// Turns generated ids into text as they continue the prompt (prompt ids, generated ids), for stop
-    /// strings: decoded alone, a SentencePiece continuation would lose the space before its first word.
+    /// <param name="stopAfter">
+    /// Whether the token a sequence just drew ends it (request index, token) for a reason its id
+    /// alone does not show: a stop string its text now contains, a stop id of that request only.
+    /// It is asked after <c>onToken</c> has seen the token, so a caller that decodes the text
+    /// there answers from what it already decoded instead of decoding the sequence again.
     /// </param>
-    public Generator(ILanguageModel model, IEnumerable<int> stopTokens, Func<IReadOnlyList<int>, IReadOnlyList<int>, string>? detokenize = null)
+    public Generator(ILanguageModel model, IEnumerable<int> stopTokens, Func<int, int, bool>? stopAfter = null)
     {
         this.model = model;
         this.stopTokens = [.. stopTokens];
-        this.detokenize = detokenize;
+        this.stopAfter = stopAfter;
     }
 
     public GenerationStats Stats { get; private set; } = new(0, TimeSpan.Zero, 0, TimeSpan.Zero);
@@ -109,9 +109,12 @@ public sealed class Generator
     /// results in request order. <paramref name="onToken"/> sees each token as it is sampled
     /// (request index, token); <paramref name="onLogits"/>, when given, sees the logits each draw
     /// is made from (request index, logits), which costs a copy to the host per draw.
+    /// <paramref name="cancellationToken"/> is checked before every step: a cancelled run throws
+    /// <see cref="OperationCanceledException"/> between two forward passes, and the model can run
+    /// again at once (a sequence's cache rows are rewritten from position 0 when it next starts).
     /// </summary>
     public IReadOnlyList<GenerationResult> Run(IReadOnlyList<GenerationRequest> requests, int batchSize,
-        Action<int, int>? onToken = null, Action<int, float[]>? onLogits = null)
+        Action<int, int>? onToken = null, Action<int, float[]>? onLogits = null, CancellationToken cancellationToken = default)
     {
         this.onLogits = onLogits;
         if (batchSize < 1)
@@ -126,6 +129,7 @@ public sealed class Generator
 
         while (waiting.Count > 0 || active.Count > 0)
         {
+            cancellationToken.ThrowIfCancellationRequested();
             while (free.Count > 0 && waiting.Count > 0)
             {
                 int request = waiting.Dequeue();
@@ -318,16 +322,11 @@ public sealed class Generator
         s.Tokens.Add(token);
         s.Generated++;
         onToken?.Invoke(s.Request, token);
-        if (stopTokens.Contains(token))
+        // A stop on the last allowed token is still a stop: the sequence ended where it meant to.
+        if (stopTokens.Contains(token) || (stopAfter?.Invoke(s.Request, token) ?? false))
             s.Finish(FinishReason.Stop);
         else if (s.Generated >= s.Definition.MaxNewTokens)
             s.Finish(FinishReason.Length);
-        else if (s.Definition.StopStrings.Count > 0 && detokenize != null)
-        {
-            string text = detokenize(s.Definition.Prompt, s.Tokens.Skip(s.Definition.Prompt.Count).ToArray());
-            if (s.Definition.StopStrings.Any(stop => text.Contains(stop, StringComparison.Ordinal)))
-                s.Finish(FinishReason.Stop);
-        }
         // The token just drawn would be fed at position Tokens.Count − 1; past the last one it cannot be.
         if (s.Reason == null && s.Tokens.Count > model.ContextLength)
             s.Finish(FinishReason.Length,

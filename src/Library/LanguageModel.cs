@@ -1,0 +1,322 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.ExceptionServices;
+using System.Threading.Channels;
+using IlgpuLlm.Model;
+using IlgpuLlm.Model.Tokenizers;
+using IlgpuLlm.Runtime.Backends;
+using IlgpuLlm.Runtime.Generation;
+
+namespace IlgpuLlm;
+
+/// <summary>
+/// A model ready to generate text: its weights on a backend, its tokenizer and chat template, and
+/// the rules every generation follows — the ids that stop it, the ids it may draw, how long a
+/// prompt may be, how generated ids become text. Stream one prompt with <c>GenerateAsync</c>, or
+/// run many with <c>Generate</c> (batched over <see cref="LanguageModelOptions.Slots"/>).
+/// One generation runs at a time; concurrent calls wait their turn.
+/// </summary>
+public sealed class LanguageModel : IDisposable
+{
+    readonly IBackend backend;
+    readonly LoadedModel loaded;
+    readonly Generator generator;
+    readonly Lazy<ChatTemplate> chatTemplate;
+    readonly SemaphoreSlim turn = new(1, 1);
+    // The requests of the run in progress, in request order, for the generator's stop question.
+    Continuation[] running = [];
+    bool disposed;
+
+    LanguageModel(IBackend backend, LoadedModel loaded, LanguageModelOptions options)
+    {
+        this.backend = backend;
+        this.loaded = loaded;
+        Tokenizer = loaded.RequireTokenizer();
+        chatTemplate = new(() => loaded.ChatTemplate(options.ChatTemplate));
+        StopTokens = loaded.StopTokens();
+        generator = new Generator(loaded.Transformer, StopTokens, (request, _) => running[request].Stopped)
+        {
+            // Ids past the tokenizer's (padded embedding tables) cannot be decoded, so they are never drawn.
+            DrawableTokens = Math.Min(Tokenizer.VocabSize, loaded.Config.VocabSize),
+        };
+    }
+
+    /// <summary>
+    /// Opens a model — a GGUF file, a Hugging Face folder (config.json + safetensors) or a llama2.c
+    /// checkpoint — with its tokenizer (inside a GGUF, beside the weights, or
+    /// <see cref="LanguageModelOptions.TokenizerPath"/>) and loads it onto the chosen device.
+    /// </summary>
+    /// <exception cref="ArgumentException">An option is out of range.</exception>
+    /// <exception cref="InvalidOperationException">No tokenizer was found, or no CUDA device for <see cref="ComputeDevice.Cuda"/>.</exception>
+    public static LanguageModel Load(string path, LanguageModelOptions? options = null)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        return Create(options, (backend, transformerOptions, tokenizerPath) => ModelLoader.Open(path, backend, transformerOptions, tokenizerPath));
+    }
+
+    /// <summary>
+    /// The built-in demo model: fixed random weights and a byte-level vocabulary, in memory. It runs
+    /// without any file, and its text is meaningless.
+    /// </summary>
+    public static LanguageModel LoadDemo(LanguageModelOptions? options = null) =>
+        Create(options, (backend, transformerOptions, _) => ModelLoader.OpenDemo(backend, transformerOptions));
+
+    static LanguageModel Create(LanguageModelOptions? options, Func<IBackend, TransformerOptions, string?, LoadedModel> open)
+    {
+        options ??= new LanguageModelOptions();
+        options.Validate();
+        var backend = options.CreateBackend();
+        LoadedModel? loaded = null;
+        try
+        {
+            loaded = open(backend, options.TransformerOptions(), options.TokenizerPath);
+            return new LanguageModel(backend, loaded, options);
+        }
+        catch
+        {
+            loaded?.Dispose();
+            backend.Dispose();
+            throw;
+        }
+    }
+
+    public ModelConfig Config => loaded.Config;
+
+    public ITokenizer Tokenizer { get; }
+
+    /// <summary>Where the weights came from (a path, or a name for an in-memory model).</summary>
+    public string Source => loaded.Checkpoint.SourcePath;
+
+    /// <summary>The backend the model runs on, as it describes itself ("simd-cpu (avx512, 8 threads)").</summary>
+    public string Device => backend.Name;
+
+    /// <summary>Positions a sequence may use, prompt and generated tokens together.</summary>
+    public int ContextLength => loaded.Transformer.ContextLength;
+
+    /// <summary>Sequences generated at once by the batch API.</summary>
+    public int Slots => loaded.Transformer.Slots;
+
+    /// <summary>
+    /// The ids that end every generation: EOS, end-of-turn, the model's own stop ids (and BOS for
+    /// llama2.c checkpoints, which delimit stories with it). A chat prompt also stops at its
+    /// template's end-of-turn token.
+    /// </summary>
+    public IReadOnlyList<int> StopTokens { get; }
+
+    /// <summary>
+    /// The chat template conversations are rendered with: <see cref="LanguageModelOptions.ChatTemplate"/>,
+    /// else the one the model stores, else its family's.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The vocabulary lacks the template's special tokens.</exception>
+    public ChatTemplate ChatTemplate => chatTemplate.Value;
+
+    /// <summary>A one-line description: family, shape, vocabulary, context and device.</summary>
+    public override string ToString()
+    {
+        var c = Config;
+        return $"{c.Family} from {Source}: {c.LayerCount} layers, hidden {c.HiddenSize}, {c.HeadCount} heads ({c.KeyValueHeadCount} key/value) of {c.HeadDim}, " +
+            $"vocabulary {Tokenizer.VocabSize} tokens ({c.VocabSize} rows), context {ContextLength} of the model's {c.ContextLength}; {Device}";
+    }
+
+    /// <summary>The ids a prompt feeds the model: the text with BOS where the model's convention has one, or the conversation rendered with the chat template.</summary>
+    /// <exception cref="ArgumentException">The prompt has ids outside the vocabulary, or is empty text for a model without BOS.</exception>
+    /// <exception cref="InvalidOperationException">A conversation, and the vocabulary lacks the chat template's special tokens.</exception>
+    public int[] Encode(Prompt prompt)
+    {
+        ArgumentNullException.ThrowIfNull(prompt);
+        if (prompt.Messages != null)
+            return ChatTemplate.Encode(Tokenizer, prompt.Messages, addGenerationPrompt: true);
+        if (prompt.Tokens != null)
+        {
+            if (prompt.Tokens.Count == 0)
+                throw new ArgumentException("the prompt has no tokens; start it with BOS", nameof(prompt));
+            for (int i = 0; i < prompt.Tokens.Count; i++)
+                if ((uint)prompt.Tokens[i] >= (uint)Tokenizer.VocabSize)
+                    throw new ArgumentException($"prompt token {i} is id {prompt.Tokens[i]}, outside the vocabulary of {Tokenizer.VocabSize}", nameof(prompt));
+            return [.. prompt.Tokens];
+        }
+        if (prompt.Text!.Length == 0)
+        {
+            int bos = Tokenizer.Special.Bos ?? Config.BosTokenId
+                ?? throw new ArgumentException("this model has no BOS token to start from; give a prompt that is not empty", nameof(prompt));
+            return [bos];
+        }
+        return Tokenizer.Encode(prompt.Text, addBos: Tokenizer.AddBosByDefault, parseSpecial: false);
+    }
+
+    /// <summary>
+    /// Streams the continuation of a prompt, one piece per generated token, then a last piece with
+    /// the rest of the text, the finish reason and the usage. The prompt is encoded and checked
+    /// against the context when this is called, before anything is streamed.
+    /// </summary>
+    /// <exception cref="PromptTooLongException">The prompt does not fit the context.</exception>
+    /// <exception cref="GenerationException">While streaming: the sequence could not continue.</exception>
+    /// <exception cref="OperationCanceledException">While streaming: <paramref name="cancellationToken"/> was cancelled (checked between forward passes).</exception>
+    public IAsyncEnumerable<GenerationPiece> GenerateAsync(string prompt, GenerationOptions? options = null, CancellationToken cancellationToken = default) =>
+        GenerateAsync(Prompt.FromText(prompt), options, cancellationToken);
+
+    /// <inheritdoc cref="GenerateAsync(string, GenerationOptions?, CancellationToken)"/>
+    public IAsyncEnumerable<GenerationPiece> GenerateAsync(IReadOnlyList<ChatMessage> messages, GenerationOptions? options = null, CancellationToken cancellationToken = default) =>
+        GenerateAsync(Prompt.FromMessages(messages), options, cancellationToken);
+
+    /// <inheritdoc cref="GenerateAsync(string, GenerationOptions?, CancellationToken)"/>
+    public IAsyncEnumerable<GenerationPiece> GenerateAsync(Prompt prompt, GenerationOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        ObjectDisposedException.ThrowIf(disposed, this);
+        options ??= new GenerationOptions();
+        options.Validate();
+        return Stream(Job(prompt, index: null, options), cancellationToken);
+    }
+
+    /// <summary>
+    /// Generates for every prompt, <see cref="Slots"/> at a time, and returns the results in input
+    /// order. A prompt whose sequence fails (non-finite values) has <see cref="Completion.Error"/>
+    /// set; the others are unaffected. Every prompt is encoded and checked before any work.
+    /// </summary>
+    /// <exception cref="PromptTooLongException">A prompt does not fit the context.</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled (checked between forward passes).</exception>
+    public IReadOnlyList<Completion> Generate(IReadOnlyList<Prompt> prompts, GenerationOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        ObjectDisposedException.ThrowIf(disposed, this);
+        ArgumentNullException.ThrowIfNull(prompts);
+        options ??= new GenerationOptions();
+        options.Validate();
+        var jobs = prompts.Select((prompt, i) => Job(prompt, i, options)).ToArray();
+        turn.Wait(cancellationToken);
+        try
+        {
+            var continuations = Start(jobs);
+            var results = generator.Run(jobs.Select(j => j.Request).ToArray(), Slots,
+                (request, token) => continuations[request].Append(token), cancellationToken: cancellationToken);
+            var stats = generator.Stats;
+            return results.Select((result, i) =>
+            {
+                continuations[i].Finish();
+                return new Completion(continuations[i].Text, result.Tokens, result.Reason, result.Message,
+                    new GenerationUsage(jobs[i].Request.Prompt.Count, result.Tokens.Count, stats));
+            }).ToArray();
+        }
+        finally
+        {
+            running = [];
+            turn.Release();
+        }
+    }
+
+    /// <inheritdoc cref="Generate(IReadOnlyList{Prompt}, GenerationOptions?, CancellationToken)"/>
+    public IReadOnlyList<Completion> Generate(IReadOnlyList<string> prompts, GenerationOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(prompts);
+        return Generate(prompts.Select(Prompt.FromText).ToArray(), options, cancellationToken);
+    }
+
+    /// <summary>A prompt made ready to run: the request the generator takes, and what its text needs.</summary>
+    sealed record PreparedPrompt(GenerationRequest Request, IReadOnlyList<string> StopStrings, int? EndOfTurn);
+
+    /// <summary>The one place a prompt becomes a request: its ids checked against the context, its random stream, its stops.</summary>
+    PreparedPrompt Job(Prompt prompt, int? index, GenerationOptions options)
+    {
+        var ids = Encode(prompt);
+        if (ids.Length > ContextLength)
+            throw new PromptTooLongException(index, ids.Length, ContextLength);
+        var request = new GenerationRequest(ids, options.MaxNewTokens, options.Sampling) { Sequence = prompt.Sequence ?? index ?? 0 };
+        // A reply ends at the end of its turn even where the model does not list that id among its stop ids.
+        int? endOfTurn = prompt.Messages != null ? loaded.EndOfTurnToken(ChatTemplate) : null;
+        return new PreparedPrompt(request, options.StopStrings, endOfTurn);
+    }
+
+    /// <summary>The text of each request of a run, which also answers the generator's stop question for it.</summary>
+    Continuation[] Start(PreparedPrompt[] jobs)
+    {
+        running = jobs.Select(j => new Continuation(Tokenizer, j.Request.Prompt, j.StopStrings, j.EndOfTurn)).ToArray();
+        return running;
+    }
+
+    async IAsyncEnumerable<GenerationPiece> Stream(PreparedPrompt job, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        await turn.WaitAsync(cancellationToken).ConfigureAwait(false);
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var pieces = Channel.CreateUnbounded<GenerationPiece>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+        // The generation loop is synchronous: it runs beside the reader, hands over each piece as
+        // it is drawn, and frees the model when it ends, whether or not the reader is still there.
+        var producer = Task.Run(() =>
+        {
+            try
+            {
+                Produce(job, pieces.Writer, stop.Token);
+            }
+            finally
+            {
+                running = [];
+                turn.Release();
+                pieces.Writer.Complete();
+            }
+        }, CancellationToken.None);
+        bool finished = false;
+        Exception? failure = null;
+        try
+        {
+            await foreach (var piece in pieces.Reader.ReadAllAsync(cancellationToken).ConfigureAwait(false))
+            {
+                // Pieces already drawn are not handed out once the caller has cancelled.
+                cancellationToken.ThrowIfCancellationRequested();
+                yield return piece;
+            }
+            finished = true;
+        }
+        finally
+        {
+            // Left early (cancelled, or the caller stopped reading): stop the loop at its next step
+            // and wait for it, so that the model is free again when this returns.
+            if (!finished)
+                stop.Cancel();
+            try
+            {
+                await producer.ConfigureAwait(false);
+            }
+            catch (Exception e)
+            {
+                failure = e;
+            }
+        }
+        if (failure is OperationCanceledException)
+            cancellationToken.ThrowIfCancellationRequested();
+        if (failure != null)
+            ExceptionDispatchInfo.Throw(failure);
+    }
+
+    void Produce(PreparedPrompt job, ChannelWriter<GenerationPiece> pieces, CancellationToken cancellationToken)
+    {
+        var continuation = Start([job])[0];
+        var result = generator.Run([job.Request], 1,
+            (_, token) => pieces.TryWrite(new GenerationPiece(continuation.Append(token), token)),
+            cancellationToken: cancellationToken)[0];
+        var rest = continuation.Finish();
+        if (result.Reason == FinishReason.Error)
+        {
+            if (rest.Length > 0)
+                pieces.TryWrite(new GenerationPiece(rest, null));
+            throw new GenerationException(result.Message ?? "the sequence could not continue");
+        }
+        pieces.TryWrite(new GenerationPiece(rest, null)
+        {
+            FinishReason = result.Reason,
+            Message = result.Message,
+            Usage = new GenerationUsage(job.Request.Prompt.Count, result.Tokens.Count, generator.Stats),
+        });
+    }
+
+    /// <summary>
+    /// Frees the weights, the cache and the device. A generation in progress is waited for: its
+    /// loop still uses them (a stream its reader left early stops at its next step).
+    /// </summary>
+    public void Dispose()
+    {
+        if (disposed)
+            return;
+        turn.Wait();
+        disposed = true;
+        loaded.Dispose();
+        backend.Dispose();
+        turn.Dispose();
+    }
+}
