@@ -213,21 +213,15 @@ public class GenerateOptionsTests
             var result = InProcessCli.Run(["generate", .. CliModels.Options(model), "--prompt", Prompt, "-n", "12", "--temperature", "0",
                 "--kv-dtype", dtype, "--device", "cpu"]);
             CliChecks.AssertGenerated(result, Prompt);
-            Assert.Equal(Prompt + GreedyText(CliModels.Options(model)[1], StorageTypes.Parse(dtype), Prompt, 12) + "\n", result.Out);
+            Assert.Equal(Prompt + GreedyText(CliModels.Options(model)[1], Enum.Parse<KvCacheType>(dtype, ignoreCase: true), Prompt, 12) + "\n", result.Out);
         }
     }
 
     /// <summary>The library's greedy continuation with the cache in <paramref name="kvType"/>.</summary>
-    static string GreedyText(string path, StorageType kvType, string prompt, int count)
+    static string GreedyText(string path, KvCacheType kvType, string prompt, int count)
     {
-        using var backend = new SimdBackend(2);
-        using var model = ModelLoader.Open(path, backend, new TransformerOptions { KvType = kvType });
-        var tokenizer = model.RequireTokenizer();
-        var ids = tokenizer.Encode(prompt, tokenizer.AddBosByDefault, parseSpecial: false);
-        var result = new Generator(model.Transformer, model.StopTokens()).Run([new GenerationRequest(ids, count, SamplerSettings.Greedy)], 1)[0];
-        var decoder = tokenizer.CreateStreamingDecoder();
-        decoder.Prime(ids);
-        return string.Concat(result.Tokens.Select(decoder.Append)) + decoder.Flush();
+        using var model = LanguageModel.Load(path, new LanguageModelOptions { Threads = 2, KvCache = kvType });
+        return model.Generate([prompt], new GenerationOptions { MaxNewTokens = count, Sampling = SamplerSettings.Greedy })[0].Text;
     }
 
     [Fact]
