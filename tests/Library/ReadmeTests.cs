@@ -1,0 +1,27 @@
+using System.Runtime.CompilerServices;
+using System.Text.RegularExpressions;
+using IlgpuLlm.Tests.EndToEnd;
+using IlgpuLlm.Tests.Support;
+
+namespace IlgpuLlm.Tests.Library;
+
+/// <summary>The README's C# example is ReadmeExample.cs, compiled with the tests, and it tells run.c's story.</summary>
+[Collection(BackendCollection.Name)]
+public class ReadmeTests
+{
+    static string Here([CallerFilePath] string path = "") => Path.GetDirectoryName(path)!;
+
+    [Fact]
+    public async Task The_readme_example_compiles_and_tells_run_c_s_story()
+    {
+        var readme = File.ReadAllText(Path.Combine(Here(), "..", "..", "README.md")).ReplaceLineEndings("\n");
+        var block = Regex.Match(readme, @"## Use it from C#\n.*?```csharp\n(.*?)```", RegexOptions.Singleline);
+        Assert.True(block.Success, "README.md has no C# block under \"## Use it from C#\"");
+        Assert.Equal(File.ReadAllText(Path.Combine(Here(), "ReadmeExample.cs")).ReplaceLineEndings("\n"), block.Groups[1].Value);
+
+        using var output = new StringWriter();
+        await Story.TellAsync(References.Stories("stories260K.bin"), output);
+        var expected = File.ReadAllText(References.Stories("expected", "expected_greedy_n64_prompt_Once_upon_a_time.txt")).TrimEnd('\n');
+        Assert.Equal(expected, output.ToString());
+    }
+}
