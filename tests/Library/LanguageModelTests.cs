@@ -155,6 +155,23 @@ public class LanguageModelTests
     }
 
     [Fact]
+    public async Task A_sequence_that_cannot_continue_is_an_error_streamed_and_a_result_in_a_batch()
+    {
+        using var temp = new TempFolder();
+        string path = temp.File("huge.gguf");
+        // The tiny model's vocabulary (t0 … t15) read as SentencePiece pieces, so that it loads with a tokenizer.
+        File.WriteAllBytes(path, NonFiniteTests.HugeFeedForwardModel().String("tokenizer.ggml.model", "llama").Build());
+        using var model = LanguageModel.Load(path, new LanguageModelOptions { Threads = 2, Slots = 2 });
+        var options = Greedy(4);
+        var error = await Assert.ThrowsAsync<GenerationException>(() => Collect(model.GenerateAsync(Prompt.FromTokens([1, 5, 6]), options)));
+        Assert.Contains("layer 0 feed-forward", error.Message);
+        var results = model.Generate([Prompt.FromTokens([1, 5, 6]), Prompt.FromTokens([1, 7])], options);
+        Assert.All(results, r => Assert.Equal(FinishReason.Error, r.FinishReason));
+        Assert.Contains("layer 0 feed-forward", results[0].Error);
+        Assert.Empty(results[0].Tokens);
+    }
+
+    [Fact]
     public async Task Cancelling_stops_between_steps_and_leaves_the_model_usable()
     {
         using var model = Load();
