@@ -86,9 +86,12 @@ public static class ModelLoader
     /// Hugging Face folder, a llama2.c tokenizer.bin beside a checkpoint, or an explicit path) and
     /// loads the decoder onto the backend.
     /// </summary>
-    public static LoadedModel Open(string path, IBackend backend, TransformerOptions options, string? tokenizerPath = null)
+    public static LoadedModel Open(string path, IBackend backend, TransformerOptions options, string? tokenizerPath = null) =>
+        Open(ModelCheckpoint.Open(path), backend, options, tokenizerPath);
+
+    /// <summary>Loads an opened checkpoint (which the result then owns, or which is disposed on failure) as <see cref="Open(string, IBackend, TransformerOptions, string?)"/> does.</summary>
+    public static LoadedModel Open(ModelCheckpoint checkpoint, IBackend backend, TransformerOptions options, string? tokenizerPath = null)
     {
-        var checkpoint = ModelCheckpoint.Open(path);
         try
         {
             var tokenizer = tokenizerPath != null ? OpenTokenizer(tokenizerPath) : FindTokenizer(checkpoint);
@@ -154,6 +157,8 @@ public static class ModelLoader
     {
         if (path.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase))
             return true;
+        if (FileKind.WhyNotRegularFile(path) != null)
+            return false;
         try
         {
             using var stream = File.OpenRead(path);

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Text.Json;
 using IlgpuLlm.Model;
 using IlgpuLlm.Model.Tokenizers;
+using IlgpuLlm.Kernels;
 using IlgpuLlm.Runtime.Generation;
 
 namespace IlgpuLlm.Cli.Commands;
@@ -19,17 +20,36 @@ public static class GenerateCommand
         var promptsFile = new Option<string?>("--prompts-file") { Description = "A file with one prompt per line, generated in batches" };
         var chat = new Option<bool>("--chat") { Description = "Wrap the prompt in the model's chat template as a user message" };
         var system = new Option<string?>("--system") { Description = "System message for --chat" };
-        var template = new Option<string?>("--chat-template") { Description = "Chat format: llama3, llama2, gemma or chatml (default: from the model)" };
-        var maxNewTokens = new Option<int>("--max-new-tokens", "-n") { Description = "Tokens to generate at most", DefaultValueFactory = _ => 256 };
-        var temperature = new Option<float>("--temperature") { Description = "Sampling temperature; 0 is greedy", DefaultValueFactory = _ => 0.8f };
-        var topK = new Option<int>("--top-k") { Description = "Keep the k most likely tokens (0: off)", DefaultValueFactory = _ => 40 };
-        var topP = new Option<float>("--top-p") { Description = "Keep the most likely tokens up to this probability mass (1: off)", DefaultValueFactory = _ => 0.95f };
-        var minP = new Option<float>("--min-p") { Description = "Drop tokens less likely than this fraction of the top one (0: off)", DefaultValueFactory = _ => 0.05f };
-        var repeatPenalty = new Option<float>("--repeat-penalty") { Description = "Penalty for tokens among the last 64 (1: off)", DefaultValueFactory = _ => 1f };
-        var seed = new Option<ulong?>("--seed", "-s") { Description = "Random seed (default: a new one, printed in the summary)" };
-        var batchSize = new Option<int>("--batch-size", "-b") { Description = "Prompts generated together with --prompts-file", DefaultValueFactory = _ => 4 };
-        var outputJson = new Option<string?>("--output-json") { Description = "Write results of --prompts-file as JSON to this file" };
-        var stop = new Option<string[]>("--stop") { Description = "Stop when the generated text contains this string (repeatable)" };
+        var template = new Option<string?>("--chat-template")
+        {
+            Description = $"Chat format (default: from the model): {string.Join(", ", ChatTemplate.Names)}",
+        };
+        template.Validators.Add(result =>
+        {
+            if (result.Tokens.Count > 0 && !ChatTemplate.Names.Contains(result.Tokens[^1].Value.Trim().ToLowerInvariant()))
+                result.AddError($"--chat-template '{result.Tokens[^1].Value}' is not one of {string.Join(", ", ChatTemplate.Names)}");
+        });
+        // Names as llama.cpp's; the names these options had before are kept as aliases.
+        var maxNewTokens = NumberOptions.Int("--n-predict", ["-n", "--max-new-tokens"], "Tokens to generate at most", Accepts<int>.AtLeast(0), 256);
+        var temperature = NumberOptions.Float("--temp", ["--temperature"], "Sampling temperature",
+            new Accepts<float>(t => t == 0 || t >= SamplingRow.MinTemperature,
+                $"0 (greedy) or a number from {SamplingRow.MinTemperature.ToString(System.Globalization.CultureInfo.InvariantCulture)} up"), 0.8f);
+        var topK = NumberOptions.Int("--top-k", [], "Keep the k most likely tokens", Accepts<int>.AtLeast(0, "0: off"), 40);
+        var topP = NumberOptions.Float("--top-p", [], "Keep the most likely tokens up to this probability mass", Accepts<float>.Above(0, 1, "1: off"), 0.95f);
+        var minP = NumberOptions.Float("--min-p", [], "Drop tokens less likely than this fraction of the top one", Accepts<float>.Between(0, 1, "0: off"), 0.05f);
+        var repeatPenalty = NumberOptions.Float("--repeat-penalty", [], "Penalty for tokens among the last 64",
+            new Accepts<float>(p => p >= SamplingRow.MinRepetitionPenalty,
+                $"a number from {SamplingRow.MinRepetitionPenalty.ToString(System.Globalization.CultureInfo.InvariantCulture)} up (1: off)"), 1f);
+        var seed = NumberOptions.Seed("Random seed (default: a new one, printed in the summary)");
+        var batchSize = NumberOptions.Int("--parallel", ["-np", "--batch-size"], "Prompts of --prompts-file generated together",
+            Accepts<int>.AtLeast(1), 4);
+        var outputJson = new Option<string?>("--output-json") { Description = "Write results of --prompts-file as JSON to this file ('-': stdout)" };
+        var stop = new Option<string[]>("--stop") { Description = "Stop when the generated text contains this string, which is left out of the output (repeatable)" };
+        stop.Validators.Add(result =>
+        {
+            if (result.Tokens.Any(t => t.Value.Length == 0))
+                result.AddError("--stop needs a non-empty string; an empty one would stop before any text");
+        });
 
         var command = new Command("generate", "Generate text with a model (streams to stdout; summary on stderr)");
         model.AddTo(command);
@@ -47,6 +67,11 @@ public static class GenerateCommand
                 throw new UsageException($"--batch-size {parse.GetValue(batchSize)} must be at least 1");
             if (parse.GetValue(outputJson) != null && parse.GetValue(promptsFile) == null)
                 throw new UsageException("--output-json needs --prompts-file");
+            model.CheckPaths(parse);
+            if (parse.GetValue(promptsFile) is string promptsPath)
+                PathArguments.Input("--prompts-file", promptsPath);
+            if (parse.GetValue(outputJson) is string jsonPath)
+                PathArguments.Output("--output-json", jsonPath, standardAllowed: true);
             if (!isChat && parse.GetValue(system) != null)
                 throw new UsageException("--system needs --chat");
             if (!isChat && parse.GetValue(template) != null)
@@ -69,7 +94,7 @@ public static class GenerateCommand
                 TopP = parse.GetValue(topP),
                 MinP = parse.GetValue(minP),
                 RepetitionPenalty = parse.GetValue(repeatPenalty),
-                Seed = parse.GetValue(seed) ?? (ulong)Random.Shared.NextInt64(),
+                Seed = NumberOptions.SeedValue(parse.GetValue(seed)) ?? (ulong)Random.Shared.NextInt64(),
             };
             try
             {
@@ -85,7 +110,7 @@ public static class GenerateCommand
             int slots = file != null ? Math.Min(parse.GetValue(batchSize), Math.Max(1, prompts.Length)) : 1;
 
             using var backend = model.CreateBackend(parse);
-            using var loaded = OpenModel(model, parse, backend, slots);
+            using var loaded = model.Open(parse, backend, model.TransformerOptions(parse, slots));
             var tokenizer = loaded.RequireTokenizer();
             var chatTemplate = isChat ? loaded.ChatTemplate(parse.GetValue(template)) : null;
             var requests = prompts.Select((p, i) => new GenerationRequest(
@@ -148,19 +173,8 @@ public static class GenerateCommand
                 continue;
             string which = file == null ? "the prompt" : $"prompt {i} (line {prompts[i].Line} of {file})";
             throw new InvalidOperationException(
-                $"{which} is {length} tokens long; the context holds {context} positions (--context, at most the model's own)");
+                $"{which} is {length} tokens long; the context holds {context} positions (--ctx-size, at most the model's own)");
         }
-    }
-
-    static LoadedModel OpenModel(ModelOptions model, ParseResult parse, IlgpuLlm.Runtime.Backends.IBackend backend, int slots)
-    {
-        var path = parse.GetValue(model.Model);
-        var options = model.TransformerOptions(parse, slots);
-        if (path != null)
-            return ModelLoader.Open(path, backend, options, parse.GetValue(model.Tokenizer));
-        Console.Error.WriteLine("note: no --model given, so this runs the built-in demo model: random weights and a byte-level vocabulary, " +
-            "so its text is meaningless. Pass --model PATH (a GGUF file, a Hugging Face folder or a llama2.c checkpoint) to run a real model.");
-        return ModelLoader.OpenDemo(backend, options);
     }
 
     /// <summary>The prompt's ids: the chat template around a user message, or the raw text (BOS alone when empty).</summary>
@@ -186,19 +200,22 @@ public static class GenerateCommand
     static int Stream(Generator generator, GenerationRequest request, ITokenizer tokenizer, string? echo,
         string backendName, SamplerSettings settings)
     {
-        var output = Console.Out;
+        // Model text reaches the terminal only through the sanitiser, and without its stop string.
+        using var output = new TerminalText.Writer(Console.Out);
         if (!string.IsNullOrEmpty(echo))
             output.Write(echo);
         var decoder = tokenizer.CreateStreamingDecoder();
         decoder.Prime(request.Prompt.ToArray());
+        var shown = new StopText(request.StopStrings);
         var result = generator.Run([request], 1, (_, token) =>
         {
-            output.Write(decoder.Append(token));
+            output.Write(shown.Push(decoder.Append(token)));
             output.Flush();
         })[0];
-        output.Write(decoder.Flush());
+        output.Write(shown.Push(decoder.Flush()));
+        output.Write(shown.Flush());
         output.WriteLine();
-        output.Flush();
+        output.Finish();
         if (result.Reason == FinishReason.Error)
         {
             Console.Error.WriteLine($"error: {result.Message}");
@@ -227,7 +244,7 @@ public static class GenerateCommand
         {
             prompt = prompt.Text,
             tokens = results[i].Tokens,
-            text = Continuation(tokenizer, requests[i].Prompt, results[i].Tokens),
+            text = StopText.Cut(Continuation(tokenizer, requests[i].Prompt, results[i].Tokens), requests[i].StopStrings),
             finish_reason = results[i].Reason.ToString().ToLowerInvariant(),
             error = results[i].Reason == FinishReason.Error ? results[i].Message : null,
         }).ToArray();
@@ -238,21 +255,15 @@ public static class GenerateCommand
                 WriteIndented = true,
                 DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull,
             });
-            try
-            {
-                File.WriteAllText(jsonPath, json);
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-            {
-                throw new IOException($"cannot write {jsonPath}: {e.Message}", e);
-            }
-            Console.Error.WriteLine($"wrote {entries.Length} results to {jsonPath}");
+            PathArguments.WriteText("--output-json", jsonPath, json + "\n");
+            Console.Error.WriteLine($"wrote {entries.Length} results to {(jsonPath == PathArguments.StandardStream ? "stdout" : jsonPath)}");
             return;
         }
+        using var output = new TerminalText.Writer(Console.Out);
         for (int i = 0; i < entries.Length; i++)
         {
-            Console.Out.WriteLine($"--- {i}: {entries[i].finish_reason}");
-            Console.Out.WriteLine(entries[i].prompt + entries[i].text);
+            output.WriteLine($"--- {i}: {entries[i].finish_reason}");
+            output.WriteLine(entries[i].prompt + entries[i].text);
         }
     }
 

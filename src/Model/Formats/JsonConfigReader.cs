@@ -15,6 +15,8 @@ internal readonly struct JsonConfigReader(string path, JsonElement element, stri
 
     public static JsonDocument Parse(string path)
     {
+        if (FileKind.WhyNotRegularFile(path) is string why)
+            throw new ModelFormatException(path, why);
         byte[] bytes;
         try
         {

@@ -80,6 +80,7 @@ public static partial class TokenizerFactory
 
     static byte[] ReadHead(string path, int count)
     {
+        TokenizerFiles.RequireRegularFile(path);
         try
         {
             using var stream = File.OpenRead(path);
