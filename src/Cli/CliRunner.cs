@@ -42,6 +42,12 @@ public static class CliRunner
             Console.Error.WriteLine($"error: {TerminalText.Line(OneLine(e.Message))}");
             return Usage;
         }
+        catch (InsufficientMemoryException e)
+        {
+            // The memory plan's refusal, with the numbers: an OutOfMemoryException, but a told one.
+            Console.Error.WriteLine($"error: {Describe(e)}");
+            return Failure;
+        }
         catch (OutOfMemoryException)
         {
             Console.Error.WriteLine("error: out of memory; a smaller --ctx-size or --parallel needs less");

@@ -30,7 +30,9 @@ public static partial class ParseErrors
             return $"{option} '{notAllowed.Groups[1].Value}' is not one of {allowed}";
         }
         if (MissingValue().Match(message) is { Success: true } missing)
-            return $"{missing.Groups[1].Value} needs a value";
+            return $"{option ?? missing.Groups[1].Value} needs a value";
+        if (Repeated().Match(message) is { Success: true } repeated)
+            return $"{option ?? repeated.Groups[1].Value} was given {repeated.Groups[2].Value} times; give it once";
         return TypeName().Replace(message, m => TypeInWords(m.Value));
     }
 
@@ -53,6 +55,9 @@ public static partial class ParseErrors
 
     [GeneratedRegex(@"^Required argument missing for option: '(.*)'")]
     private static partial Regex MissingValue();
+
+    [GeneratedRegex(@"^Option '(.*)' expects a single argument but (\d+) were provided")]
+    private static partial Regex Repeated();
 
     [GeneratedRegex(@"'?System\.[A-Za-z0-9_.`\[\],]+'?")]
     private static partial Regex TypeName();
