@@ -98,6 +98,11 @@ public static class ModelLoader
             if (tokenizer != null && tokenizer.VocabSize > checkpoint.Config.VocabSize)
                 throw new InvalidOperationException(
                     $"the tokenizer{(tokenizerPath != null ? $" {tokenizerPath}" : "")} has {tokenizer.VocabSize} tokens but {checkpoint.SourcePath} has only {checkpoint.Config.VocabSize} embedding rows; it is not this model's tokenizer");
+            // llama2.c's run.c reads exactly vocab_size tokens from tokenizer.bin: a shorter file is
+            // another model's (the padding that GGUF and Hugging Face vocabularies leave has no place here).
+            if (tokenizer != null && checkpoint.Format == ModelSourceFormat.Llama2c && tokenizer.VocabSize < checkpoint.Config.VocabSize)
+                throw new InvalidOperationException(
+                    $"the tokenizer{(tokenizerPath != null ? $" {tokenizerPath}" : "")} has {tokenizer.VocabSize} tokens but the llama2.c checkpoint {checkpoint.SourcePath} has {checkpoint.Config.VocabSize}; it is not this model's tokenizer");
             var transformer = new Transformer(checkpoint, backend, options);
             return new LoadedModel { Checkpoint = checkpoint, Tokenizer = tokenizer, Transformer = transformer };
         }

@@ -439,6 +439,7 @@ public sealed unsafe class GgufFile : IDisposable
         }
 
         CheckNoOverlap(file.Path, tensors);
+        GgufLayout.Check(file.Path, tensors, alignment);
         return new GgufFile(file, version, alignment, dataOffset, entries.ToImmutable(), byKey,
             tensors.MoveToImmutable(), byName);
     }

@@ -15,10 +15,10 @@ public static partial class TokenizerFactory
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         if (Directory.Exists(path))
-            return OpenFolder(path);
+            return TokenizerChecks.EnsureUsable(OpenFolder(path), path);
         if (!File.Exists(path))
             throw new TokenizerLoadException(path, "no such file or folder");
-        return OpenFile(path);
+        return TokenizerChecks.EnsureUsable(OpenFile(path), path);
     }
 
     static ITokenizer OpenFolder(string folder)
