@@ -70,7 +70,7 @@ public static class CliRunner
         for (var inner = e.InnerException; inner != null; inner = inner.InnerException)
             if (!message.Contains(Message(inner), StringComparison.Ordinal))
                 message += $": {Message(inner)}";
-        return TerminalText.Line(OneLine(message));
+        return TerminalText.Line(ParseErrors.WithoutTypeNames(OneLine(message)));
     }
 
     /// <summary>An exception's message without what argument exceptions append for programmers: "(Parameter 'name')", "Actual value was …".</summary>

@@ -38,6 +38,20 @@ public class ResourceLimitTests
     }
 
     [Fact]
+    public void A_gemma2_whose_sliding_window_is_two_to_the_31_minus_one_generates()
+    {
+        using var temp = new TempFolder();
+        var bytes = File.ReadAllBytes(IlgpuLlm.Tests.EndToEnd.References.Family("main", "gemma2", "model.gguf"));
+        var key = System.Text.Encoding.ASCII.GetBytes("gemma2.attention.sliding_window");
+        int at = bytes.AsSpan().IndexOf(key) + key.Length;
+        Assert.Equal(4u, BitConverter.ToUInt32(bytes, at)); // uint32 value type
+        BitConverter.TryWriteBytes(bytes.AsSpan(at + 4), int.MaxValue);
+        string model = temp.Write("window.gguf", bytes);
+        var result = InProcessCli.Run("generate", "-m", model, "--prompt", "hi", "-n", "3", "--temp", "0", "--device", "cpu", "-c", "100000000");
+        Assert.True(result.ExitCode == 0, result.ToString());
+    }
+
+    [Fact]
     public void The_memory_plan_counts_every_layer_in_long_arithmetic()
     {
         using var checkpoint = ModelCheckpoint.OpenGguf("tiny", TinyLlama.Gguf().UInt32("llama.context_length", int.MaxValue).Build());

@@ -148,6 +148,7 @@ public static class GenerateCommand
 
     static Prompt[] ReadPrompts(string file)
     {
+        MemoryPlan.EnsureFits(new FileInfo(file).Length * 8, $"reading --prompts-file {file}");
         string[] lines;
         try
         {

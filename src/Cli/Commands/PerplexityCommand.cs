@@ -29,6 +29,8 @@ public static class PerplexityCommand
         {
             int c = parse.GetValue(window);
             string path = PathArguments.Input("--file", parse.GetValue(file));
+            // The text is read whole: its bytes, its characters (UTF-16) and then its tokens.
+            MemoryPlan.EnsureFits(new FileInfo(path).Length * 8, $"reading --file {path}");
             model.CheckPaths(parse);
 
             using var backend = model.CreateBackend(parse);

@@ -33,8 +33,11 @@ public static partial class ParseErrors
             return $"{option ?? missing.Groups[1].Value} needs a value";
         if (Repeated().Match(message) is { Success: true } repeated)
             return $"{option ?? repeated.Groups[1].Value} was given {repeated.Groups[2].Value} times; give it once";
-        return TypeName().Replace(message, m => TypeInWords(m.Value));
+        return WithoutTypeNames(message);
     }
+
+    /// <summary>Any .NET type name in a message (a library's conversion error, say) in words.</summary>
+    public static string WithoutTypeNames(string message) => TypeName().Replace(message, m => TypeInWords(m.Value));
 
     /// <summary>A .NET type the parser names, as users would say it.</summary>
     static string TypeInWords(string type) => type.Trim('\'') switch
