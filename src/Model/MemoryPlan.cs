@@ -15,7 +15,11 @@ namespace IlgpuLlm.Model;
 /// option or a file cannot overflow them. A request that does not fit the memory the machine has
 /// available fails with both numbers instead of being killed halfway through zeroing its cache.
 /// </summary>
-public sealed record MemoryPlan(long WeightBytes, long CacheBytes, long WorkBytes, long LogitBytes, string CacheShape)
+/// <remarks>
+/// On a CUDA device the weights, cache and buffers live in device memory, which this plan does
+/// not see; there it checks nothing, and the device's allocator reports a request too large.
+/// </remarks>
+public sealed record MemoryPlan(long WeightBytes, long CacheBytes, long WorkBytes, long LogitBytes, string CacheShape, bool OnDevice = false)
 {
     public long TotalBytes => checked(WeightBytes + CacheBytes + WorkBytes + LogitBytes);
 
@@ -43,12 +47,14 @@ public sealed record MemoryPlan(long WeightBytes, long CacheBytes, long WorkByte
         long logitRows = Math.Max(1, Math.Min(slots, rowsPerForward));
         long logits = 4 * logitRows * ((long)config.VocabSize + 2L * config.HiddenSize);
         string shape = $"{slots} sequence{(slots == 1 ? "" : "s")} of {context.ToString("N0", CultureInfo.InvariantCulture)} positions";
-        return new MemoryPlan(weights, cache, work, logits, shape);
+        return new MemoryPlan(weights, cache, work, logits, shape, OnDevice: backend.Kind == "cuda");
     }
 
     /// <summary>Throws <see cref="InsufficientMemoryException"/> when the plan needs more than is available.</summary>
     public void EnsureFits(string model)
     {
+        if (OnDevice)
+            return;
         long available = AvailableMemory.Bytes();
         if (TotalBytes <= available)
             return;

@@ -79,6 +79,8 @@ public sealed class ArgumentSweepTests(ITestOutputHelper log, ArgumentSweepTests
         Add(Failure, "--model {pipe}: a named pipe, not a regular file", "generate", "-m", "{pipe}");
         Add(Failure, "--tokenizer {pipe}: a named pipe", [.. Generate, "--tokenizer", "{pipe}"]);
         Add(Failure, "--prompts-file {missing}", [.. Generate, "--prompts-file", "{missing}"]);
+        Add(Usage, "--prompts-file needs a path", [.. Generate, "--prompts-file", ""]);
+        Add(Usage, "--n-predict '' is not a whole number", [.. Generate, "-n", ""]);
         Add(Failure, "--prompts-file {folder} is a folder", [.. Generate, "--prompts-file", "{folder}"]);
         Add(Failure, "--prompts-file {pipe}: a named pipe", [.. Generate, "--prompts-file", "{pipe}"]);
         Add(Failure, "--output-json {file}/out.json: the folder {file} does not exist", [.. Generate, "--prompts-file", "{text}", "--output-json", "{file}/out.json"]);
@@ -88,6 +90,9 @@ public sealed class ArgumentSweepTests(ITestOutputHelper log, ArgumentSweepTests
         Add(Usage, "--tokens: 'x' is not a token id", "logits", "-m", "{stories}", "--tokens", "1 x", "-o", "{folder}/l.bin");
         Add(Usage, "--tokens: '-1' is not a token id", "logits", "-m", "{stories}", "--tokens", "1 -1", "-o", "{folder}/l.bin");
         Add(Usage, "--out needs a value", "logits", "-m", "{stories}", "--tokens", "1", "-o");
+        Add(Usage, "--tokens lists no token ids", "logits", "-m", "{stories}", "--tokens", "", "-o", "{folder}/l.bin");
+        Add(Usage, "--tokens: '99999999999' is not a token id", "logits", "-m", "{stories}", "--tokens", "99999999999", "-o", "{folder}/l.bin");
+        Add(Usage, "--out needs a path", "logits", "-m", "{stories}", "--tokens", "1", "-o", "");
         Add(Usage, "--threads 'x' is not a whole number", "logits", "--tokens", "1", "-o", "{folder}/l.bin", "-t", "x");
         Add(Failure, "--out {file}/l.bin: the folder {file} does not exist", "logits", "-m", "{stories}", "--tokens", "1", "-o", "{file}/l.bin");
         Add(Failure, "--model {pipe}: a named pipe", "logits", "-m", "{pipe}", "--tokens", "1", "-o", "{folder}/l.bin");
