@@ -141,6 +141,7 @@ public sealed class ArgumentSweepTests(ITestOutputHelper log, ArgumentSweepTests
 
         // compare
         Add(Usage, "--tokens: 'a' is not a token id", "compare", "-m", "{stories}", "--tokens", "a", "--reference", "{text}");
+        Add(Usage, "--tokens: id 600 is outside the vocabulary of 512 tokens", "compare", "-m", "{stories}", "--tokens", "1 600", "--reference", "{text}");
         Add(Failure, "--reference {missing}: no such file or folder", "compare", "-m", "{stories}", "--tokens", "1", "--reference", "{missing}");
         Add(Failure, "--reference {pipe}: a named pipe", "compare", "-m", "{stories}", "--tokens", "1", "--reference", "{pipe}");
 

@@ -38,6 +38,7 @@ public static class CompareCommand
             using var backend = model.CreateBackend(parse);
             using var loaded = model.Open(parse, backend, model.TransformerOptions(parse, slots: 1));
             int vocabulary = loaded.Config.VocabSize;
+            LogitsCommand.CheckVocabulary(ids, vocabulary);
             var expected = ReadReference(referencePath, all ? ids.Length : 1, vocabulary, ids.Length, all);
             var logits = Scoring.Logits(loaded.Transformer, ids, all);
             var positions = LogitComparison.Compare(expected, logits, vocabulary);

@@ -28,9 +28,7 @@ public static class LogitsCommand
             string path = PathArguments.Output("--out", parse.GetValue(output), standardAllowed: true);
             using var backend = model.CreateBackend(parse);
             using var loaded = model.Open(parse, backend, model.TransformerOptions(parse, slots: 1));
-            foreach (int id in ids)
-                if (id >= loaded.Config.VocabSize)
-                    throw new UsageException($"--tokens: id {id} is outside the vocabulary of {loaded.Config.VocabSize} tokens");
+            CheckVocabulary(ids, loaded.Config.VocabSize);
             if (ids.Length > loaded.Transformer.ContextLength)
                 throw new InvalidOperationException(
                     $"{ids.Length} tokens need {ids.Length} positions; the context holds {loaded.Transformer.ContextLength} (--ctx-size, at most the model's own)");
@@ -50,6 +48,14 @@ public static class LogitsCommand
             return 0;
         });
         return command;
+    }
+
+    /// <summary>Every id of --tokens must be one of the model's: a wrong id is a wrong argument.</summary>
+    public static void CheckVocabulary(int[] ids, int vocabulary)
+    {
+        foreach (int id in ids)
+            if (id >= vocabulary)
+                throw new UsageException($"--tokens: id {id} is outside the vocabulary of {vocabulary} tokens");
     }
 
     public static int[] ParseTokens(string text)
