@@ -137,7 +137,7 @@ public static class GenerateCommand
             if (failed.Length == 0)
                 return 0;
             Console.Error.WriteLine($"error: {failed.Length} of {results.Count} prompts failed; prompt {failed[0].Index} " +
-                $"(line {prompts[failed[0].Index].Line} of {file}): {failed[0].Result.Message}");
+                $"(line {prompts[failed[0].Index].Line} of {file}): {TerminalText.Line(failed[0].Result.Message ?? "")}");
             return CliRunner.Failure;
         });
         return command;
@@ -219,12 +219,12 @@ public static class GenerateCommand
         output.Finish();
         if (result.Reason == FinishReason.Error)
         {
-            Console.Error.WriteLine($"error: {result.Message}");
+            Console.Error.WriteLine($"error: {TerminalText.Line(result.Message ?? "generation failed")}");
             return CliRunner.Failure;
         }
         Report(generator.Stats, backendName, settings);
         if (result.Message != null)
-            Console.Error.WriteLine($"note: {result.Message}");
+            Console.Error.WriteLine($"note: {TerminalText.Line(result.Message)}");
         return 0;
     }
 
