@@ -24,19 +24,30 @@ public readonly record struct SamplingRow(
 {
     public static SamplingRow Greedy(int sequence = 0, int step = 0) => new(0f, 0, 1f, 0f, 1f, 0, sequence, step, 0, 0);
 
+    /// <summary>
+    /// The smallest positive temperature. Logits are divided by the temperature (and positive ones
+    /// by a penalty below 1), so together these bounds amplify a logit at most 10^4 times: a tiny
+    /// temperature would turn finite logits into infinities, and their differences into NaN. For
+    /// the limit itself, greedy decoding, use 0.
+    /// </summary>
+    public const float MinTemperature = 0.01f;
+
+    /// <summary>The smallest repetition penalty; see <see cref="MinTemperature"/>.</summary>
+    public const float MinRepetitionPenalty = 0.01f;
+
     public void Validate(int row, int vocabulary, ReadOnlySpan<int> penalizedTokens)
     {
         string where = $"sampling row {row}";
-        if (!(Temperature >= 0f) || float.IsInfinity(Temperature))
-            throw new ArgumentException($"{where}: temperature {Temperature} must be 0 (greedy) or positive and finite");
+        if (!(Temperature == 0f || Temperature >= MinTemperature) || float.IsInfinity(Temperature))
+            throw new ArgumentException($"{where}: temperature {Temperature} must be 0 (greedy) or at least {MinTemperature} and finite");
         if (TopK < 0)
             throw new ArgumentException($"{where}: top-k {TopK} must be 0 (off) or positive");
         if (!(TopP > 0f && TopP <= 1f))
             throw new ArgumentException($"{where}: top-p {TopP} must be in (0, 1] (1 is off)");
         if (!(MinP >= 0f && MinP <= 1f))
             throw new ArgumentException($"{where}: min-p {MinP} must be in [0, 1] (0 is off)");
-        if (!(RepetitionPenalty > 0f) || float.IsInfinity(RepetitionPenalty))
-            throw new ArgumentException($"{where}: repetition penalty {RepetitionPenalty} must be positive and finite (1 is off)");
+        if (!(RepetitionPenalty >= MinRepetitionPenalty) || float.IsInfinity(RepetitionPenalty))
+            throw new ArgumentException($"{where}: repetition penalty {RepetitionPenalty} must be at least {MinRepetitionPenalty} and finite (1 is off)");
         if (Sequence < 0 || Step < 0)
             throw new ArgumentException($"{where}: sequence {Sequence} and step {Step} must not be negative");
         if (PenaltyOffset < 0 || PenaltyCount < 0 || (long)PenaltyOffset + PenaltyCount > penalizedTokens.Length)

@@ -2,6 +2,7 @@ using System.Runtime.CompilerServices;
 using System.Runtime.ExceptionServices;
 using System.Threading.Channels;
 using IlgpuLlm.Model;
+using IlgpuLlm.Model.Formats;
 using IlgpuLlm.Model.Tokenizers;
 using IlgpuLlm.Runtime.Backends;
 using IlgpuLlm.Runtime.Generation;
@@ -51,6 +52,16 @@ public sealed class LanguageModel : IDisposable
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         return Create(options, (backend, transformerOptions, tokenizerPath) => ModelLoader.Open(path, backend, transformerOptions, tokenizerPath));
+    }
+
+    /// <summary>
+    /// Loads an opened checkpoint (an in-memory GGUF, say) with the tokenizer it carries or
+    /// <see cref="LanguageModelOptions.TokenizerPath"/>; the model takes ownership of it.
+    /// </summary>
+    public static LanguageModel Load(ModelCheckpoint checkpoint, LanguageModelOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(checkpoint);
+        return Create(options, (backend, transformerOptions, tokenizerPath) => ModelLoader.Open(checkpoint, backend, transformerOptions, tokenizerPath));
     }
 
     /// <summary>

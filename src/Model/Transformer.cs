@@ -86,6 +86,7 @@ public sealed class Transformer : ILanguageModel, IDisposable
         MaxRowsPerForward = options.MaxRowsPerForward;
         Slots = options.Slots;
 
+        MemoryPlan.For(checkpoint, backend, Slots, ContextLength, MaxRowsPerForward, options.KvType).EnsureFits(checkpoint.SourcePath);
         // The SIMD backend widens f16 weights with an integer sequence exact only for finite values.
         checkpoint.EnsureAllFinite();
         tokenEmbedding = Weight(checkpoint, TensorNames.TokenEmbedding);

@@ -21,7 +21,7 @@ public sealed record KvCacheLayout(
     public int RowWidth => KvHeads * HeadDim;
 
     public int Capacity(int layer) =>
-        SlidingWindows[layer] is int window ? Math.Min(ContextLength, window + MaxRowsPerForward - 1) : ContextLength;
+        SlidingWindows[layer] is int window ? (int)Math.Min(ContextLength, (long)window + MaxRowsPerForward - 1) : ContextLength;
 
     public void Validate()
     {

@@ -1,5 +1,7 @@
 using System.CommandLine;
 using System.Text.Json;
+using IlgpuLlm.Kernels;
+using IlgpuLlm.Model;
 using IlgpuLlm.Model.Tokenizers;
 using IlgpuLlm.Runtime.Generation;
 
@@ -18,17 +20,36 @@ public static class GenerateCommand
         var promptsFile = new Option<string?>("--prompts-file") { Description = "A file with one prompt per line, generated in batches" };
         var chat = new Option<bool>("--chat") { Description = "Wrap the prompt in the model's chat template as a user message" };
         var system = new Option<string?>("--system") { Description = "System message for --chat" };
-        var template = new Option<string?>("--chat-template") { Description = "Chat format: llama3, llama2, gemma or chatml (default: from the model)" };
-        var maxNewTokens = new Option<int>("--max-new-tokens", "-n") { Description = "Tokens to generate at most", DefaultValueFactory = _ => 256 };
-        var temperature = new Option<float>("--temperature") { Description = "Sampling temperature; 0 is greedy", DefaultValueFactory = _ => 0.8f };
-        var topK = new Option<int>("--top-k") { Description = "Keep the k most likely tokens (0: off)", DefaultValueFactory = _ => 40 };
-        var topP = new Option<float>("--top-p") { Description = "Keep the most likely tokens up to this probability mass (1: off)", DefaultValueFactory = _ => 0.95f };
-        var minP = new Option<float>("--min-p") { Description = "Drop tokens less likely than this fraction of the top one (0: off)", DefaultValueFactory = _ => 0.05f };
-        var repeatPenalty = new Option<float>("--repeat-penalty") { Description = "Penalty for tokens among the last 64 (1: off)", DefaultValueFactory = _ => 1f };
-        var seed = new Option<ulong?>("--seed", "-s") { Description = "Random seed (default: a new one, printed in the summary)" };
-        var batchSize = new Option<int>("--batch-size", "-b") { Description = "Prompts generated together with --prompts-file", DefaultValueFactory = _ => 4 };
-        var outputJson = new Option<string?>("--output-json") { Description = "Write results of --prompts-file as JSON to this file" };
-        var stop = new Option<string[]>("--stop") { Description = "Stop when the generated text contains this string (repeatable)" };
+        var template = new Option<string?>("--chat-template")
+        {
+            Description = $"Chat format (default: from the model): {string.Join(", ", ChatTemplate.Names)}",
+        };
+        template.Validators.Add(result =>
+        {
+            if (result.Tokens.Count > 0 && !ChatTemplate.Names.Contains(result.Tokens[^1].Value.Trim().ToLowerInvariant()))
+                result.AddError($"--chat-template '{result.Tokens[^1].Value}' is not one of {string.Join(", ", ChatTemplate.Names)}");
+        });
+        // Names as llama.cpp's; the names these options had before are kept as aliases.
+        var maxNewTokens = NumberOptions.Int("--n-predict", ["-n", "--max-new-tokens"], "Tokens to generate at most", Accepts<int>.AtLeast(0), 256);
+        var temperature = NumberOptions.Float("--temp", ["--temperature"], "Sampling temperature",
+            new Accepts<float>(t => t == 0 || t >= SamplingRow.MinTemperature,
+                $"0 (greedy) or a number from {SamplingRow.MinTemperature.ToString(System.Globalization.CultureInfo.InvariantCulture)} up"), 0.8f);
+        var topK = NumberOptions.Int("--top-k", [], "Keep the k most likely tokens", Accepts<int>.AtLeast(0, "0: off"), 40);
+        var topP = NumberOptions.Float("--top-p", [], "Keep the most likely tokens up to this probability mass", Accepts<float>.Above(0, 1, "1: off"), 0.95f);
+        var minP = NumberOptions.Float("--min-p", [], "Drop tokens less likely than this fraction of the top one", Accepts<float>.Between(0, 1, "0: off"), 0.05f);
+        var repeatPenalty = NumberOptions.Float("--repeat-penalty", [], "Penalty for tokens among the last 64",
+            new Accepts<float>(p => p >= SamplingRow.MinRepetitionPenalty,
+                $"a number from {SamplingRow.MinRepetitionPenalty.ToString(System.Globalization.CultureInfo.InvariantCulture)} up (1: off)"), 1f);
+        var seed = NumberOptions.Seed("Random seed (default: a new one, printed in the summary)");
+        var batchSize = NumberOptions.Int("--parallel", ["-np", "--batch-size"], "Prompts of --prompts-file generated together",
+            Accepts<int>.AtLeast(1), 4);
+        var outputJson = new Option<string?>("--output-json") { Description = "Write results of --prompts-file as JSON to this file ('-': stdout)" };
+        var stop = new Option<string[]>("--stop") { Description = "Stop when the generated text contains this string, which is left out of the output (repeatable)" };
+        stop.Validators.Add(result =>
+        {
+            if (result.Tokens.Any(t => t.Value.Length == 0))
+                result.AddError("--stop needs a non-empty string; an empty one would stop before any text");
+        });
 
         var command = new Command("generate", "Generate text with a model (streams to stdout; summary on stderr)");
         model.AddTo(command);
@@ -40,27 +61,17 @@ public static class GenerateCommand
             bool isChat = parse.GetValue(chat);
             if (parse.GetValue(prompt) != null && parse.GetValue(promptsFile) != null)
                 throw new UsageException("give either --prompt or --prompts-file, not both");
-            if (parse.GetValue(maxNewTokens) < 0)
-                throw new UsageException($"--max-new-tokens {parse.GetValue(maxNewTokens)} must not be negative");
-            if (parse.GetValue(batchSize) < 1)
-                throw new UsageException($"--batch-size {parse.GetValue(batchSize)} must be at least 1");
             if (parse.GetValue(outputJson) != null && parse.GetValue(promptsFile) == null)
                 throw new UsageException("--output-json needs --prompts-file");
+            model.CheckPaths(parse);
+            if (parse.GetValue(promptsFile) is string promptsPath)
+                PathArguments.Input("--prompts-file", promptsPath);
+            if (parse.GetValue(outputJson) is string jsonPath)
+                PathArguments.Output("--output-json", jsonPath, standardAllowed: true);
             if (!isChat && parse.GetValue(system) != null)
                 throw new UsageException("--system needs --chat");
             if (!isChat && parse.GetValue(template) != null)
                 throw new UsageException("--chat-template needs --chat");
-            if (parse.GetValue(template) is string templateName)
-            {
-                try
-                {
-                    ChatTemplate.FromName(templateName);
-                }
-                catch (ArgumentException)
-                {
-                    throw new UsageException($"--chat-template '{templateName}' is not one of llama3, llama2, gemma, chatml, qwen2.5");
-                }
-            }
             var generation = new GenerationOptions
             {
                 MaxNewTokens = parse.GetValue(maxNewTokens),
@@ -71,7 +82,7 @@ public static class GenerateCommand
                     TopP = parse.GetValue(topP),
                     MinP = parse.GetValue(minP),
                     RepetitionPenalty = parse.GetValue(repeatPenalty),
-                    Seed = parse.GetValue(seed) ?? (ulong)Random.Shared.NextInt64(),
+                    Seed = NumberOptions.SeedValue(parse.GetValue(seed)) ?? (ulong)Random.Shared.NextInt64(),
                 },
                 StopStrings = parse.GetValue(stop) ?? [],
             };
@@ -88,7 +99,7 @@ public static class GenerateCommand
             var file = parse.GetValue(promptsFile);
             var lines = file != null ? ReadPrompts(file) : [new PromptLine(parse.GetValue(prompt) ?? "", 0)];
             int slots = file != null ? Math.Min(parse.GetValue(batchSize), Math.Max(1, lines.Length)) : 1;
-            using var llm = OpenModel(model, parse, slots, isChat ? parse.GetValue(template) : null);
+            using var llm = model.OpenLanguageModel(parse, slots, isChat ? parse.GetValue(template) : null);
             var prompts = lines.Select(line => isChat ? Prompt.FromMessages(Messages(line.Text, parse.GetValue(system))) : Prompt.FromText(line.Text)).ToArray();
             try
             {
@@ -101,14 +112,14 @@ public static class GenerateCommand
                 if (failed.Length == 0)
                     return 0;
                 Console.Error.WriteLine($"error: {failed.Length} of {results.Count} prompts failed; prompt {failed[0].Index} " +
-                    $"(line {lines[failed[0].Index].Line} of {file}): {failed[0].Result.Error}");
+                    $"(line {lines[failed[0].Index].Line} of {file}): {TerminalText.Line(failed[0].Result.Error ?? "")}");
                 return CliRunner.Failure;
             }
             catch (PromptTooLongException e)
             {
                 string which = e.Index is int i ? $"prompt {i} (line {lines[i].Line} of {file})" : "the prompt";
                 throw new InvalidOperationException(
-                    $"{which} is {e.Length} tokens long; the context holds {e.Limit} positions (--context, at most the model's own)");
+                    $"{which} is {e.Length} tokens long; the context holds {e.Limit} positions (--ctx-size, at most the model's own)");
             }
         });
         return command;
@@ -119,6 +130,7 @@ public static class GenerateCommand
 
     static PromptLine[] ReadPrompts(string file)
     {
+        MemoryPlan.EnsureFits(new FileInfo(file).Length * 8, $"reading --prompts-file {file}");
         string[] lines;
         try
         {
@@ -132,17 +144,6 @@ public static class GenerateCommand
         if (prompts.Length == 0)
             throw new InvalidOperationException($"{file} holds no prompts (one per line; blank lines are skipped)");
         return prompts;
-    }
-
-    static LanguageModel OpenModel(ModelOptions model, ParseResult parse, int slots, string? chatTemplate)
-    {
-        var path = parse.GetValue(model.Model);
-        var options = model.LanguageModelOptions(parse, slots, chatTemplate);
-        if (path != null)
-            return LanguageModel.Load(path, options);
-        Console.Error.WriteLine("note: no --model given, so this runs the built-in demo model: random weights and a byte-level vocabulary, " +
-            "so its text is meaningless. Pass --model PATH (a GGUF file, a Hugging Face folder or a llama2.c checkpoint) to run a real model.");
-        return LanguageModel.LoadDemo(options);
     }
 
     /// <summary>--chat's conversation: the --system message, if any, and the prompt as the user's.</summary>
@@ -160,7 +161,8 @@ public static class GenerateCommand
     {
         // Encoding and the context check happen here, before anything is printed.
         var pieces = llm.GenerateAsync(prompt, generation, cancellation);
-        var output = Console.Out;
+        // Model text reaches the terminal only through the sanitiser.
+        using var output = new TerminalText.Writer(Console.Out);
         if (!string.IsNullOrEmpty(echo))
             output.Write(echo);
         GenerationPiece? last = null;
@@ -176,11 +178,11 @@ public static class GenerateCommand
         finally
         {
             output.WriteLine();
-            output.Flush();
+            output.Finish();
         }
         Report(last!.Usage!.Run, llm.Device, generation.Sampling);
         if (last.Message != null)
-            Console.Error.WriteLine($"note: {last.Message}");
+            Console.Error.WriteLine($"note: {TerminalText.Line(last.Message)}");
         return 0;
     }
 
@@ -212,21 +214,15 @@ public static class GenerateCommand
                 WriteIndented = true,
                 DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull,
             });
-            try
-            {
-                File.WriteAllText(jsonPath, json);
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-            {
-                throw new IOException($"cannot write {jsonPath}: {e.Message}", e);
-            }
-            Console.Error.WriteLine($"wrote {entries.Length} results to {jsonPath}");
+            PathArguments.WriteText("--output-json", jsonPath, json + "\n");
+            Console.Error.WriteLine($"wrote {entries.Length} results to {(jsonPath == PathArguments.StandardStream ? "stdout" : jsonPath)}");
             return;
         }
+        using var output = new TerminalText.Writer(Console.Out);
         for (int i = 0; i < entries.Length; i++)
         {
-            Console.Out.WriteLine($"--- {i}: {entries[i].finish_reason}");
-            Console.Out.WriteLine(entries[i].prompt + entries[i].text);
+            output.WriteLine($"--- {i}: {entries[i].finish_reason}");
+            output.WriteLine(entries[i].prompt + entries[i].text);
         }
     }
 }

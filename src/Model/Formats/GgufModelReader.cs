@@ -12,9 +12,10 @@ internal static class GgufModelReader
 {
     public const string ArchitectureKey = "general.architecture";
 
-    public static ModelCheckpoint Open(string path)
+    public static ModelCheckpoint Open(string path) => Open(GgufFile.Open(path));
+
+    public static ModelCheckpoint Open(GgufFile gguf)
     {
-        var gguf = GgufFile.Open(path);
         try
         {
             return Build(gguf);

@@ -63,8 +63,8 @@ public sealed class ModelCheckpoint : IDisposable
     {
         if (Directory.Exists(path))
             return HuggingFaceModelReader.Open(path);
-        if (!File.Exists(path))
-            throw new ModelFormatException(path, "no such file or folder");
+        if (FileKind.WhyNotRegularFile(path) is string why)
+            throw new ModelFormatException(path, why);
         if (path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase)
             || path.EndsWith(".safetensors.index.json", StringComparison.OrdinalIgnoreCase)
             || System.IO.Path.GetFileName(path) == "config.json")
@@ -102,6 +102,9 @@ public sealed class ModelCheckpoint : IDisposable
     }
 
     public static ModelCheckpoint OpenGguf(string path) => GgufModelReader.Open(path);
+
+    /// <summary>A GGUF model held in memory (one shipped inside an assembly); <paramref name="name"/> is its <see cref="SourcePath"/>.</summary>
+    public static ModelCheckpoint OpenGguf(string name, ReadOnlySpan<byte> bytes) => GgufModelReader.Open(GgufFile.FromBytes(name, bytes));
 
     /// <summary>Opens a transformers folder: config.json (+ generation_config.json) and model.safetensors or its sharded index.</summary>
     public static ModelCheckpoint OpenHuggingFace(string folder) => HuggingFaceModelReader.Open(folder);
