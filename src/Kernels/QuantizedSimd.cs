@@ -27,7 +27,7 @@ public unsafe interface IQuantizedBlocks
 /// panel. Either way the order is the f32 linear's, so the bits are the f32 linear's on the
 /// dequantized weights.
 /// </summary>
-public static unsafe class QuantizedSimd
+public static unsafe partial class QuantizedSimd
 {
     /// <summary>Dequantizes whole blocks of <paramref name="format"/> at the given SIMD level.</summary>
     public static void Dequantize(SimdLevel level, QuantFormat format, byte* blocks, float* destination, long count)
@@ -133,6 +133,16 @@ public static unsafe class QuantizedSimd
         var level = job.Level;
         float* rows = Scratch.For((long)DecodeGroup * k);
         int n = start;
+        if (level == SimdLevel.Avx512 && shape.Rows == 1)
+            n = TBlocks.Format switch
+            {
+                QuantFormat.Q8_0 => DecodeInRegisters<Q8_0Steps>(job, start, end),
+                QuantFormat.Q4_0 => DecodeInRegisters<Q4_0Steps>(job, start, end),
+                QuantFormat.Q4_K => DecodeInRegisters<Q4_KSteps>(job, start, end),
+                QuantFormat.Q5_K => DecodeInRegisters<Q5_KSteps>(job, start, end),
+                QuantFormat.Q6_K => DecodeInRegisters<Q6_KSteps>(job, start, end),
+                _ => start,
+            };
         if (level == SimdLevel.Avx512)
         {
             var dots = stackalloc float[DecodeGroup];
@@ -440,30 +450,29 @@ public unsafe struct Q3_KBlocks : IQuantizedBlocks
         QuantizedSimd.Reference(Format, blocks, y, count);
 }
 
-/// <summary>The (d · sc, dmin · m) pairs of the eight groups of a Q4_K / Q5_K block.</summary>
-file static unsafe class KScales
+/// <summary>The d · sc and −dmin · m of the eight groups of a Q4_K / Q5_K block.</summary>
+static unsafe class KScales
 {
+    /// <summary>
+    /// scale[j] = d · sc_j and negativeMin[j] = −(dmin · m_j): get_scale_min_k4 for all eight groups
+    /// at once with ggml's 32-bit shuffle of the twelve bytes (sc in bytes 0–7, m in bytes 8–15),
+    /// widened and multiplied eight at a time (each product exact, as in the reference). No
+    /// stack buffer, so it inlines into the decode loops and their accumulators stay in registers.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void Read(byte* block, float* scale, float* min)
+    public static void Read(byte* block, float* scale, float* negativeMin)
     {
-        float d = QuantizedSimd.Half(block), dmin = QuantizedSimd.Half(block + 2);
-        byte* q = block + 4;
-        for (int j = 0; j < 8; j++)
-        {
-            int sc, m;
-            if (j < 4)
-            {
-                sc = q[j] & 63;
-                m = q[j + 4] & 63;
-            }
-            else
-            {
-                sc = (q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4);
-                m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-            }
-            scale[j] = d * sc;
-            min[j] = dmin * m;
-        }
+        const uint low6 = 0x3F3F3F3F, low4 = 0x0F0F0F0F, low2 = 0x03030303;
+        uint u0 = Unsafe.ReadUnaligned<uint>(block + 4), u1 = Unsafe.ReadUnaligned<uint>(block + 8), u2 = Unsafe.ReadUnaligned<uint>(block + 12);
+        var packed = Vector128.Create(
+            u0 & low6,
+            (u2 & low4) | (((u0 >> 6) & low2) << 4),
+            u1 & low6,
+            ((u2 >> 4) & low4) | (((u1 >> 6) & low2) << 4)).AsByte();
+        var scales = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(packed));
+        var mins = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(packed, 8)));
+        (scales * Vector256.Create(QuantizedSimd.Half(block))).Store(scale);
+        (mins * Vector256.Create(-QuantizedSimd.Half(block + 2))).Store(negativeMin);
     }
 }
 
@@ -490,8 +499,8 @@ public unsafe struct Q4_KBlocks : IQuantizedBlocks
                 if (level == SimdLevel.Avx512)
                 {
                     // (d·sc)·q is exact, so the fused form rounds exactly as the reference's q·(d·sc) − dmin·m.
-                    var table0 = Vector512.FusedMultiplyAdd(QuantizedSimd.Codes16, Vector512.Create(scale[j]), Vector512.Create(-min[j]));
-                    var table1 = Vector512.FusedMultiplyAdd(QuantizedSimd.Codes16, Vector512.Create(scale[j + 1]), Vector512.Create(-min[j + 1]));
+                    var table0 = Vector512.FusedMultiplyAdd(QuantizedSimd.Codes16, Vector512.Create(scale[j]), Vector512.Create(min[j]));
+                    var table1 = Vector512.FusedMultiplyAdd(QuantizedSimd.Codes16, Vector512.Create(scale[j + 1]), Vector512.Create(min[j + 1]));
                     var codes0 = QuantizedSimd.Bytes16(q);
                     var codes1 = QuantizedSimd.Bytes16(q + 16);
                     Avx512F.PermuteVar16x32(table0, codes0).Store(out0);
@@ -502,9 +511,9 @@ public unsafe struct Q4_KBlocks : IQuantizedBlocks
                 else
                 {
                     var s0 = Vector256.Create(scale[j]);
-                    var m0 = Vector256.Create(-min[j]);
+                    var m0 = Vector256.Create(min[j]);
                     var s1 = Vector256.Create(scale[j + 1]);
-                    var m1 = Vector256.Create(-min[j + 1]);
+                    var m1 = Vector256.Create(min[j + 1]);
                     for (int i = 0; i < 32; i += 8)
                     {
                         var codes = QuantizedSimd.Bytes8(q + i);
@@ -540,7 +549,7 @@ public unsafe struct Q5_KBlocks : IQuantizedBlocks
             for (int j = 0; j < 8; j++)
             {
                 var s = Vector512.Create(scale[j]);
-                var m = Vector512.Create(-min[j]);
+                var m = Vector512.Create(min[j]);
                 var low = Vector512.FusedMultiplyAdd(QuantizedSimd.Codes16, s, m);
                 var high = Vector512.FusedMultiplyAdd(QuantizedSimd.Codes16 + sixteen, s, m);
                 byte* bytes = q + 32 * (j >> 1);
