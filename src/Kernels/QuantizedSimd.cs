@@ -229,12 +229,14 @@ public static unsafe partial class QuantizedSimd
         }
     }
 
-    /// <summary>Gathers dequantized rows times <paramref name="scale"/>; the ids must already be validated against the vocabulary.</summary>
+    /// <summary>
+    /// Gathers dequantized rows times <paramref name="scale"/>; the ids must already be validated
+    /// against the vocabulary. Work items are <see cref="EmbeddingSimd.BlockWidth"/> (4096) weights
+    /// of a row, whole blocks of every format.
+    /// </summary>
     public static void Embedding(CpuWorkers workers, SimdLevel level, EmbeddingJob job, byte* table, QuantFormat format, int* ids,
         float* output, EmbeddingShape shape, float scale)
     {
-        if (EmbeddingSimd.BlockWidth % QuantFormats.SuperBlock != 0)
-            throw new InvalidOperationException("embedding segments must be whole blocks");
         job.Table = table;
         job.Format = format;
         job.Ids = ids;
