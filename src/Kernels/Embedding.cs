@@ -55,13 +55,22 @@ public static partial class Embedding
     /// One thread per output element, threads of a row over its width: neighbouring threads read
     /// neighbouring table elements of the same id, so loads and stores are coalesced.
     /// </summary>
-    [GpuKernel]
+    [GpuKernel(ReadsWeights = true)]
     static void Kernel<TTable>(Index1D index, Args<TTable> a) where TTable : struct, IStorage
     {
         int row = index / a.Width;
         int column = index - row * a.Width;
         a.Output[index] = Mul(a.Table.Load((long)a.Ids[row] * a.Width + column), a.Scale);
     }
+
+    /// <summary>
+    /// Launches the gather with the table behind any <see cref="IStorage"/> (the quantized
+    /// formats' included); the caller has validated the buffers and the ids.
+    /// </summary>
+    internal static void Launch<TTable>(KernelLibrary library, TTable table, ArrayView<int> ids, ArrayView<float> output,
+        EmbeddingShape shape, float scale) where TTable : struct, IStorage =>
+        library.GetElementwise<Args<TTable>>(Kernel)(Elementwise.ThreadCount("embedding: output", (long)shape.Rows * shape.Width),
+            new Args<TTable> { Table = table, Ids = ids, Output = output, Width = shape.Width, Scale = scale });
 
     /// <summary>
     /// Launches the gather. <paramref name="ids"/> is already on the device; the caller validated

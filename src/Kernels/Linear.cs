@@ -60,7 +60,7 @@ public static class Linear
     /// accumulator, and parks the lanes in shared memory; after one barrier, thread c folds output
     /// c's 32 lanes with the canonical tree. Tiling changes the speed, never the order.
     /// </summary>
-    [GpuKernel]
+    [GpuKernel(ReadsWeights = true)]
     static void Kernel<TWeights>(Args<TWeights> a) where TWeights : struct, IStorage
     {
         var partials = SharedMemory.Allocate<float>(RowsPerGroup * MaxOutputsPerGroup * LaneStride);
@@ -120,6 +120,23 @@ public static class Linear
         accelerator.AcceleratorType == AcceleratorType.CPU
             ? MaxOutputsPerGroup
             : Math.Clamp(outFeatures / 1024, 1, MaxOutputsPerGroup);
+
+    /// <summary>
+    /// Launches the kernel with the weights behind any <see cref="IStorage"/> (the quantized
+    /// formats' included); the caller has validated the buffers.
+    /// </summary>
+    internal static void Launch<TWeights>(KernelLibrary library, ArrayView<float> x, TWeights w, ArrayView<float>? bias,
+        ArrayView<float> y, LinearShape shape) where TWeights : struct, IStorage
+    {
+        int rowTiles = (shape.Rows + RowsPerGroup - 1) / RowsPerGroup;
+        int perGroup = OutputsPerGroup(library.Accelerator, shape.OutFeatures);
+        int outputTiles = (shape.OutFeatures + perGroup - 1) / perGroup;
+        library.Get<Args<TWeights>>(Kernel)(new KernelConfig(checked(rowTiles * outputTiles), KernelContext.WarpSize), new Args<TWeights>
+        {
+            X = x, W = w, Bias = bias ?? x, Y = y, Rows = shape.Rows, OutFeatures = shape.OutFeatures,
+            InFeatures = shape.InFeatures, HasBias = bias.HasValue ? 1 : 0, OutputsPerGroup = perGroup,
+        });
+    }
 
     public static void Run(KernelLibrary library, ArrayView<float> x, ArrayView<byte> w, StorageType wType,
         ArrayView<float>? bias, ArrayView<float> y, LinearShape shape)

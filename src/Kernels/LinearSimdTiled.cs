@@ -42,7 +42,7 @@ public static unsafe partial class LinearSimd
     /// Outputs per block: whole tiles, few enough that the panel fits its budget, in a number of
     /// blocks that the threads share evenly.
     /// </summary>
-    static int BlockOutputsFor(LinearShape shape, int threads)
+    internal static int BlockOutputsFor(LinearShape shape, int threads)
     {
         int tiles = (shape.OutFeatures + TileOutputs - 1) / TileOutputs;
         long panelFloatsPerTile = (long)StepsOf(shape.InFeatures) * 32 * TileOutputs;
@@ -72,7 +72,7 @@ public static unsafe partial class LinearSimd
     }
 
     /// <summary>A 64-byte aligned native buffer of at least <paramref name="floats"/>, reallocated only to grow.</summary>
-    static float* Grow(ref float* buffer, ref long capacity, long floats)
+    internal static float* Grow(ref float* buffer, ref long capacity, long floats)
     {
         if (floats > capacity)
         {
@@ -94,7 +94,7 @@ public static unsafe partial class LinearSimd
     /// rows' values at k = 32s + 4q + jj, zero beyond the row's end and beyond the last row.
     /// Owned by the job between calls.
     /// </summary>
-    static void PackRows(Job job)
+    internal static void PackRows(Job job)
     {
         var shape = job.Shape;
         int k = shape.InFeatures, steps = StepsOf(k);
@@ -123,7 +123,27 @@ public static unsafe partial class LinearSimd
         }
     }
 
-    static void TiledBlocks<T>(Job job, int firstBlock, int endBlock) where T : struct, IStoredVectors
+    /// <summary>Fills a block's panel with the widened weights of outputs [first, first + outputs).</summary>
+    internal interface IPanelSource
+    {
+        static abstract void Pack(Job job, int first, int outputs, int paddedOutputs, float* panel);
+    }
+
+    /// <summary>Weights stored as f32, f16 or bf16, widened straight into the panel.</summary>
+    struct StoredPanel<T> : IPanelSource where T : struct, IStoredVectors
+    {
+        public static void Pack(Job job, int first, int outputs, int paddedOutputs, float* panel)
+        {
+            int k = job.Shape.InFeatures;
+            PackPanel<T>(job.W, (long)first * k, k, outputs, paddedOutputs, k, panel);
+        }
+    }
+
+    static void TiledBlocks<T>(Job job, int firstBlock, int endBlock) where T : struct, IStoredVectors =>
+        TiledPanels<StoredPanel<T>>(job, firstBlock, endBlock);
+
+    /// <summary>The tiled blocks [firstBlock, endBlock), each panel filled by <typeparamref name="TPanel"/>.</summary>
+    internal static void TiledPanels<TPanel>(Job job, int firstBlock, int endBlock) where TPanel : struct, IPanelSource
     {
         var scratch = tileScratch ??= new TileScratch();
         var shape = job.Shape;
@@ -139,7 +159,7 @@ public static unsafe partial class LinearSimd
             int outputs = Math.Min(blockOutputs, shape.OutFeatures - n0);
             int paddedOutputs = (outputs + TileOutputs - 1) / TileOutputs * TileOutputs;
             int panelStep = paddedOutputs * TileLanes;
-            PackPanel<T>(job.W, (long)n0 * k, k, outputs, paddedOutputs, k, panel);
+            TPanel.Pack(job, n0, outputs, paddedOutputs, panel);
             for (int g = 0; g < groups; g++)
             {
                 // Accumulator vector (c, lane) of this row group at (c · 32 + lane) · 16.
@@ -167,7 +187,7 @@ public static unsafe partial class LinearSimd
     /// lane group q, step s, output c, lane jj — so a tile reads its steps contiguously — with
     /// zeros beyond depth and for the padding outputs.
     /// </summary>
-    static void PackPanel<T>(byte* w, long first, int rowLength, int outputs, int paddedOutputs, int depth, float* panel)
+    internal static void PackPanel<T>(byte* w, long first, int rowLength, int outputs, int paddedOutputs, int depth, float* panel)
         where T : struct, IStoredVectors
     {
         int steps = StepsOf(depth), full = depth & ~15;

@@ -9,7 +9,11 @@ namespace IlgpuLlm.Kernels;
 
 /// <summary>Marks a method as a GPU kernel of the library, so the PTX checks find every one.</summary>
 [AttributeUsage(AttributeTargets.Method)]
-public sealed class GpuKernelAttribute : Attribute;
+public sealed class GpuKernelAttribute : Attribute
+{
+    /// <summary>Whether its storage parameter holds weights, which may also be in a quantized block format.</summary>
+    public bool ReadsWeights { get; init; }
+}
 
 /// <summary>
 /// Every kernel of the library, instantiated for every storage type its type parameters accept.
@@ -17,6 +21,12 @@ public sealed class GpuKernelAttribute : Attribute;
 public static class KernelCatalog
 {
     static readonly Type[] StorageTypes = [typeof(F32Storage), typeof(F16Storage), typeof(Bf16Storage)];
+
+    static readonly Type[] WeightStorageTypes =
+    [
+        .. StorageTypes, typeof(Q4_0Storage), typeof(Q4_1Storage), typeof(Q5_0Storage), typeof(Q5_1Storage), typeof(Q8_0Storage),
+        typeof(Q2_KStorage), typeof(Q3_KStorage), typeof(Q4_KStorage), typeof(Q5_KStorage), typeof(Q6_KStorage),
+    ];
 
     public static IEnumerable<MethodInfo> All()
     {
@@ -31,18 +41,19 @@ public static class KernelCatalog
                 yield return method;
                 continue;
             }
-            foreach (var arguments in Combinations(method.GetGenericArguments()))
+            var storage = method.GetCustomAttribute<GpuKernelAttribute>()!.ReadsWeights ? WeightStorageTypes : StorageTypes;
+            foreach (var arguments in Combinations(method.GetGenericArguments(), storage))
                 yield return method.MakeGenericMethod(arguments);
         }
     }
 
-    static IEnumerable<Type[]> Combinations(Type[] parameters)
+    static IEnumerable<Type[]> Combinations(Type[] parameters, Type[] storageTypes)
     {
         IEnumerable<Type[]> result = [[]];
         foreach (var parameter in parameters)
         {
             var choices = parameter.GetGenericParameterConstraints().Contains(typeof(IStorage))
-                ? StorageTypes
+                ? storageTypes
                 : throw new NotSupportedException($"kernel type parameter {parameter.Name} has no known instantiations");
             result = result.SelectMany(prefix => choices.Select(choice => prefix.Append(choice).ToArray()));
         }

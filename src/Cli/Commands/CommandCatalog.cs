@@ -12,6 +12,7 @@ public static class CommandCatalog
         yield return TokenizeCommand.Create();
         yield return InspectCommand.Create();
         yield return CreateModelCommand.Create();
+        yield return QuantizeCommand.Create();
         yield return BenchCommand.Create();
         yield return PerplexityCommand.Create();
         yield return CompareCommand.Create();

@@ -117,7 +117,7 @@ public static class CreateModelCommand
         }
     }
 
-    static void CheckOutput(string path, ModelSourceFormat format, bool force)
+    internal static void CheckOutput(string path, ModelSourceFormat format, bool force)
     {
         if (path.Trim().Length == 0)
             throw new UsageException("--out needs a path; it was empty");
@@ -143,7 +143,7 @@ public static class CreateModelCommand
     }
 
     /// <summary>Writes with a progress bar on stderr when it is a terminal, silently otherwise.</summary>
-    static void Write(ModelWritePlan plan, string what, CancellationToken cancellation)
+    internal static void Write(ModelWritePlan plan, string what, CancellationToken cancellation)
     {
         if (Console.IsErrorRedirected)
         {
@@ -177,7 +177,7 @@ public static class CreateModelCommand
         _ => n.ToString(CultureInfo.InvariantCulture),
     };
 
-    static string Bytes(long n) => n switch
+    internal static string Bytes(long n) => n switch
     {
         >= 1L << 30 => string.Create(CultureInfo.InvariantCulture, $"{n / (double)(1L << 30):F2} GiB"),
         >= 1L << 20 => string.Create(CultureInfo.InvariantCulture, $"{n / (double)(1L << 20):F1} MiB"),

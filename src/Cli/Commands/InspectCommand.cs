@@ -1,4 +1,5 @@
 using System.CommandLine;
+using IlgpuLlm.Kernels;
 using IlgpuLlm.Model.Formats;
 using Spectre.Console;
 
@@ -29,11 +30,12 @@ public static class InspectCommand
             long parameters = 0, bytes = 0;
             foreach (var tensor in checkpoint.Tensors)
             {
-                tensors.AddRow(Markup.Escape(TerminalText.Sanitize(tensor.Name)), tensor.DataType.ToString().ToLowerInvariant(),
+                // A quantized tensor shows its block format and the bytes of its blocks (its values are their dequantization).
+                tensors.AddRow(Markup.Escape(TerminalText.Sanitize(tensor.Name)), (tensor.Quantized?.Format.Name() ?? tensor.DataType.ToString()).ToLowerInvariant(),
                     Markup.Escape("[" + string.Join(", ", tensor.Shape) + "]"),
                     Markup.Escape(TerminalText.Sanitize(tensor.Transformation == null ? tensor.SourceName : $"{tensor.SourceName} ({tensor.Transformation})")));
                 parameters += tensor.ElementCount;
-                bytes += tensor.ByteLength;
+                bytes += tensor.Quantized?.ByteLength ?? tensor.ByteLength;
             }
             console.Write(tensors);
             console.WriteLine($"{checkpoint.Tensors.Length} tensors, {parameters:N0} parameters, {bytes / 1048576.0:F1} MiB");

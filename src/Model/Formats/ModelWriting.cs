@@ -207,6 +207,48 @@ internal static class ModelWriting
         destination.Write(converted);
     }
 
+    /// <summary>
+    /// Streams a matrix quantized to <paramref name="format"/> row by row (ggml's reference
+    /// quantizers, <see cref="BlockQuantizer"/>); with <paramref name="heads"/> set, its rows are
+    /// first permuted into llama.cpp's adjacent-pair rotary order as <see cref="CopyRotaryInterleaved"/>
+    /// does (rows are quantized independently, so permuting before or after is the same).
+    /// Rows of a chunk are quantized in parallel; each row's bytes depend on that row alone.
+    /// </summary>
+    public static void CopyQuantized(Stream destination, TensorSource source, QuantFormat format, int? heads = null, int headDim = 0,
+        CancellationToken cancellation = default)
+    {
+        long rowLength = source.RowLength, rows = source.RowCount;
+        int rowBytes = checked((int)format.RowBytes(rowLength));
+        int width = checked((int)rowLength);
+        // A chunk is whole heads when rows are permuted, so each chunk permutes on its own.
+        int group = heads is null ? 1 : headDim;
+        if (heads is { } h && rows != (long)h * headDim)
+            throw new ArgumentException($"tensor '{source.Name}': {rows} rows is not {h} heads × {headDim}");
+        int chunkRows = Math.Max(group, (int)Math.Min(rows, Math.Max(1, ChunkElements / width)) / group * group);
+        var values = new float[(long)chunkRows * width];
+        var ordered = heads is null ? values : new float[values.Length];
+        var blocks = new byte[(long)chunkRows * rowBytes];
+        for (long first = 0; first < rows; first += chunkRows)
+        {
+            cancellation.ThrowIfCancellationRequested();
+            int n = (int)Math.Min(chunkRows, rows - first);
+            source.ReadFloat32(first * rowLength, values.AsSpan(0, n * width));
+            if (heads is not null)
+            {
+                int half = headDim / 2;
+                for (int head = 0; head < n / headDim; head++)
+                    for (int j = 0; j < 2; j++)
+                        for (int k = 0; k < half; k++)
+                            values.AsSpan(((head * headDim) + j * half + k) * width, width)
+                                .CopyTo(ordered.AsSpan(((head * headDim) + 2 * k + j) * width, width));
+            }
+            var input = ordered;
+            Parallel.For(0, n, new ParallelOptions { CancellationToken = cancellation }, row =>
+                BlockQuantizer.Quantize(format, input.AsSpan(row * width, width), blocks.AsSpan(row * rowBytes, rowBytes)));
+            destination.Write(blocks, 0, n * rowBytes);
+        }
+    }
+
     /// <summary>A float written so that reading it back as a double and rounding to f32 gives it exactly.</summary>
     public static string JsonNumber(float value)
     {

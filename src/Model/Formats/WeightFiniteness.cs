@@ -13,9 +13,21 @@ namespace IlgpuLlm.Model.Formats;
 /// </summary>
 public static unsafe class WeightFiniteness
 {
-    /// <summary>Throws a <see cref="ModelFormatException"/> naming the tensor and element index of the first non-finite value.</summary>
+    /// <summary>
+    /// Throws a <see cref="ModelFormatException"/> naming the tensor and element index of the first
+    /// non-finite value, or for a quantized tensor the block and field of the first non-finite scale.
+    /// </summary>
     public static void EnsureFinite(ModelTensor tensor)
     {
+        if (tensor.Quantized is { } blocks)
+        {
+            // Finite scales make every dequantized weight finite (docs/NUMERICS.md), and checking
+            // them does not dequantize the tensor.
+            if (blocks.FindBadScale() is { } bad)
+                throw new ModelFormatException(tensor.SourcePath,
+                    $"tensor '{tensor.Name}' (source '{tensor.SourceName}', {blocks.Format.Name()}): {bad}; quantization scales must be finite");
+            return;
+        }
         long index = IndexOfNonFinite(tensor.Pointer, tensor.ElementCount, tensor.DataType);
         if (index >= 0)
         {
