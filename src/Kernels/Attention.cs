@@ -360,8 +360,7 @@ public static partial class Attention
         AttentionShape shape, ArrayView<float>? bias, AttentionBiasLayout? biasLayout, ArrayView<float> scores,
         ArrayView<int> fullyMasked)
     {
-        int size = cacheType.SizeOf();
-        int longest = Validate(shape, q.Length, keys.Length / size, values.Length / size, output.Length, ranges,
+        int longest = Validate(shape, q.Length, cacheType.ElementCount(keys.Length), cacheType.ElementCount(values.Length), output.Length, ranges,
             bias?.Length, biasLayout, fullyMasked.Length);
         if (bias.HasValue != biasLayout.HasValue)
             throw new ArgumentException("attention: a bias needs both its values and its layout");
@@ -373,28 +372,39 @@ public static partial class Attention
         int tileKeys = TileKeysFor(shape.HeadDim);
         var config = new KernelConfig(groups, KernelContext.WarpSize,
             SharedMemoryConfig.RequestDynamic<float>(tileKeys * TilePitch(shape.HeadDim)));
-        switch (cacheType)
+        var launch = new Launch
         {
-            case StorageType.F32:
-                library.Get<Args<F32Storage>>(Kernel)(config, Arguments(new F32Storage(keys.Cast<float>()), new F32Storage(values.Cast<float>())));
-                break;
-            case StorageType.F16:
-                library.Get<Args<F16Storage>>(Kernel)(config, Arguments(new F16Storage(keys.Cast<ushort>()), new F16Storage(values.Cast<ushort>())));
-                break;
-            default:
-                library.Get<Args<Bf16Storage>>(Kernel)(config, Arguments(new Bf16Storage(keys.Cast<ushort>()), new Bf16Storage(values.Cast<ushort>())));
-                break;
-        }
-
-        Args<T> Arguments<T>(T keyStorage, T valueStorage) where T : struct, IStorage => new()
-        {
-            Q = q, Keys = keyStorage, Values = valueStorage, Output = output, Ranges = rangesOnDevice,
-            Bias = bias ?? q, Scores = scores, FullyMasked = fullyMasked, Heads = shape.Heads, KvHeads = shape.KvHeads,
-            HeadDim = shape.HeadDim, Capacity = shape.Capacity, ScoresPerGroup = longest, HasBias = bias.HasValue ? 1 : 0,
-            TileKeys = tileKeys,
-            Scale = shape.Scale, SoftCap = shape.SoftCap, BiasOffset = layout.Offset, BiasRowStride = layout.RowStride,
-            BiasHeadStride = layout.HeadStride,
+            Library = library, Config = config, Keys = keys, Values = values, Arguments = new Args<F32Storage>
+            {
+                Q = q, Output = output, Ranges = rangesOnDevice, Bias = bias ?? q, Scores = scores, FullyMasked = fullyMasked,
+                Heads = shape.Heads, KvHeads = shape.KvHeads, HeadDim = shape.HeadDim, Capacity = shape.Capacity,
+                ScoresPerGroup = longest, HasBias = bias.HasValue ? 1 : 0, TileKeys = tileKeys, Scale = shape.Scale,
+                SoftCap = shape.SoftCap, BiasOffset = layout.Offset, BiasRowStride = layout.RowStride, BiasHeadStride = layout.HeadStride,
+            },
         };
+        cacheType.Format().Dispatch(ref launch);
+    }
+
+    /// <summary>The launch for one cache format; <see cref="Arguments"/> holds every argument but the cache views.</summary>
+    struct Launch : IStorageAction
+    {
+        public KernelLibrary Library;
+        public KernelConfig Config;
+        public ArrayView<byte> Keys, Values;
+        public Args<F32Storage> Arguments;
+
+        public readonly void Run<TStorage, TWeights, TExact>()
+            where TStorage : struct, IStorageView<TStorage> where TWeights : struct, IStoredVectors where TExact : struct, IStoredVectors
+        {
+            var a = Arguments;
+            Library.Get<Args<TStorage>>(Kernel)(Config, new Args<TStorage>
+            {
+                Q = a.Q, Keys = TStorage.Over(Keys), Values = TStorage.Over(Values), Output = a.Output, Ranges = a.Ranges, Bias = a.Bias,
+                Scores = a.Scores, FullyMasked = a.FullyMasked, Heads = a.Heads, KvHeads = a.KvHeads, HeadDim = a.HeadDim,
+                Capacity = a.Capacity, ScoresPerGroup = a.ScoresPerGroup, HasBias = a.HasBias, TileKeys = a.TileKeys, Scale = a.Scale,
+                SoftCap = a.SoftCap, BiasOffset = a.BiasOffset, BiasRowStride = a.BiasRowStride, BiasHeadStride = a.BiasHeadStride,
+            });
+        }
     }
 
     /// <summary>Index of element 0 of (slot, key position, kv head) in the cache.</summary>

@@ -25,7 +25,8 @@ public static unsafe class AttentionSimd
         internal bool* FullyMasked;
         internal AttentionShape Shape;
         internal AttentionBiasLayout BiasLayout;
-        internal StorageType Type;
+        /// <summary>The loop for the cache format, widening exactly (an f16 cache may hold ±inf after an overflow).</summary>
+        internal delegate*<Job, Work, int, int, void> Items;
         internal SimdLevel Level;
         internal int Longest;
         internal int HeadsPerItem;
@@ -41,12 +42,7 @@ public static unsafe class AttentionSimd
             try
             {
                 work.Reserve(HeadsPerItem, Longest, Shape.HeadDim);
-                switch (Type)
-                {
-                    case StorageType.F32: Items<F32Vectors>(this, work, start, end); break;
-                    case StorageType.F16: Items<F16CacheVectors>(this, work, start, end); break;
-                    default: Items<Bf16Vectors>(this, work, start, end); break;
-                }
+                Items(this, work, start, end);
             }
             finally
             {
@@ -56,11 +52,21 @@ public static unsafe class AttentionSimd
         }
     }
 
+    /// <summary>Picks the loop for the cache format.</summary>
+    struct SelectItems : IStorageAction
+    {
+        public Job Job;
+
+        public readonly void Run<TStorage, TWeights, TExact>()
+            where TStorage : struct, IStorageView<TStorage> where TWeights : struct, IStoredVectors where TExact : struct, IStoredVectors =>
+            Job.Items = &Items<TExact>;
+    }
+
     /// <summary>
     /// One thread's scratch for an item of several heads: each head's scores, softmax total, and
     /// 32 lane rows of head_dim accumulators.
     /// </summary>
-    sealed class Work
+    internal sealed class Work
     {
         float[] scores = [];
         float[] lanes = [];
@@ -117,7 +123,8 @@ public static unsafe class AttentionSimd
         job.Q = q;
         job.Keys = keys;
         job.Values = values;
-        job.Type = cacheType;
+        var select = new SelectItems { Job = job };
+        cacheType.Format().Dispatch(ref select);
         job.Output = output;
         job.Ranges = ranges;
         job.Shape = shape;
@@ -388,9 +395,8 @@ public static unsafe class AttentionSimd
     {
         if (index >= count || !Sse.IsSupported)
             return;
-        int size = T.Type.SizeOf();
-        byte* row = data + cache.Row(index) * size;
-        for (int offset = 0; offset < headDim * size; offset += 64)
+        byte* row = data + T.ByteOffset(cache.Row(index));
+        for (long offset = 0; offset < T.ByteOffset(headDim); offset += 64)
             Sse.Prefetch0(row + offset);
     }
 

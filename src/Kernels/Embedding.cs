@@ -70,28 +70,26 @@ public static partial class Embedding
     public static void Run(KernelLibrary library, ArrayView<byte> table, StorageType tableType, ArrayView<int> ids,
         ArrayView<float> output, EmbeddingShape shape, float scale)
     {
-        shape.Validate(table.Length / tableType.SizeOf(), ids.Length, output.Length);
+        shape.Validate(tableType.ElementCount(table.Length), ids.Length, output.Length);
         int count = Elementwise.ThreadCount("embedding: output", (long)shape.Rows * shape.Width);
-        switch (tableType)
-        {
-            case StorageType.F32:
-                library.GetElementwise<Args<F32Storage>>(Kernel)(count, new Args<F32Storage>
-                {
-                    Table = new F32Storage(table.Cast<float>()), Ids = ids, Output = output, Width = shape.Width, Scale = scale,
-                });
-                break;
-            case StorageType.F16:
-                library.GetElementwise<Args<F16Storage>>(Kernel)(count, new Args<F16Storage>
-                {
-                    Table = new F16Storage(table.Cast<ushort>()), Ids = ids, Output = output, Width = shape.Width, Scale = scale,
-                });
-                break;
-            default:
-                library.GetElementwise<Args<Bf16Storage>>(Kernel)(count, new Args<Bf16Storage>
-                {
-                    Table = new Bf16Storage(table.Cast<ushort>()), Ids = ids, Output = output, Width = shape.Width, Scale = scale,
-                });
-                break;
-        }
+        var launch = new Launch { Library = library, Table = table, Ids = ids, Output = output, Width = shape.Width, Scale = scale, Count = count };
+        tableType.Format().Dispatch(ref launch);
+    }
+
+    struct Launch : IStorageAction
+    {
+        public KernelLibrary Library;
+        public ArrayView<byte> Table;
+        public ArrayView<int> Ids;
+        public ArrayView<float> Output;
+        public int Width, Count;
+        public float Scale;
+
+        public readonly void Run<TStorage, TWeights, TExact>()
+            where TStorage : struct, IStorageView<TStorage> where TWeights : struct, IStoredVectors where TExact : struct, IStoredVectors =>
+            Library.GetElementwise<Args<TStorage>>(Kernel)(Count, new Args<TStorage>
+            {
+                Table = TStorage.Over(Table), Ids = Ids, Output = Output, Width = Width, Scale = Scale,
+            });
     }
 }

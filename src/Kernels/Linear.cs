@@ -124,36 +124,33 @@ public static class Linear
     public static void Run(KernelLibrary library, ArrayView<float> x, ArrayView<byte> w, StorageType wType,
         ArrayView<float>? bias, ArrayView<float> y, LinearShape shape)
     {
-        shape.Validate(x.Length, w.Length / wType.SizeOf(), bias?.Length, y.Length);
+        shape.Validate(x.Length, wType.ElementCount(w.Length), bias?.Length, y.Length);
         int rowTiles = (shape.Rows + RowsPerGroup - 1) / RowsPerGroup;
         int perGroup = OutputsPerGroup(library.Accelerator, shape.OutFeatures);
         int outputTiles = (shape.OutFeatures + perGroup - 1) / perGroup;
-        var config = new KernelConfig(checked(rowTiles * outputTiles), KernelContext.WarpSize);
-        var biasView = bias ?? x;
-        int hasBias = bias.HasValue ? 1 : 0;
-        switch (wType)
+        var launch = new Launch
         {
-            case StorageType.F32:
-                library.Get<Args<F32Storage>>(Kernel)(config, new Args<F32Storage>
-                {
-                    X = x, W = new F32Storage(w.Cast<float>()), Bias = biasView, Y = y, Rows = shape.Rows,
-                    OutFeatures = shape.OutFeatures, InFeatures = shape.InFeatures, HasBias = hasBias, OutputsPerGroup = perGroup,
-                });
-                break;
-            case StorageType.F16:
-                library.Get<Args<F16Storage>>(Kernel)(config, new Args<F16Storage>
-                {
-                    X = x, W = new F16Storage(w.Cast<ushort>()), Bias = biasView, Y = y, Rows = shape.Rows,
-                    OutFeatures = shape.OutFeatures, InFeatures = shape.InFeatures, HasBias = hasBias, OutputsPerGroup = perGroup,
-                });
-                break;
-            default:
-                library.Get<Args<Bf16Storage>>(Kernel)(config, new Args<Bf16Storage>
-                {
-                    X = x, W = new Bf16Storage(w.Cast<ushort>()), Bias = biasView, Y = y, Rows = shape.Rows,
-                    OutFeatures = shape.OutFeatures, InFeatures = shape.InFeatures, HasBias = hasBias, OutputsPerGroup = perGroup,
-                });
-                break;
-        }
+            Library = library, Config = new KernelConfig(checked(rowTiles * outputTiles), KernelContext.WarpSize),
+            X = x, W = w, Bias = bias ?? x, Y = y, Shape = shape, HasBias = bias.HasValue ? 1 : 0, OutputsPerGroup = perGroup,
+        };
+        wType.Format().Dispatch(ref launch);
+    }
+
+    struct Launch : IStorageAction
+    {
+        public KernelLibrary Library;
+        public KernelConfig Config;
+        public ArrayView<float> X, Bias, Y;
+        public ArrayView<byte> W;
+        public LinearShape Shape;
+        public int HasBias, OutputsPerGroup;
+
+        public readonly void Run<TStorage, TWeights, TExact>()
+            where TStorage : struct, IStorageView<TStorage> where TWeights : struct, IStoredVectors where TExact : struct, IStoredVectors =>
+            Library.Get<Args<TStorage>>(Kernel)(Config, new Args<TStorage>
+            {
+                X = X, W = TStorage.Over(W), Bias = Bias, Y = Y, Rows = Shape.Rows, OutFeatures = Shape.OutFeatures,
+                InFeatures = Shape.InFeatures, HasBias = HasBias, OutputsPerGroup = OutputsPerGroup,
+            });
     }
 }

@@ -12,11 +12,41 @@ namespace IlgpuLlm.Kernels;
 public sealed class GpuKernelAttribute : Attribute;
 
 /// <summary>
-/// Every kernel of the library, instantiated for every storage type its type parameters accept.
+/// Every kernel of the library, instantiated for every storage format its type parameters accept:
+/// the loads of every format, the stores of every narrowing format (as the formats dispatch them).
 /// </summary>
 public static class KernelCatalog
 {
-    static readonly Type[] StorageTypes = [typeof(F32Storage), typeof(F16Storage), typeof(Bf16Storage)];
+    static readonly Type[] Loads = [.. StorageFormat.All.Select(f =>
+    {
+        var record = new RecordLoad();
+        f.Dispatch(ref record);
+        return record.Type!;
+    })];
+
+    static readonly Type[] Stores = [.. StorageFormat.All.Where(f => f.Narrows).Select(f =>
+    {
+        var record = new RecordStore();
+        f.DispatchNarrowing(ref record);
+        return record.Type!;
+    })];
+
+    struct RecordLoad : IStorageAction
+    {
+        public Type? Type;
+
+        public void Run<TStorage, TWeights, TExact>()
+            where TStorage : struct, IStorageView<TStorage> where TWeights : struct, IStoredVectors where TExact : struct, IStoredVectors =>
+            Type = typeof(TStorage);
+    }
+
+    struct RecordStore : INarrowingAction
+    {
+        public Type? Type;
+
+        public void Run<TStore, TNarrowing>() where TStore : struct, IStorageStore<TStore> where TNarrowing : struct, IVectorNarrowing =>
+            Type = typeof(TStore);
+    }
 
     public static IEnumerable<MethodInfo> All()
     {
@@ -41,8 +71,9 @@ public static class KernelCatalog
         IEnumerable<Type[]> result = [[]];
         foreach (var parameter in parameters)
         {
-            var choices = parameter.GetGenericParameterConstraints().Contains(typeof(IStorage))
-                ? StorageTypes
+            var constraints = parameter.GetGenericParameterConstraints();
+            var choices = constraints.Contains(typeof(IStorage)) ? Loads
+                : constraints.Any(c => c.IsGenericType && c.GetGenericTypeDefinition() == typeof(IStorageStore<>)) ? Stores
                 : throw new NotSupportedException($"kernel type parameter {parameter.Name} has no known instantiations");
             result = result.SelectMany(prefix => choices.Select(choice => prefix.Append(choice).ToArray()));
         }

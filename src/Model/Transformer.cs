@@ -307,12 +307,7 @@ public sealed class Transformer : ILanguageModel, IDisposable
     unsafe Tensor Weight(ModelCheckpoint checkpoint, string name, bool asF32 = false)
     {
         var source = checkpoint.GetTensor(name);
-        var type = source.DataType switch
-        {
-            StorageType.F32 => TensorType.F32,
-            StorageType.F16 => TensorType.F16,
-            _ => TensorType.BF16,
-        };
+        TensorType type = source.DataType;
         Tensor tensor;
         if (asF32 && type != TensorType.F32)
         {

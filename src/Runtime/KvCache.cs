@@ -64,8 +64,8 @@ public sealed class KvCache : IDisposable
         values = new Tensor[layout.Layers];
         for (int l = 0; l < layout.Layers; l++)
         {
-            keys[l] = backend.Allocate(type.AsTensorType(), CacheLength(l), $"layer {l} key cache");
-            values[l] = backend.Allocate(type.AsTensorType(), CacheLength(l), $"layer {l} value cache");
+            keys[l] = backend.Allocate(type, CacheLength(l), $"layer {l} key cache");
+            values[l] = backend.Allocate(type, CacheLength(l), $"layer {l} value cache");
         }
     }
 
@@ -156,7 +156,7 @@ public sealed class KvCache : IDisposable
     long Replace(Tensor[] tensors, int layer, StorageType type, Span<long> overflowsPerSlot)
     {
         var old = tensors[layer];
-        var converted = backend.Allocate(type.AsTensorType(), old.Length, old.Name);
+        var converted = backend.Allocate(type, old.Length, old.Name);
         long overflows = 0;
         if (overflowsPerSlot.IsEmpty)
             overflows = backend.Convert(old, converted);

@@ -106,11 +106,5 @@ public static class GgmlTypeLayout
         Enum.IsDefined(type) ? type.ToString() : $"type id {(uint)type}";
 
     /// <summary>The engine's storage type for a ggml type, or null when the engine cannot compute with it.</summary>
-    public static StorageType? ToTensorDataType(GgmlType type) => type switch
-    {
-        GgmlType.F32 => StorageType.F32,
-        GgmlType.F16 => StorageType.F16,
-        GgmlType.BF16 => StorageType.BF16,
-        _ => null,
-    };
+    public static StorageType? ToTensorDataType(GgmlType type) => StorageFormat.FromGgmlTypeId((uint)type)?.Type;
 }

@@ -233,7 +233,7 @@ internal static class GgufModelReader
                 $"tensor '{TensorNames.RopeFrequencies}': expected shape [{headDim / 2}] (head_dim / 2), found [{string.Join(", ", frequencies.Shape)}]");
 
         var values = new float[headDim / 2];
-        GgmlTypeLayout.ToTensorDataType(frequencies.Type)!.Value.WidenToFloat32(gguf.GetTensorBytes(frequencies), values);
+        GgmlTypeLayout.ToTensorDataType(frequencies.Type)!.Value.Format().Widen(gguf.GetTensorBytes(frequencies), values);
         for (int i = 0; i < values.Length; i++)
             if (!float.IsFinite(values[i]) || values[i] <= 0)
                 throw new ModelFormatException(gguf.Path,

@@ -15,7 +15,7 @@ public static class BackendExtensions
     /// <summary>Uploads raw 16-bit patterns as an f16 or bf16 tensor.</summary>
     public static Tensor UploadHalves(this IBackend backend, ReadOnlySpan<ushort> bits, TensorType type, string name)
     {
-        if (type is not (TensorType.F16 or TensorType.BF16))
+        if (type != TensorType.F16 && type != TensorType.BF16)
             throw new ArgumentException($"{name}: 16-bit patterns make an f16 or bf16 tensor, not {type.Name()}");
         var tensor = backend.Allocate(type, bits.Length, name);
         backend.Upload(tensor, MemoryMarshal.AsBytes(bits));

@@ -67,7 +67,7 @@ public sealed class IlgpuBackend : IBackend
     {
         if (length < 0)
             throw new ArgumentOutOfRangeException(nameof(length), $"{name}: cannot allocate {length} values");
-        var buffer = accelerator.Allocate1D<byte>(Math.Max(1, checked(length * type.SizeOf())));
+        var buffer = accelerator.Allocate1D<byte>(Math.Max(1, type.ByteLength(length)));
         // Device memory comes back holding whatever was freed there last; a KV cache's unused
         // positions must be zeros (as on the SIMD backend), or converting it to f16 counts their
         // stale bits as overflows.
@@ -115,8 +115,7 @@ public sealed class IlgpuBackend : IBackend
 
     ArrayView<byte> Bytes(Tensor tensor)
     {
-        int size = tensor.Type.SizeOf();
-        return Own(tensor).View.SubView(tensor.Offset * size, tensor.Length * size);
+        return Own(tensor).View.SubView(tensor.ByteOffset, tensor.ByteLength);
     }
 
     ArrayView<float> F32(Tensor tensor)
@@ -156,15 +155,15 @@ public sealed class IlgpuBackend : IBackend
         shape.Validate(table.Length, ids.Length, output.Length);
         shape.ValidateIds(ids);
         using var staged = Stage(ids);
-        Kernels.Embedding.Run(kernels, Bytes(table), table.Type.AsStorage(), staged.View, F32(output), shape, scale);
+        Kernels.Embedding.Run(kernels, Bytes(table), table.Type.Storage, staged.View, F32(output), shape, scale);
         accelerator.Synchronize();
     }
 
     public void Linear(Tensor x, Tensor weight, Tensor? bias, Tensor y, LinearShape shape) =>
-        Kernels.Linear.Run(kernels, F32(x), Bytes(weight), weight.Type.AsStorage(), bias is null ? null : F32(bias), F32(y), shape);
+        Kernels.Linear.Run(kernels, F32(x), Bytes(weight), weight.Type.Storage, bias is null ? null : F32(bias), F32(y), shape);
 
     public void RmsNorm(Tensor x, Tensor weight, Tensor y, RmsNormShape shape) =>
-        Kernels.RmsNorm.Run(kernels, F32(x), Bytes(weight), weight.Type.AsStorage(), F32(y), shape);
+        Kernels.RmsNorm.Run(kernels, F32(x), Bytes(weight), weight.Type.Storage, F32(y), shape);
 
     public void Rotary(Tensor x, Tensor angles, RotaryShape shape) =>
         Kernels.Rotary.Run(kernels, F32(x), F32(angles), shape);
@@ -172,7 +171,7 @@ public sealed class IlgpuBackend : IBackend
     public int ScatterRows(Tensor source, Tensor destination, ReadOnlySpan<long> rowIndices, ScatterShape shape,
         Span<bool> rowOverflowed)
     {
-        var type = destination.Type.AsStorage();
+        var type = destination.Type.Storage;
         shape.Validate(source.Length, destination.Length, rowIndices);
         Shapes.Expect("scatter: overflow flags", rowOverflowed.Length, shape.Rows, $"one per row, rows {shape.Rows}");
         using var indices = Stage(rowIndices);
@@ -194,8 +193,8 @@ public sealed class IlgpuBackend : IBackend
 
     public long Convert(Tensor source, Tensor destination)
     {
-        var sourceType = source.Type.AsStorage();
-        var type = destination.Type.AsStorage();
+        var sourceType = source.Type.Storage;
+        var type = destination.Type.Storage;
         Shapes.Expect($"convert: destination {destination.Name}", destination.Length, source.Length, $"the length of {source.Name}");
         using var overflows = Scratch<long>(1);
         Scatter.RunConvert(kernels, Bytes(source), sourceType, Bytes(destination), type, overflows.View.AsContiguous());
@@ -210,7 +209,7 @@ public sealed class IlgpuBackend : IBackend
     {
         if (keys.Type != values.Type)
             throw new ArgumentException($"attention: the key cache {keys.Name} holds {keys.Type.Name()} values and the value cache {values.Name} {values.Type.Name()}; both must share one storage type");
-        var cacheType = keys.Type.AsStorage();
+        var cacheType = keys.Type.Storage;
         int longest = Kernels.Attention.Validate(shape, q.Length, keys.Length, values.Length, output.Length, ranges,
             bias?.Values.Length, bias?.Layout, fullyMasked.Length);
         int groups = shape.Rows * shape.Heads;

@@ -49,7 +49,7 @@ public sealed unsafe class SimdBackend : IBackend
     {
         if (length < 0)
             throw new ArgumentOutOfRangeException(nameof(length), $"{name}: cannot allocate {length} values");
-        long bytes = checked(length * type.SizeOf());
+        long bytes = type.ByteLength(length);
         var pointer = (byte*)NativeMemory.AlignedAlloc((nuint)Math.Max(64, bytes), 64);
         NativeMemory.Clear(pointer, (nuint)Math.Max(64, bytes));
         return new Tensor(this, new NativeBlock(pointer, bytes, owned: true), type, 0, length, name);
@@ -59,7 +59,7 @@ public sealed unsafe class SimdBackend : IBackend
     {
         if (length < 0 || data == null)
             throw new ArgumentException($"{name}: no data for {length} values");
-        return new Tensor(this, new NativeBlock(data, checked(length * type.SizeOf()), owned: false), type, 0, length, name);
+        return new Tensor(this, new NativeBlock(data, type.ByteLength(length), owned: false), type, 0, length, name);
     }
 
     public void Free(Tensor tensor) => Block(tensor).Dispose();
@@ -89,7 +89,7 @@ public sealed unsafe class SimdBackend : IBackend
         return block;
     }
 
-    byte* Pointer(Tensor tensor) => Block(tensor).Pointer + tensor.Offset * tensor.Type.SizeOf();
+    byte* Pointer(Tensor tensor) => Block(tensor).Pointer + tensor.ByteOffset;
 
     float* F32(Tensor tensor)
     {
@@ -105,13 +105,13 @@ public sealed unsafe class SimdBackend : IBackend
         shape.Validate(table.Length, ids.Length, output.Length);
         shape.ValidateIds(ids);
         fixed (int* idPointer = ids)
-            EmbeddingSimd.Run(workers, level, embeddingJob, Pointer(table), table.Type.AsStorage(), idPointer, F32(output), shape, scale);
+            EmbeddingSimd.Run(workers, level, embeddingJob, Pointer(table), table.Type.Storage, idPointer, F32(output), shape, scale);
     }
 
     public void Linear(Tensor x, Tensor weight, Tensor? bias, Tensor y, LinearShape shape)
     {
         shape.Validate(x.Length, weight.Length, bias?.Length, y.Length);
-        LinearSimd.Run(workers, level, linearJob, F32(x), Pointer(weight), weight.Type.AsStorage(),
+        LinearSimd.Run(workers, level, linearJob, F32(x), Pointer(weight), weight.Type.Storage,
             bias is null ? null : F32(bias), F32(y), shape);
     }
 
@@ -120,7 +120,7 @@ public sealed unsafe class SimdBackend : IBackend
     public void RmsNorm(Tensor x, Tensor weight, Tensor y, RmsNormShape shape)
     {
         shape.Validate(x.Length, weight.Length, y.Length);
-        RmsNormSimd.Run(workers, level, rmsNormJob, F32(x), Pointer(weight), weight.Type.AsStorage(), F32(y), shape);
+        RmsNormSimd.Run(workers, level, rmsNormJob, F32(x), Pointer(weight), weight.Type.Storage, F32(y), shape);
     }
 
     readonly RotarySimd.Job rotaryJob = new();
@@ -134,7 +134,7 @@ public sealed unsafe class SimdBackend : IBackend
     public int ScatterRows(Tensor source, Tensor destination, ReadOnlySpan<long> rowIndices, ScatterShape shape,
         Span<bool> rowOverflowed)
     {
-        var type = destination.Type.AsStorage();
+        var type = destination.Type.Storage;
         shape.Validate(source.Length, destination.Length, rowIndices);
         Shapes.Expect("scatter: overflow flags", rowOverflowed.Length, shape.Rows, $"one per row, rows {shape.Rows}");
         fixed (long* indices = rowIndices)
@@ -144,8 +144,8 @@ public sealed unsafe class SimdBackend : IBackend
 
     public long Convert(Tensor source, Tensor destination)
     {
-        var sourceType = source.Type.AsStorage();
-        var type = destination.Type.AsStorage();
+        var sourceType = source.Type.Storage;
+        var type = destination.Type.Storage;
         Shapes.Expect($"convert: destination {destination.Name}", destination.Length, source.Length, $"the length of {source.Name}");
         return ScatterSimd.Convert(workers, level, convertJob, Pointer(source), sourceType, Pointer(destination), type, source.Length);
     }
@@ -155,7 +155,7 @@ public sealed unsafe class SimdBackend : IBackend
     {
         if (keys.Type != values.Type)
             throw new ArgumentException($"attention: the key cache {keys.Name} holds {keys.Type.Name()} values and the value cache {values.Name} {values.Type.Name()}; both must share one storage type");
-        var cacheType = keys.Type.AsStorage();
+        var cacheType = keys.Type.Storage;
         int longest = Kernels.Attention.Validate(shape, q.Length, keys.Length, values.Length, output.Length, ranges,
             bias?.Values.Length, bias?.Layout, fullyMasked.Length);
         float* biasValues = bias is { } b ? F32(b.Values) : null;
