@@ -28,6 +28,7 @@ public static unsafe class AttentionSimd
         /// <summary>The loop for the cache format, widening exactly (an f16 cache may hold ±inf after an overflow).</summary>
         internal delegate*<Job, Work, int, int, void> Items;
         internal SimdLevel Level;
+        internal DeviceCounters Counters = new();
         internal int Longest;
         internal int HeadsPerItem;
 
@@ -41,7 +42,7 @@ public static unsafe class AttentionSimd
                 work = idle.Count > 0 ? idle.Pop() : new Work();
             try
             {
-                work.Reserve(HeadsPerItem, Longest, Shape.HeadDim);
+                work.Reserve(HeadsPerItem, Longest, Shape.HeadDim, Counters);
                 Items(this, work, start, end);
             }
             finally
@@ -80,32 +81,37 @@ public static unsafe class AttentionSimd
         public float* Totals;
 
         /// <summary>Grows the buffers (pinned, so the pointers stay valid) when a call needs more.</summary>
-        public void Reserve(int heads, int keys, int headDim)
+        public void Reserve(int heads, int keys, int headDim, DeviceCounters counters)
         {
             int scoreCount = heads * Math.Max(keys, 1);
             if (scores.Length < scoreCount)
             {
+                counters.Allocation();
                 scores = GC.AllocateUninitializedArray<float>(scoreCount, pinned: true);
                 Scores = (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(scores));
             }
             if (totals.Length < heads)
             {
+                counters.Allocation();
                 totals = GC.AllocateUninitializedArray<float>(heads, pinned: true);
                 Totals = (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(totals));
             }
             if (row.Length < headDim)
             {
+                counters.Allocation();
                 row = GC.AllocateUninitializedArray<float>(headDim, pinned: true);
                 Row = (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(row));
             }
             if (keyLanes.Length < heads * KeyBlock)
             {
+                counters.Allocation();
                 keyLanes = GC.AllocateUninitializedArray<Vector512<float>>(heads * KeyBlock, pinned: true);
                 KeyLanes = (Vector512<float>*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(keyLanes));
             }
             int laneCount = heads * Canonical.Lanes * headDim;
             if (lanes.Length < laneCount)
             {
+                counters.Allocation();
                 lanes = GC.AllocateUninitializedArray<float>(laneCount, pinned: true);
                 Lanes = (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(lanes));
             }
@@ -131,6 +137,7 @@ public static unsafe class AttentionSimd
         job.Bias = bias;
         job.BiasLayout = biasLayout;
         job.FullyMasked = fullyMasked;
+        job.Counters = workers.Counters;
         job.Longest = longest;
         job.Level = SimdLevels.AtMost(level);
         job.HeadsPerItem = HeadsPerItem(shape, workers.Threads);

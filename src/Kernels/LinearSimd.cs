@@ -16,6 +16,7 @@ public static unsafe partial class LinearSimd
         /// <summary>The loop for this call's weight format and path (<see cref="Rows{T}"/> or <see cref="TiledBlocks{T}"/>).</summary>
         internal delegate*<Job, int, int, void> Body;
         internal SimdLevel Level;
+        internal DeviceCounters Counters = new();
         internal bool Tiled;
         internal float* Packed;
         internal long PackedCapacity;
@@ -62,6 +63,7 @@ public static unsafe partial class LinearSimd
         job.Y = y;
         job.Shape = shape;
         job.Level = SimdLevels.AtMost(level);
+        job.Counters = workers.Counters;
         job.Tiled = job.Level == SimdLevel.Avx512 && shape.Rows >= TiledFromRows;
         var select = new SelectBody { Job = job };
         type.Format().Dispatch(ref select);
@@ -84,7 +86,7 @@ public static unsafe partial class LinearSimd
     static bool ScaleX(Job job)
     {
         int k = job.Shape.InFeatures;
-        Grow(ref job.ScaledX, ref job.ScaledXCapacity, k);
+        Grow(ref job.ScaledX, ref job.ScaledXCapacity, k, job.Counters);
         for (int i = 0; i < k; i++)
         {
             float value = job.X[i];

@@ -21,11 +21,12 @@ public static unsafe class SamplingSimd
         internal int* Penalized;
         internal int* Tokens;
         internal SimdLevel Level;
+        internal DeviceCounters Counters = new();
 
         public void Run(int start, int end)
         {
             for (int r = start; r < end; r++)
-                Tokens[r] = SampleRow(Logits + (long)r * Vocabulary, Vocabulary, Rows[r], Penalized, Level);
+                Tokens[r] = SampleRow(Logits + (long)r * Vocabulary, Vocabulary, Rows[r], Penalized, Level, Counters);
         }
     }
 
@@ -43,6 +44,7 @@ public static unsafe class SamplingSimd
             job.Penalized = penalizedPointer;
             job.Tokens = tokenPointer;
             job.Level = SimdLevels.AtMost(level);
+            job.Counters = workers.Counters;
             workers.For(rows.Length, 1, job);
             job.Rows = null;
             job.Penalized = null;
@@ -55,10 +57,11 @@ public static unsafe class SamplingSimd
     [ThreadStatic] static float[]? threadValues;
     [ThreadStatic] static int[]? threadKeys;
 
-    static int SampleRow(float* logits, int n, SamplingRow row, int* penalized, SimdLevel level)
+    static int SampleRow(float* logits, int n, SamplingRow row, int* penalized, SimdLevel level, DeviceCounters counters)
     {
         if (threadValues == null || threadValues.Length < n)
         {
+            counters.Allocation();
             threadValues = GC.AllocateUninitializedArray<float>(n, pinned: true);
             threadKeys = GC.AllocateUninitializedArray<int>(n, pinned: true);
         }

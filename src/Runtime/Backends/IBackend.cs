@@ -18,6 +18,9 @@ public interface IBackend : IDisposable
     /// <summary>A short identifier: simd-cpu, ilgpu-cpu or cuda.</summary>
     string Kind { get; }
 
+    /// <summary>Launches, host waits, allocations and copies this backend has made (see <see cref="DeviceCounters"/>).</summary>
+    DeviceCounters Counters { get; }
+
     /// <summary>A new tensor of <paramref name="length"/> values, every byte zero.</summary>
     Tensor Allocate(TensorType type, long length, string name);
 

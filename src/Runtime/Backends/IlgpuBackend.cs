@@ -15,12 +15,13 @@ public sealed class IlgpuBackend : IBackend
     readonly Context context;
     readonly Accelerator accelerator;
     readonly KernelLibrary kernels;
+    readonly DeviceCounters counters = new();
 
     IlgpuBackend(Context context, Accelerator accelerator, string kind)
     {
         this.context = context;
         this.accelerator = accelerator;
-        kernels = new KernelLibrary(accelerator);
+        kernels = new KernelLibrary(accelerator, counters);
         Kind = kind;
         Name = kind == "cuda" ? $"cuda ({accelerator.Name})" : $"ilgpu-cpu ({accelerator.NumMultiprocessors} threads)";
     }
@@ -62,16 +63,55 @@ public sealed class IlgpuBackend : IBackend
 
     public string Name { get; }
     public string Kind { get; }
+    public DeviceCounters Counters => counters;
+
+    // The one place for each kind of device work, so that every one is counted.
+
+    MemoryBuffer1D<T, Stride1D.Dense> NewBuffer<T>(long length) where T : unmanaged
+    {
+        counters.Allocation();
+        return accelerator.Allocate1D<T>(Math.Max(1, length));
+    }
+
+    void Release(MemoryBuffer buffer)
+    {
+        counters.Free();
+        buffer.Dispose();
+    }
+
+    void Zero<T>(MemoryBuffer1D<T, Stride1D.Dense> buffer) where T : unmanaged
+    {
+        counters.Launch();
+        buffer.MemSetToZero();
+    }
+
+    void Wait()
+    {
+        counters.Wait();
+        accelerator.Synchronize();
+    }
+
+    void CopyIn<T>(ArrayView<T> destination, ReadOnlySpan<T> values) where T : unmanaged
+    {
+        counters.Upload();
+        destination.CopyFromCPU(values);
+    }
+
+    void CopyOut<T>(ArrayView<T> source, Span<T> values) where T : unmanaged
+    {
+        counters.Download();
+        source.CopyToCPU(values);
+    }
 
     public Tensor Allocate(TensorType type, long length, string name)
     {
         if (length < 0)
             throw new ArgumentOutOfRangeException(nameof(length), $"{name}: cannot allocate {length} values");
-        var buffer = accelerator.Allocate1D<byte>(Math.Max(1, type.ByteLength(length)));
+        var buffer = NewBuffer<byte>(type.ByteLength(length));
         // Device memory comes back holding whatever was freed there last; a KV cache's unused
         // positions must be zeros (as on the SIMD backend), or converting it to f16 counts their
         // stale bits as overflows.
-        buffer.MemSetToZero();
+        Zero(buffer);
         return new Tensor(this, buffer, type, 0, length, name);
     }
 
@@ -82,29 +122,29 @@ public sealed class IlgpuBackend : IBackend
         for (long done = 0; done < bytes; done += int.MaxValue / 2)
         {
             int chunk = (int)Math.Min(int.MaxValue / 2, bytes - done);
-            Own(tensor).View.AsContiguous().SubView(done, chunk).CopyFromCPU(new ReadOnlySpan<byte>(data + done, chunk));
+            CopyIn(Own(tensor).View.AsContiguous().SubView(done, chunk), new ReadOnlySpan<byte>(data + done, chunk));
         }
         return tensor;
     }
 
-    public void Free(Tensor tensor) => Own(tensor).Dispose();
+    public void Free(Tensor tensor) => Release(Own(tensor));
 
     public void Upload(Tensor destination, ReadOnlySpan<byte> values)
     {
         Shapes.Expect($"upload to {destination.Name}", values.Length, destination.ByteLength, "bytes of the tensor");
         if (values.Length > 0)
-            Bytes(destination).CopyFromCPU(values);
+            CopyIn(Bytes(destination), values);
     }
 
     public void Download(Tensor source, Span<byte> values)
     {
         Shapes.Expect($"download from {source.Name}", values.Length, source.ByteLength, "bytes of the tensor");
-        accelerator.Synchronize();
+        Wait();
         if (values.Length > 0)
-            Bytes(source).CopyToCPU(values);
+            CopyOut(Bytes(source), values);
     }
 
-    public void Synchronize() => accelerator.Synchronize();
+    public void Synchronize() => Wait();
 
     MemoryBuffer1D<byte, Stride1D.Dense> Own(Tensor tensor)
     {
@@ -124,24 +164,32 @@ public sealed class IlgpuBackend : IBackend
         return Bytes(tensor).Cast<float>();
     }
 
+    /// <summary>A device buffer for one op, released (and counted) when disposed.</summary>
+    sealed class Scoped<T>(IlgpuBackend owner, MemoryBuffer1D<T, Stride1D.Dense> buffer) : IDisposable where T : unmanaged
+    {
+        public MemoryBuffer1D<T, Stride1D.Dense> Buffer => buffer;
+        public ArrayView1D<T, Stride1D.Dense> View => buffer.View;
+        public void Dispose() => owner.Release(buffer);
+    }
+
     /// <summary>
     /// Copies small per-call host data (ids, positions, key ranges) to the device for one op.
     /// Dispose it only after the op has finished (<see cref="Synchronize"/>).
     /// </summary>
-    MemoryBuffer1D<T, Stride1D.Dense> Stage<T>(ReadOnlySpan<T> values) where T : unmanaged
+    Scoped<T> Stage<T>(ReadOnlySpan<T> values) where T : unmanaged
     {
-        var buffer = accelerator.Allocate1D<T>(Math.Max(1, values.Length));
+        var buffer = NewBuffer<T>(values.Length);
         if (values.Length > 0)
-            buffer.View.AsContiguous().SubView(0, values.Length).CopyFromCPU(values);
-        return buffer;
+            CopyIn(buffer.View.AsContiguous().SubView(0, values.Length), values);
+        return new Scoped<T>(this, buffer);
     }
 
     /// <summary>A device buffer of <paramref name="length"/> zeroed values for an op's per-call results.</summary>
-    MemoryBuffer1D<T, Stride1D.Dense> Scratch<T>(long length) where T : unmanaged
+    Scoped<T> Scratch<T>(long length) where T : unmanaged
     {
-        var buffer = accelerator.Allocate1D<T>(Math.Max(1, length));
-        buffer.MemSetToZero();
-        return buffer;
+        var buffer = NewBuffer<T>(length);
+        Zero(buffer);
+        return new Scoped<T>(this, buffer);
     }
 
     static void Expect(Tensor tensor, TensorType type)
@@ -156,7 +204,7 @@ public sealed class IlgpuBackend : IBackend
         shape.ValidateIds(ids);
         using var staged = Stage(ids);
         Kernels.Embedding.Run(kernels, Bytes(table), table.Type.Storage, staged.View, F32(output), shape, scale);
-        accelerator.Synchronize();
+        Wait();
     }
 
     public void Linear(Tensor x, Tensor weight, Tensor? bias, Tensor y, LinearShape shape) =>
@@ -180,8 +228,8 @@ public sealed class IlgpuBackend : IBackend
         Scatter.Run(kernels, F32(source), Bytes(destination), type, rowIndices, indices.View.AsContiguous().SubView(0, rowIndices.Length),
             shape, flagsView);
         Span<int> overflowed = shape.Rows <= 256 ? stackalloc int[shape.Rows] : new int[shape.Rows];
-        accelerator.Synchronize();
-        flagsView.CopyToCPU(overflowed);
+        Wait();
+        CopyOut(flagsView, overflowed);
         int count = 0;
         for (int r = 0; r < shape.Rows; r++)
         {
@@ -199,8 +247,8 @@ public sealed class IlgpuBackend : IBackend
         using var overflows = Scratch<long>(1);
         Scatter.RunConvert(kernels, Bytes(source), sourceType, Bytes(destination), type, overflows.View.AsContiguous());
         Span<long> count = stackalloc long[1];
-        accelerator.Synchronize();
-        overflows.View.AsContiguous().CopyToCPU(count);
+        Wait();
+        CopyOut(overflows.View.AsContiguous(), count);
         return count[0];
     }
 
@@ -214,15 +262,15 @@ public sealed class IlgpuBackend : IBackend
             bias?.Values.Length, bias?.Layout, fullyMasked.Length);
         int groups = shape.Rows * shape.Heads;
         using var rangesOnDevice = Stage(ranges);
-        using var scores = accelerator.Allocate1D<float>(Math.Max(1, (long)groups * longest));
+        using var scores = new Scoped<float>(this, NewBuffer<float>((long)groups * longest));
         using var flags = Scratch<int>(groups);
         var flagsView = flags.View.AsContiguous().SubView(0, groups);
         Kernels.Attention.Run(kernels, F32(q), Bytes(keys), Bytes(values), cacheType, F32(output), ranges,
             rangesOnDevice.View.AsContiguous().SubView(0, ranges.Length), shape, bias is { } b ? F32(b.Values) : null, bias?.Layout,
             scores.View.AsContiguous(), flagsView);
         Span<int> masked = groups <= 256 ? stackalloc int[groups] : new int[groups];
-        accelerator.Synchronize();
-        flagsView.CopyToCPU(masked);
+        Wait();
+        CopyOut(flagsView, masked);
         for (int i = 0; i < groups; i++)
             fullyMasked[i] = masked[i] != 0;
     }
@@ -253,8 +301,9 @@ public sealed class IlgpuBackend : IBackend
         long needed = (long)rows.Length * vocabulary;
         if (samplingWeights == null || samplingWeights.Length < needed)
         {
-            samplingWeights?.Dispose();
-            samplingWeights = accelerator.Allocate1D<float>(needed);
+            if (samplingWeights != null)
+                Release(samplingWeights);
+            samplingWeights = NewBuffer<float>(needed);
         }
         Span<int> packed = rows.Length <= 64 ? stackalloc int[rows.Length * Sampling.ParameterInts] : new int[rows.Length * Sampling.ParameterInts];
         Sampling.PackParameters(rows, packed);
@@ -263,8 +312,8 @@ public sealed class IlgpuBackend : IBackend
         using var drawn = Scratch<int>(rows.Length);
         Kernels.Sampling.Run(kernels, logitValues, samplingWeights.View.AsContiguous(), parameters.View.AsContiguous(),
             penalized.View.AsContiguous(), drawn.View.AsContiguous(), vocabulary, rows.Length);
-        accelerator.Synchronize();
-        drawn.View.AsContiguous().SubView(0, rows.Length).CopyToCPU(tokens);
+        Wait();
+        CopyOut(drawn.View.AsContiguous().SubView(0, rows.Length), tokens);
     }
 
     public long FirstNonFinite(Tensor x, long count)
@@ -274,9 +323,9 @@ public sealed class IlgpuBackend : IBackend
             return -1;
         using var result = Stage<long>([FiniteCheck.NotFound]);
         FiniteCheck.Run(kernels, F32(x).SubView(0, count), result.View.AsContiguous());
-        accelerator.Synchronize();
+        Wait();
         Span<long> lowest = stackalloc long[1];
-        result.View.AsContiguous().CopyToCPU(lowest);
+        CopyOut(result.View.AsContiguous(), lowest);
         return lowest[0] == FiniteCheck.NotFound ? -1 : lowest[0];
     }
 

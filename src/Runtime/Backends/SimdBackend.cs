@@ -28,6 +28,7 @@ public sealed unsafe class SimdBackend : IBackend
 
     public string Name { get; }
     public string Kind => "simd-cpu";
+    public DeviceCounters Counters => workers.Counters;
     public SimdLevel Level => level;
     public int Threads => workers.Threads;
 
@@ -36,6 +37,7 @@ public sealed unsafe class SimdBackend : IBackend
     {
         public byte* Pointer { get; private set; } = pointer;
         public long Length { get; } = length;
+        public bool Owned => owned;
 
         public void Dispose()
         {
@@ -50,6 +52,7 @@ public sealed unsafe class SimdBackend : IBackend
         if (length < 0)
             throw new ArgumentOutOfRangeException(nameof(length), $"{name}: cannot allocate {length} values");
         long bytes = type.ByteLength(length);
+        workers.Counters.Allocation();
         var pointer = (byte*)NativeMemory.AlignedAlloc((nuint)Math.Max(64, bytes), 64);
         NativeMemory.Clear(pointer, (nuint)Math.Max(64, bytes));
         return new Tensor(this, new NativeBlock(pointer, bytes, owned: true), type, 0, length, name);
@@ -62,23 +65,31 @@ public sealed unsafe class SimdBackend : IBackend
         return new Tensor(this, new NativeBlock(data, type.ByteLength(length), owned: false), type, 0, length, name);
     }
 
-    public void Free(Tensor tensor) => Block(tensor).Dispose();
+    public void Free(Tensor tensor)
+    {
+        var block = Block(tensor);
+        if (block.Owned)
+            workers.Counters.Free();
+        block.Dispose();
+    }
 
     public void Upload(Tensor destination, ReadOnlySpan<byte> values)
     {
         Shapes.Expect($"upload to {destination.Name}", values.Length, destination.ByteLength, "bytes of the tensor");
+        workers.Counters.Upload();
         values.CopyTo(new Span<byte>(Pointer(destination), values.Length));
     }
 
     public void Download(Tensor source, Span<byte> values)
     {
         Shapes.Expect($"download from {source.Name}", values.Length, source.ByteLength, "bytes of the tensor");
+        workers.Counters.Wait();
+        workers.Counters.Download();
         new ReadOnlySpan<byte>(Pointer(source), values.Length).CopyTo(values);
     }
 
-    public void Synchronize()
-    {
-    }
+    /// <summary>Every call has finished when it returns; counted as a wait all the same, as on a device.</summary>
+    public void Synchronize() => workers.Counters.Wait();
 
     NativeBlock Block(Tensor tensor)
     {
