@@ -22,7 +22,9 @@ public static unsafe class AttentionSimd
         internal float* Q, Output, Bias;
         internal byte* Keys, Values;
         internal KeyRange* Ranges;
-        internal bool* FullyMasked;
+        /// <summary>Per (row, head), raised to <see cref="Mark"/> where no score is finite; null when not asked for.</summary>
+        internal int* FullyMasked;
+        internal int Mark;
         internal AttentionShape Shape;
         internal AttentionBiasLayout BiasLayout;
         /// <summary>The loop for the cache format, widening exactly (an f16 cache may hold ±inf after an overflow).</summary>
@@ -42,7 +44,9 @@ public static unsafe class AttentionSimd
                 work = idle.Count > 0 ? idle.Pop() : new Work();
             try
             {
-                work.Reserve(HeadsPerItem, Longest, Shape.HeadDim, Counters);
+                // Sized for the cache's capacity, not this call's longest range, so that decode, whose
+                // ranges grow by one key per step, does not reallocate.
+                work.Reserve(HeadsPerItem, Math.Max(Longest, Shape.Capacity), Shape.HeadDim, Counters);
                 Items(this, work, start, end);
             }
             finally
@@ -72,6 +76,7 @@ public static unsafe class AttentionSimd
         float[] scores = [];
         float[] lanes = [];
         float[] totals = [];
+        bool[] masked = [];
         Vector512<float>[] keyLanes = [];
         float[] row = [];
         public float* Scores;
@@ -79,6 +84,7 @@ public static unsafe class AttentionSimd
         public Vector512<float>* KeyLanes;
         public float* Lanes;
         public float* Totals;
+        public bool* Masked;
 
         /// <summary>Grows the buffers (pinned, so the pointers stay valid) when a call needs more.</summary>
         public void Reserve(int heads, int keys, int headDim, DeviceCounters counters)
@@ -89,6 +95,12 @@ public static unsafe class AttentionSimd
                 counters.Allocation();
                 scores = GC.AllocateUninitializedArray<float>(scoreCount, pinned: true);
                 Scores = (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(scores));
+            }
+            if (masked.Length < heads)
+            {
+                counters.Allocation();
+                masked = GC.AllocateUninitializedArray<bool>(heads, pinned: true);
+                Masked = (bool*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(masked));
             }
             if (totals.Length < heads)
             {
@@ -121,9 +133,13 @@ public static unsafe class AttentionSimd
     /// <summary>Largest lane-accumulator area (floats) one item may use: heads × 32 × head_dim.</summary>
     const int MaxLaneFloats = 1 << 16;
 
-    /// <summary>Runs a validated call (see <see cref="Attention.Validate"/>, which gives <paramref name="longest"/>).</summary>
+    /// <summary>
+    /// Runs a validated call (see <see cref="Attention.Validate"/>, which gives <paramref name="longest"/>).
+    /// When <paramref name="fullyMasked"/> is not null, the flag of each (row, head) with no finite
+    /// score is raised to at least <paramref name="mark"/>.
+    /// </summary>
     public static void Run(CpuWorkers workers, SimdLevel level, Job job, float* q, byte* keys, byte* values, StorageType cacheType,
-        float* output, KeyRange* ranges, AttentionShape shape, float* bias, AttentionBiasLayout biasLayout, bool* fullyMasked,
+        float* output, KeyRange* ranges, AttentionShape shape, float* bias, AttentionBiasLayout biasLayout, int* fullyMasked, int mark,
         int longest)
     {
         job.Q = q;
@@ -137,6 +153,7 @@ public static unsafe class AttentionSimd
         job.Bias = bias;
         job.BiasLayout = biasLayout;
         job.FullyMasked = fullyMasked;
+        job.Mark = mark;
         job.Counters = workers.Counters;
         job.Longest = longest;
         job.Level = SimdLevels.AtMost(level);
@@ -205,9 +222,11 @@ public static unsafe class AttentionSimd
                 float* e = scores.Of(g);
                 float max = Canonical.Max(new ReadOnlySpan<float>(e, count));
                 bool masked = count == 0 || max == float.NegativeInfinity;
-                job.FullyMasked[firstOutput + g] = masked;
+                work.Masked[g] = masked;
                 if (masked)
                 {
+                    if (job.FullyMasked != null)
+                        job.FullyMasked[firstOutput + g] = Math.Max(job.FullyMasked[firstOutput + g], job.Mark);
                     new Span<float>(output, headDim).Clear();
                     continue;
                 }
@@ -219,10 +238,10 @@ public static unsafe class AttentionSimd
             if (!anyLive)
                 continue;
 
-            WeightedSums<T>(job.Level, scores, job.FullyMasked + firstOutput, count, job.Values, cache, headDim, work.Lanes, work.Row);
+            WeightedSums<T>(job.Level, scores, work.Masked, count, job.Values, cache, headDim, work.Lanes, work.Row);
             for (int g = 0; g < heads; g++)
             {
-                if (job.FullyMasked[firstOutput + g])
+                if (work.Masked[g])
                     continue;
                 float* output = job.Output + (firstOutput + g) * headDim;
                 float* sums = work.Lanes + g * laneFloats;

@@ -47,20 +47,23 @@ public static partial class Embedding
         public TTable Table;
         public ArrayView<int> Ids;
         public ArrayView<float> Output;
-        public int Width;
+        public int Width, Vocabulary;
         public float Scale;
     }
 
     /// <summary>
     /// One thread per output element, threads of a row over its width: neighbouring threads read
-    /// neighbouring table elements of the same id, so loads and stores are coalesced.
+    /// neighbouring table elements of the same id, so loads and stores are coalesced. An id
+    /// outside the table (which validation on the host rules out) reads nothing and gives NaN, so
+    /// the row's logits are reported as not finite instead of memory being read out of bounds.
     /// </summary>
     [GpuKernel]
     static void Kernel<TTable>(Index1D index, Args<TTable> a) where TTable : struct, IStorage
     {
         int row = index / a.Width;
         int column = index - row * a.Width;
-        a.Output[index] = Mul(a.Table.Load((long)a.Ids[row] * a.Width + column), a.Scale);
+        int id = a.Ids[row];
+        a.Output[index] = (uint)id < (uint)a.Vocabulary ? Mul(a.Table.Load((long)id * a.Width + column), a.Scale) : float.NaN;
     }
 
     /// <summary>
@@ -72,7 +75,11 @@ public static partial class Embedding
     {
         shape.Validate(tableType.ElementCount(table.Length), ids.Length, output.Length);
         int count = Elementwise.ThreadCount("embedding: output", (long)shape.Rows * shape.Width);
-        var launch = new Launch { Library = library, Table = table, Ids = ids, Output = output, Width = shape.Width, Scale = scale, Count = count };
+        var launch = new Launch
+        {
+            Library = library, Table = table, Ids = ids, Output = output, Width = shape.Width, Vocabulary = shape.Vocabulary, Scale = scale,
+            Count = count,
+        };
         tableType.Format().Dispatch(ref launch);
     }
 
@@ -82,14 +89,14 @@ public static partial class Embedding
         public ArrayView<byte> Table;
         public ArrayView<int> Ids;
         public ArrayView<float> Output;
-        public int Width, Count;
+        public int Width, Vocabulary, Count;
         public float Scale;
 
         public readonly void Run<TStorage, TWeights, TExact>()
             where TStorage : struct, IStorageView<TStorage> where TWeights : struct, IStoredVectors where TExact : struct, IStoredVectors =>
             Library.GetElementwise<Args<TStorage>>(Kernel)(Count, new Args<TStorage>
             {
-                Table = TStorage.Over(Table), Ids = Ids, Output = Output, Width = Width, Scale = Scale,
+                Table = TStorage.Over(Table), Ids = Ids, Output = Output, Width = Width, Vocabulary = Vocabulary, Scale = Scale,
             });
     }
 }

@@ -44,10 +44,15 @@ public static unsafe partial class LinearSimd
         public readonly void Run<TStorage, TWeights, TExact>()
             where TStorage : struct, IStorageView<TStorage> where TWeights : struct, IStoredVectors where TExact : struct, IStoredVectors
         {
+            // Space for x·2^112 is made by the first f16 call of any length (a prefill), so that
+            // the decode steps after it allocate nothing.
+            bool prescalable = typeof(TWeights) == typeof(F16Vectors) && Job.Level == SimdLevel.Avx512;
+            if (prescalable)
+                Grow(ref Job.ScaledX, ref Job.ScaledXCapacity, Job.Shape.InFeatures, Job.Counters);
             if (Job.Tiled)
                 Job.Body = &TiledBlocks<TWeights>;
             // f16 decode saves one instruction per 16 weights when x·2^112 is exact (F16UnscaledVectors).
-            else if (typeof(TWeights) == typeof(F16Vectors) && Job.Level == SimdLevel.Avx512 && Job.Shape.Rows == 1 && ScaleX(Job))
+            else if (prescalable && Job.Shape.Rows == 1 && ScaleX(Job))
                 Job.Body = &Rows<F16UnscaledVectors>;
             else
                 Job.Body = &Rows<TWeights>;
@@ -86,7 +91,6 @@ public static unsafe partial class LinearSimd
     static bool ScaleX(Job job)
     {
         int k = job.Shape.InFeatures;
-        Grow(ref job.ScaledX, ref job.ScaledXCapacity, k, job.Counters);
         for (int i = 0; i < k; i++)
         {
             float value = job.X[i];

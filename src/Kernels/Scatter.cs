@@ -12,14 +12,31 @@ namespace IlgpuLlm.Kernels;
 /// </summary>
 public readonly record struct ScatterShape(int Rows, int Width, long DestinationRows)
 {
-    public void Validate(long sourceLength, long destinationLength, ReadOnlySpan<long> rowIndices)
+    /// <summary>The lengths of a call; row indices on the device are checked by the kernels (writes outside are dropped).</summary>
+    public void ValidateLengths(long sourceLength, long destinationLength, long rowIndicesLength)
     {
         Shapes.Positive("scatter: rows", Rows);
         Shapes.Positive("scatter: width", Width);
         Shapes.Positive("scatter: destination rows", DestinationRows);
+        if (DestinationRows > int.MaxValue)
+            throw new ArgumentException($"scatter: {DestinationRows} destination rows; row indices are 32-bit");
         Shapes.Expect("scatter: source", sourceLength, (long)Rows * Width, $"rows {Rows} × width {Width}");
         Shapes.Expect("scatter: destination", destinationLength, DestinationRows * Width, $"destination rows {DestinationRows} × width {Width}");
-        Shapes.Expect("scatter: row indices", rowIndices.Length, Rows, $"one per row, rows {Rows}");
+        Shapes.Expect("scatter: row indices", rowIndicesLength, Rows, $"one per row, rows {Rows}");
+    }
+
+    /// <summary>Every index targets a destination row.</summary>
+    public void ValidateRange(ReadOnlySpan<int> rowIndices)
+    {
+        for (int r = 0; r < rowIndices.Length; r++)
+            if ((uint)rowIndices[r] >= DestinationRows)
+                throw new ArgumentOutOfRangeException(nameof(rowIndices),
+                    $"scatter: row {r} targets destination row {rowIndices[r]}; the destination has {DestinationRows} rows");
+    }
+
+    public void Validate(long sourceLength, long destinationLength, ReadOnlySpan<long> rowIndices)
+    {
+        ValidateLengths(sourceLength, destinationLength, rowIndices.Length);
         for (int r = 0; r < rowIndices.Length; r++)
             if (rowIndices[r] < 0 || rowIndices[r] >= DestinationRows)
                 throw new ArgumentOutOfRangeException(nameof(rowIndices),
@@ -92,16 +109,17 @@ public static partial class Scatter
     {
         public ArrayView<float> Source;
         public TDestination Destination;
-        public ArrayView<long> RowIndices;
-        public ArrayView<int> RowOverflowed;
-        public long Count, Stride;
-        public int Width;
+        public ArrayView<int> RowIndices;
+        public ArrayView<int> RowFlags;
+        public long Count, Stride, DestinationRows;
+        public int Width, Mark;
     }
 
     /// <summary>
     /// One thread per element (grid-stride, so counts above 2^31 work): neighbouring threads read
-    /// neighbouring source values and write neighbouring destination values of a row. A row's
-    /// overflow flag is a plain store of 1 — any order of such stores gives the same OR.
+    /// neighbouring source values and write neighbouring destination values of a row. A row with
+    /// an f16 overflow has its flag raised to the mark with an integer atomic maximum, which no
+    /// order changes. An index outside the destination (host validation rules it out) is dropped.
     /// </summary>
     [GpuKernel]
     static void Kernel<TDestination>(Index1D index, Args<TDestination> a) where TDestination : struct, IStorageStore<TDestination>
@@ -109,30 +127,33 @@ public static partial class Scatter
         for (long i = index; i < a.Count; i += a.Stride)
         {
             long row = i / a.Width;
-            long at = a.RowIndices[row] * a.Width + (i - row * a.Width);
+            long target = a.RowIndices[row];
+            if ((ulong)target >= (ulong)a.DestinationRows)
+                continue;
             float value = a.Source[i];
-            a.Destination.Store(at, value);
-            if (a.Destination.Overflows(value))
-                a.RowOverflowed[row] = 1;
+            a.Destination.Store(target * a.Width + (i - row * a.Width), value);
+            if (a.Mark > 0 && a.Destination.Overflows(value))
+                Atomic.Max(ref a.RowFlags[row], a.Mark);
         }
     }
 
     /// <summary>
-    /// Validates, then stores the rows. <paramref name="rowIndicesOnDevice"/> holds
-    /// <paramref name="rowIndices"/>; <paramref name="rowOverflowed"/> (one per row, zeroed by the
-    /// caller) receives 1 for each row with an f16 overflow.
+    /// Stores the rows. <paramref name="rowIndices"/> are on the device (validated on the host where
+    /// they were made); <paramref name="rowFlags"/>, when <paramref name="mark"/> is positive, has
+    /// the flag of each row with an f16 overflow raised to at least the mark.
     /// </summary>
     public static void Run(KernelLibrary library, ArrayView<float> source, ArrayView<byte> destination, StorageType type,
-        ReadOnlySpan<long> rowIndices, ArrayView<long> rowIndicesOnDevice, ScatterShape shape, ArrayView<int> rowOverflowed)
+        ArrayView<int> rowIndices, ScatterShape shape, ArrayView<int> rowFlags, int mark)
     {
-        shape.Validate(source.Length, type.ElementCount(destination.Length), rowIndices);
-        Shapes.Expect("scatter: row indices on the device", rowIndicesOnDevice.Length, rowIndices.Length, "the row indices");
-        Shapes.Expect("scatter: overflow flags", rowOverflowed.Length, shape.Rows, $"one per row, rows {shape.Rows}");
+        shape.ValidateLengths(source.Length, type.ElementCount(destination.Length), rowIndices.Length);
+        if (mark > 0)
+            Shapes.ExpectAtLeast("scatter: overflow flags", rowFlags.Length, shape.Rows, $"one per row, rows {shape.Rows}");
         long count = (long)shape.Rows * shape.Width;
         var launch = new Launch
         {
-            Library = library, Source = source, Destination = destination, RowIndices = rowIndicesOnDevice,
-            RowOverflowed = rowOverflowed, Count = count, Threads = (int)Math.Min(count, MaxThreads), Width = shape.Width,
+            Library = library, Source = source, Destination = destination, RowIndices = rowIndices,
+            RowFlags = mark > 0 ? rowFlags : rowIndices, Count = count, Threads = (int)Math.Min(count, MaxThreads), Width = shape.Width,
+            DestinationRows = shape.DestinationRows, Mark = Math.Max(0, mark),
         };
         type.Format().DispatchNarrowing(ref launch);
     }
@@ -142,16 +163,15 @@ public static partial class Scatter
         public KernelLibrary Library;
         public ArrayView<float> Source;
         public ArrayView<byte> Destination;
-        public ArrayView<long> RowIndices;
-        public ArrayView<int> RowOverflowed;
-        public long Count;
-        public int Threads, Width;
+        public ArrayView<int> RowIndices, RowFlags;
+        public long Count, DestinationRows;
+        public int Threads, Width, Mark;
 
         public readonly void Run<TStore, TNarrowing>() where TStore : struct, IStorageStore<TStore> where TNarrowing : struct, IVectorNarrowing =>
             Library.GetElementwise<Args<TStore>>(Kernel)(Threads, new Args<TStore>
             {
-                Source = Source, Destination = TStore.Over(Destination), RowIndices = RowIndices, RowOverflowed = RowOverflowed,
-                Count = Count, Stride = Threads, Width = Width,
+                Source = Source, Destination = TStore.Over(Destination), RowIndices = RowIndices, RowFlags = RowFlags,
+                Count = Count, Stride = Threads, DestinationRows = DestinationRows, Width = Width, Mark = Mark,
             });
     }
 

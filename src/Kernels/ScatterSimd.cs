@@ -21,8 +21,9 @@ public static unsafe class ScatterSimd
     {
         internal float* Source;
         internal byte* Destination;
-        internal long* RowIndices;
-        internal bool* RowOverflowed;
+        internal int* RowIndices;
+        internal int* RowFlags;
+        internal int Mark;
         internal ScatterShape Shape;
         internal long RowBytes;
         internal SimdLevel Level;
@@ -35,7 +36,8 @@ public static unsafe class ScatterSimd
             {
                 float* source = Source + (long)r * width;
                 byte* destination = Destination + RowIndices[r] * RowBytes;
-                RowOverflowed[r] = NarrowRow(Level, (byte*)source, 0, destination, width) != 0;
+                if (NarrowRow(Level, (byte*)source, 0, destination, width) != 0 && Mark > 0)
+                    RowFlags[r] = Math.Max(RowFlags[r], Mark);
             }
         }
     }
@@ -49,26 +51,26 @@ public static unsafe class ScatterSimd
             Job.NarrowRow = &Narrow<F32Vectors, TNarrowing>;
     }
 
-    /// <summary>Runs a validated scatter; returns the number of rows with an f16 overflow.</summary>
-    public static int Run(CpuWorkers workers, SimdLevel level, Job job, float* source, byte* destination, StorageType type,
-        long* rowIndices, ScatterShape shape, bool* rowOverflowed)
+    /// <summary>
+    /// Runs a validated scatter; when <paramref name="mark"/> is positive, the flag of each row with
+    /// an f16 overflow is raised to at least the mark.
+    /// </summary>
+    public static void Run(CpuWorkers workers, SimdLevel level, Job job, float* source, byte* destination, StorageType type,
+        int* rowIndices, ScatterShape shape, int* rowFlags, int mark)
     {
         job.Source = source;
         job.Destination = destination;
         job.RowBytes = type.ByteLength(shape.Width);
         job.RowIndices = rowIndices;
         job.Shape = shape;
-        job.RowOverflowed = rowOverflowed;
+        job.RowFlags = rowFlags;
+        job.Mark = mark;
         job.Level = SimdLevels.AtMost(level);
         var narrowing = new RowNarrowing { Job = job };
         type.Format().DispatchNarrowing(ref narrowing);
         // Rows narrower than a few vectors are not worth a thread hand-off each.
         int rowsPerChunk = Math.Max(workers.ChunkFor(shape.Rows), 4096 / shape.Width);
         workers.For(shape.Rows, rowsPerChunk, job);
-        int overflowed = 0;
-        for (int r = 0; r < shape.Rows; r++)
-            overflowed += rowOverflowed[r] ? 1 : 0;
-        return overflowed;
     }
 
     /// <summary>The reusable job object a backend keeps for its convert calls.</summary>

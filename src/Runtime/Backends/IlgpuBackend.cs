@@ -164,32 +164,10 @@ public sealed class IlgpuBackend : IBackend
         return Bytes(tensor).Cast<float>();
     }
 
-    /// <summary>A device buffer for one op, released (and counted) when disposed.</summary>
-    sealed class Scoped<T>(IlgpuBackend owner, MemoryBuffer1D<T, Stride1D.Dense> buffer) : IDisposable where T : unmanaged
+    ArrayView<int> I32(Tensor tensor)
     {
-        public MemoryBuffer1D<T, Stride1D.Dense> Buffer => buffer;
-        public ArrayView1D<T, Stride1D.Dense> View => buffer.View;
-        public void Dispose() => owner.Release(buffer);
-    }
-
-    /// <summary>
-    /// Copies small per-call host data (ids, positions, key ranges) to the device for one op.
-    /// Dispose it only after the op has finished (<see cref="Synchronize"/>).
-    /// </summary>
-    Scoped<T> Stage<T>(ReadOnlySpan<T> values) where T : unmanaged
-    {
-        var buffer = NewBuffer<T>(values.Length);
-        if (values.Length > 0)
-            CopyIn(buffer.View.AsContiguous().SubView(0, values.Length), values);
-        return new Scoped<T>(this, buffer);
-    }
-
-    /// <summary>A device buffer of <paramref name="length"/> zeroed values for an op's per-call results.</summary>
-    Scoped<T> Scratch<T>(long length) where T : unmanaged
-    {
-        var buffer = NewBuffer<T>(length);
-        Zero(buffer);
-        return new Scoped<T>(this, buffer);
+        Expect(tensor, TensorType.I32);
+        return Bytes(tensor).Cast<int>();
     }
 
     static void Expect(Tensor tensor, TensorType type)
@@ -198,13 +176,28 @@ public sealed class IlgpuBackend : IBackend
             throw new ArgumentException($"{tensor.Name} holds {tensor.Type.Name()} values; this op needs {type.Name()}");
     }
 
-    public void Embedding(Tensor table, ReadOnlySpan<int> ids, Tensor output, EmbeddingShape shape, float scale)
+    /// <summary>
+    /// Work space an op keeps between calls (attention scores, sampling weights when the caller
+    /// gives none), grown only when a call needs more.
+    /// </summary>
+    ArrayView<float> Workspace(ref MemoryBuffer1D<float, Stride1D.Dense>? buffer, long floats)
+    {
+        if (buffer == null || buffer.Length < floats)
+        {
+            if (buffer != null)
+                Release(buffer);
+            buffer = NewBuffer<float>(floats);
+        }
+        return buffer.View.AsContiguous().SubView(0, Math.Max(1, floats));
+    }
+
+    MemoryBuffer1D<float, Stride1D.Dense>? attentionScores, samplingWeights;
+    MemoryBuffer1D<long, Stride1D.Dense>? finiteResult, convertOverflows;
+
+    public void Embedding(Tensor table, Tensor ids, Tensor output, EmbeddingShape shape, float scale)
     {
         shape.Validate(table.Length, ids.Length, output.Length);
-        shape.ValidateIds(ids);
-        using var staged = Stage(ids);
-        Kernels.Embedding.Run(kernels, Bytes(table), table.Type.Storage, staged.View, F32(output), shape, scale);
-        Wait();
+        Kernels.Embedding.Run(kernels, Bytes(table), table.Type.Storage, I32(ids), F32(output), shape, scale);
     }
 
     public void Linear(Tensor x, Tensor weight, Tensor? bias, Tensor y, LinearShape shape) =>
@@ -216,27 +209,11 @@ public sealed class IlgpuBackend : IBackend
     public void Rotary(Tensor x, Tensor angles, RotaryShape shape) =>
         Kernels.Rotary.Run(kernels, F32(x), F32(angles), shape);
 
-    public int ScatterRows(Tensor source, Tensor destination, ReadOnlySpan<long> rowIndices, ScatterShape shape,
-        Span<bool> rowOverflowed)
+    public void ScatterRows(Tensor source, Tensor destination, Tensor rowIndices, ScatterShape shape, ProblemFlags? overflowed)
     {
-        var type = destination.Type.Storage;
-        shape.Validate(source.Length, destination.Length, rowIndices);
-        Shapes.Expect("scatter: overflow flags", rowOverflowed.Length, shape.Rows, $"one per row, rows {shape.Rows}");
-        using var indices = Stage(rowIndices);
-        using var flags = Scratch<int>(shape.Rows);
-        var flagsView = flags.View.AsContiguous().SubView(0, shape.Rows);
-        Scatter.Run(kernels, F32(source), Bytes(destination), type, rowIndices, indices.View.AsContiguous().SubView(0, rowIndices.Length),
-            shape, flagsView);
-        Span<int> overflowed = shape.Rows <= 256 ? stackalloc int[shape.Rows] : new int[shape.Rows];
-        Wait();
-        CopyOut(flagsView, overflowed);
-        int count = 0;
-        for (int r = 0; r < shape.Rows; r++)
-        {
-            rowOverflowed[r] = overflowed[r] != 0;
-            count += overflowed[r] != 0 ? 1 : 0;
-        }
-        return count;
+        overflowed?.Validate("scatter: overflow flags", shape.Rows);
+        Scatter.Run(kernels, F32(source), Bytes(destination), destination.Type.Storage, I32(rowIndices), shape,
+            overflowed is { } flags ? I32(flags.Flags) : default, overflowed?.Mark ?? 0);
     }
 
     public long Convert(Tensor source, Tensor destination)
@@ -244,35 +221,29 @@ public sealed class IlgpuBackend : IBackend
         var sourceType = source.Type.Storage;
         var type = destination.Type.Storage;
         Shapes.Expect($"convert: destination {destination.Name}", destination.Length, source.Length, $"the length of {source.Name}");
-        using var overflows = Scratch<long>(1);
-        Scatter.RunConvert(kernels, Bytes(source), sourceType, Bytes(destination), type, overflows.View.AsContiguous());
+        var counter = convertOverflows ??= NewBuffer<long>(1);
+        Zero(counter);
+        Scatter.RunConvert(kernels, Bytes(source), sourceType, Bytes(destination), type, counter.View.AsContiguous());
         Span<long> count = stackalloc long[1];
         Wait();
-        CopyOut(overflows.View.AsContiguous(), count);
+        CopyOut(counter.View.AsContiguous(), count);
         return count[0];
     }
 
-    public void Attention(Tensor q, Tensor keys, Tensor values, Tensor output, ReadOnlySpan<KeyRange> ranges,
-        AttentionShape shape, AttentionBias? bias, Span<bool> fullyMasked)
+    public void Attention(Tensor q, Tensor keys, Tensor values, Tensor output, Tensor ranges, AttentionShape shape, AttentionBias? bias,
+        ProblemFlags? fullyMasked, Tensor? workspace = null)
     {
         if (keys.Type != values.Type)
             throw new ArgumentException($"attention: the key cache {keys.Name} holds {keys.Type.Name()} values and the value cache {values.Name} {values.Type.Name()}; both must share one storage type");
-        var cacheType = keys.Type.Storage;
-        int longest = Kernels.Attention.Validate(shape, q.Length, keys.Length, values.Length, output.Length, ranges,
-            bias?.Values.Length, bias?.Layout, fullyMasked.Length);
-        int groups = shape.Rows * shape.Heads;
-        using var rangesOnDevice = Stage(ranges);
-        using var scores = new Scoped<float>(this, NewBuffer<float>((long)groups * longest));
-        using var flags = Scratch<int>(groups);
-        var flagsView = flags.View.AsContiguous().SubView(0, groups);
-        Kernels.Attention.Run(kernels, F32(q), Bytes(keys), Bytes(values), cacheType, F32(output), ranges,
-            rangesOnDevice.View.AsContiguous().SubView(0, ranges.Length), shape, bias is { } b ? F32(b.Values) : null, bias?.Layout,
-            scores.View.AsContiguous(), flagsView);
-        Span<int> masked = groups <= 256 ? stackalloc int[groups] : new int[groups];
-        Wait();
-        CopyOut(flagsView, masked);
-        for (int i = 0; i < groups; i++)
-            fullyMasked[i] = masked[i] != 0;
+        Shapes.Expect("attention: key ranges", ranges.Length, 3L * shape.Rows, $"three per row (slot, begin, end), rows {shape.Rows}");
+        long groups = (long)shape.Rows * shape.Heads;
+        fullyMasked?.Validate("attention: fully-masked flags", groups);
+        long floats = groups * shape.KeysPerGroup;
+        var scores = workspace is { } given && given.Length >= floats ? F32(given).SubView(0, Math.Max(1, floats))
+            : Workspace(ref attentionScores, floats);
+        Kernels.Attention.Run(kernels, F32(q), Bytes(keys), Bytes(values), keys.Type.Storage, F32(output),
+            I32(ranges), shape, bias is { } b ? F32(b.Values) : null, bias?.Layout, scores,
+            fullyMasked is { } flags ? I32(flags.Flags) : default, fullyMasked?.Mark ?? 0);
     }
 
     public void GatedActivation(Tensor gate, Tensor up, Tensor output, long count, Activation activation) =>
@@ -290,30 +261,21 @@ public sealed class IlgpuBackend : IBackend
     public void Softmax(Tensor logits, Tensor probabilities, SoftmaxShape shape, float temperature) =>
         Kernels.Softmax.Run(kernels, F32(logits), F32(probabilities), shape, temperature);
 
-    /// <summary>The sampler's work space (rows × vocabulary weights), kept between calls and grown when needed.</summary>
-    MemoryBuffer1D<float, Stride1D.Dense>? samplingWeights;
-
-    public void Sample(Tensor logits, int vocabulary, ReadOnlySpan<SamplingRow> rows, ReadOnlySpan<int> penalizedTokens,
-        Span<int> tokens)
+    public void Sample(Tensor logits, Tensor parameters, Tensor penalized, Tensor tokens, SamplingShape shape, Tensor? skip,
+        Tensor? workspace = null)
     {
-        Sampling.Validate(logits.Length, vocabulary, rows, penalizedTokens, tokens.Length);
-        var logitValues = F32(logits);
-        long needed = (long)rows.Length * vocabulary;
-        if (samplingWeights == null || samplingWeights.Length < needed)
-        {
-            if (samplingWeights != null)
-                Release(samplingWeights);
-            samplingWeights = NewBuffer<float>(needed);
-        }
-        Span<int> packed = rows.Length <= 64 ? stackalloc int[rows.Length * Sampling.ParameterInts] : new int[rows.Length * Sampling.ParameterInts];
-        Sampling.PackParameters(rows, packed);
-        using var parameters = Stage<int>(packed);
-        using var penalized = Stage(penalizedTokens);
-        using var drawn = Scratch<int>(rows.Length);
-        Kernels.Sampling.Run(kernels, logitValues, samplingWeights.View.AsContiguous(), parameters.View.AsContiguous(),
-            penalized.View.AsContiguous(), drawn.View.AsContiguous(), vocabulary, rows.Length);
-        Wait();
-        CopyOut(drawn.View.AsContiguous().SubView(0, rows.Length), tokens);
+        shape.Validate(logits.Length, parameters.Length, tokens.Length, skip?.Length);
+        long floats = (long)shape.Rows * shape.Vocabulary;
+        var weights = workspace is { } given && given.Length >= floats ? F32(given).SubView(0, floats)
+            : Workspace(ref samplingWeights, floats);
+        Kernels.Sampling.Run(kernels, F32(logits), weights, I32(parameters), penalized.Length > 0 ? I32(penalized) : I32(parameters),
+            I32(tokens), shape.Vocabulary, shape.Rows, skip: skip is null ? default : I32(skip));
+    }
+
+    public void FlagNonFinite(Tensor x, int rows, int width, ProblemFlags flags)
+    {
+        flags.Validate("finite check: flags", rows);
+        FiniteCheck.RunRows(kernels, F32(x), rows, width, I32(flags.Flags), flags.Mark);
     }
 
     public long FirstNonFinite(Tensor x, long count)
@@ -321,16 +283,19 @@ public sealed class IlgpuBackend : IBackend
         FiniteCheck.ValidateCount(x.Length, count);
         if (count == 0)
             return -1;
-        using var result = Stage<long>([FiniteCheck.NotFound]);
+        var result = finiteResult ??= NewBuffer<long>(1);
+        Span<long> lowest = [FiniteCheck.NotFound];
+        CopyIn(result.View.AsContiguous(), lowest);
         FiniteCheck.Run(kernels, F32(x).SubView(0, count), result.View.AsContiguous());
         Wait();
-        Span<long> lowest = stackalloc long[1];
         CopyOut(result.View.AsContiguous(), lowest);
         return lowest[0] == FiniteCheck.NotFound ? -1 : lowest[0];
     }
 
     public void Dispose()
     {
+        foreach (var buffer in new MemoryBuffer?[] { attentionScores, samplingWeights, finiteResult, convertOverflows })
+            buffer?.Dispose();
         kernels.Dispose();
         accelerator.Dispose();
         context.Dispose();

@@ -89,5 +89,19 @@ public sealed class Tensor
         return new Tensor(Owner, Buffer, Type, Offset + start, length, Name);
     }
 
+    /// <summary>
+    /// <paramref name="length"/> values of another element type starting <paramref name="byteOffset"/>
+    /// bytes into this tensor: the sections of one upload (<see cref="Generation.StepBatch"/>).
+    /// </summary>
+    internal Tensor View(TensorType type, long byteOffset, long length, string name)
+    {
+        long start = ByteOffset + byteOffset;
+        long elementBytes = type.ByteLength(1);
+        if (byteOffset < 0 || length < 0 || byteOffset + type.ByteLength(length) > ByteLength || start % elementBytes != 0)
+            throw new ArgumentOutOfRangeException(nameof(byteOffset),
+                $"{Name}: {length} {type.Name()} values at byte {byteOffset} do not lie within its {ByteLength} bytes, aligned");
+        return new Tensor(Owner, Buffer, type, start / elementBytes, length, name);
+    }
+
     public override string ToString() => $"{Name} ({Type.Name()} × {Length})";
 }
