@@ -195,9 +195,10 @@ public sealed class Transformer : ILanguageModel, IDisposable
     /// </summary>
     Tensor Forward(StepBatch batch, IBackend ops)
     {
+        if (batch.Layout.Cache != cache.Layout || !ReferenceEquals(batch.Layout.RotaryTables, rotaryTables)
+            || batch.Layout.MaxRows > MaxRowsPerForward || batch.Layout.Heads != config.HeadCount)
+            throw new ArgumentException("the step batch was made for another model; make it with this model's CreateStepBatch", nameof(batch));
         int n = batch.RowCount;
-        if (n > MaxRowsPerForward)
-            throw new ArgumentOutOfRangeException(nameof(batch), $"a forward pass takes 1 to {MaxRowsPerForward} rows; got {n}");
         int hidden = config.HiddenSize, heads = config.HeadCount, kvHeads = config.KeyValueHeadCount, headDim = config.HeadDim;
         float eps = config.RmsNormEpsilon;
         var x = work.X.Slice(0, (long)n * hidden);

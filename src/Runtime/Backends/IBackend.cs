@@ -7,7 +7,7 @@ namespace IlgpuLlm.Runtime.Backends;
 /// Implementations (SIMD CPU, ILGPU on CUDA or on its CPU accelerator) produce the same bits for the
 /// same call; the model never knows which one it runs on. Ops take tensors only: per-row data
 /// (token ids, cache destinations, key ranges, sampling parameters) lives in device tensors,
-/// uploaded once per step (<see cref="Runtime.StepBatch"/>, which validates it on the host), and
+/// uploaded once per step (<see cref="Generation.StepBatch"/>, which validates it on the host), and
 /// problems an op finds (f16 overflow, fully masked rows, non-finite logits) are raised in device
 /// flags (<see cref="ProblemFlags"/>) read once at the end of the step. Every call checks its
 /// shapes and lengths before any kernel sees them; index values on the device are checked where

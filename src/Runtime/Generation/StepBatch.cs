@@ -410,10 +410,9 @@ public sealed class StepBatch : IDisposable
         var found = new List<RowProblem>();
         for (int r = 0; r < rowCount; r++)
         {
-            int reportedAt = reported.FindIndex(p => p.Row == r);
-            if (reportedAt >= 0)
+            if (FirstReported(r) is RowProblem problem)
             {
-                found.Add(reported[reportedAt]);
+                found.Add(problem);
                 continue;
             }
             int overflow = outputs[overflowAt + r];
@@ -428,6 +427,14 @@ public sealed class StepBatch : IDisposable
                     $"layer {layers - masked}: attention at position {rows[r].Position} found no finite score for a head (every key masked)"));
         }
         return found;
+    }
+
+    RowProblem? FirstReported(int row)
+    {
+        foreach (var problem in reported)
+            if (problem.Row == row)
+                return problem;
+        return null;
     }
 
     public void Dispose()
