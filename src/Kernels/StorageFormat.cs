@@ -12,8 +12,8 @@ namespace IlgpuLlm.Kernels;
 /// generic kernels are specialised with — the ILGPU load (<see cref="IStorageView{TSelf}"/>), the
 /// SIMD loads (<see cref="IStoredVectors"/>) and, for narrowing formats, the stores. Kernels never
 /// switch over formats: they hand a generic action to <see cref="Dispatch{TAction}"/>. Every
-/// member is abstract, so a new format that leaves one out does not compile, and
-/// <see cref="StorageTypes.Format"/> is the one switch from the enum to the type.
+/// member that differs between formats is abstract, so a new format that leaves one out does not
+/// compile, and <see cref="StorageTypes.Format"/> is the one switch from the enum to the type.
 /// </summary>
 /// <remarks>
 /// Block formats (ggml's Q8_0: 32 values in 34 bytes; Q4_K: 256 values in 144 bytes) store whole
