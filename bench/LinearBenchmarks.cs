@@ -51,7 +51,7 @@ public abstract class LinearBenchmark : IWorkload
     [Benchmark]
     public void Linear() => Backend.Linear(x, w, null, y, shape);
 
-    public long WeightBytes => (long)shape.OutFeatures * shape.InFeatures * Type.SizeOf();
+    public long WeightBytes => Type.ByteLength((long)shape.OutFeatures * shape.InFeatures);
 
     /// <summary>Reported for decode, where streaming the weights once bounds the time.</summary>
     public double? Bytes => Rows == 1 ? WeightBytes : null;

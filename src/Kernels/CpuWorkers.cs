@@ -86,11 +86,15 @@ public sealed class CpuWorkers : IDisposable
     /// <summary>The most workers one pool may have: 4 per core, at least 64.</summary>
     public static int MaxThreads => Math.Max(64, 4 * Environment.ProcessorCount);
 
+    /// <summary>Every <see cref="For"/> is counted as a launch; jobs count the scratch they allocate.</summary>
+    public DeviceCounters Counters { get; } = new();
+
     /// <summary>Runs items [0, itemCount) in chunks of about <paramref name="itemsPerChunk"/>; returns when all are done.</summary>
     public void For(int itemCount, int itemsPerChunk, IRangeJob rangeJob)
     {
         if (itemCount <= 0)
             return;
+        Counters.Launch();
         itemsPerChunk = Math.Max(1, itemsPerChunk);
         if (threads.Length == 0 || itemCount <= itemsPerChunk)
         {

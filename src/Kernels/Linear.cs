@@ -125,7 +125,7 @@ public static class Linear
     /// Launches the kernel with the weights behind any <see cref="IStorage"/> (the quantized
     /// formats' included); the caller has validated the buffers.
     /// </summary>
-    internal static void Launch<TWeights>(KernelLibrary library, ArrayView<float> x, TWeights w, ArrayView<float>? bias,
+    internal static void LaunchOn<TWeights>(KernelLibrary library, ArrayView<float> x, TWeights w, ArrayView<float>? bias,
         ArrayView<float> y, LinearShape shape) where TWeights : struct, IStorage
     {
         int rowTiles = (shape.Rows + RowsPerGroup - 1) / RowsPerGroup;
@@ -141,36 +141,21 @@ public static class Linear
     public static void Run(KernelLibrary library, ArrayView<float> x, ArrayView<byte> w, StorageType wType,
         ArrayView<float>? bias, ArrayView<float> y, LinearShape shape)
     {
-        shape.Validate(x.Length, w.Length / wType.SizeOf(), bias?.Length, y.Length);
-        int rowTiles = (shape.Rows + RowsPerGroup - 1) / RowsPerGroup;
-        int perGroup = OutputsPerGroup(library.Accelerator, shape.OutFeatures);
-        int outputTiles = (shape.OutFeatures + perGroup - 1) / perGroup;
-        var config = new KernelConfig(checked(rowTiles * outputTiles), KernelContext.WarpSize);
-        var biasView = bias ?? x;
-        int hasBias = bias.HasValue ? 1 : 0;
-        switch (wType)
-        {
-            case StorageType.F32:
-                library.Get<Args<F32Storage>>(Kernel)(config, new Args<F32Storage>
-                {
-                    X = x, W = new F32Storage(w.Cast<float>()), Bias = biasView, Y = y, Rows = shape.Rows,
-                    OutFeatures = shape.OutFeatures, InFeatures = shape.InFeatures, HasBias = hasBias, OutputsPerGroup = perGroup,
-                });
-                break;
-            case StorageType.F16:
-                library.Get<Args<F16Storage>>(Kernel)(config, new Args<F16Storage>
-                {
-                    X = x, W = new F16Storage(w.Cast<ushort>()), Bias = biasView, Y = y, Rows = shape.Rows,
-                    OutFeatures = shape.OutFeatures, InFeatures = shape.InFeatures, HasBias = hasBias, OutputsPerGroup = perGroup,
-                });
-                break;
-            default:
-                library.Get<Args<Bf16Storage>>(Kernel)(config, new Args<Bf16Storage>
-                {
-                    X = x, W = new Bf16Storage(w.Cast<ushort>()), Bias = biasView, Y = y, Rows = shape.Rows,
-                    OutFeatures = shape.OutFeatures, InFeatures = shape.InFeatures, HasBias = hasBias, OutputsPerGroup = perGroup,
-                });
-                break;
-        }
+        shape.Validate(x.Length, wType.ElementCount(w.Length), bias?.Length, y.Length);
+        var launch = new Launch { Library = library, X = x, W = w, Bias = bias, Y = y, Shape = shape };
+        wType.Format().Dispatch(ref launch);
+    }
+
+    struct Launch : IStorageAction
+    {
+        public KernelLibrary Library;
+        public ArrayView<float> X, Y;
+        public ArrayView<float>? Bias;
+        public ArrayView<byte> W;
+        public LinearShape Shape;
+
+        public readonly void Run<TStorage, TWeights, TExact>()
+            where TStorage : struct, IStorageView<TStorage> where TWeights : struct, IStoredVectors where TExact : struct, IStoredVectors =>
+            LaunchOn(Library, X, TStorage.Over(W), Bias, Y, Shape);
     }
 }

@@ -66,16 +66,17 @@ public static unsafe partial class LinearSimd
             NativeMemory.AlignedFree(Accumulators);
         }
 
-        public float* PanelFor(long floats) => Grow(ref Panel, ref PanelFloats, floats);
+        public float* PanelFor(long floats, DeviceCounters counters) => Grow(ref Panel, ref PanelFloats, floats, counters);
 
-        public float* AccumulatorsFor(long floats) => Grow(ref Accumulators, ref AccumulatorFloats, floats);
+        public float* AccumulatorsFor(long floats, DeviceCounters counters) => Grow(ref Accumulators, ref AccumulatorFloats, floats, counters);
     }
 
     /// <summary>A 64-byte aligned native buffer of at least <paramref name="floats"/>, reallocated only to grow.</summary>
-    internal static float* Grow(ref float* buffer, ref long capacity, long floats)
+    internal static float* Grow(ref float* buffer, ref long capacity, long floats, DeviceCounters counters)
     {
         if (floats > capacity)
         {
+            counters.Allocation();
             NativeMemory.AlignedFree(buffer);
             buffer = (float*)NativeMemory.AlignedAlloc((nuint)(floats * 4), 64);
             capacity = floats;
@@ -101,7 +102,7 @@ public static unsafe partial class LinearSimd
         int groups = (shape.Rows + RowGroup - 1) / RowGroup;
         long groupFloats = (long)steps * 32 * RowGroup;
         long floats = groups * groupFloats;
-        Grow(ref job.Packed, ref job.PackedCapacity, floats);
+        Grow(ref job.Packed, ref job.PackedCapacity, floats, job.Counters);
         // Written in the packed order, so the stores stream; each store gathers one k of 16 rows.
         float* destination = job.Packed;
         for (int g = 0; g < groups; g++)
@@ -151,8 +152,8 @@ public static unsafe partial class LinearSimd
         int groups = (rows + RowGroup - 1) / RowGroup;
         long groupFloats = (long)steps * 32 * RowGroup;
         int blockOutputs = job.BlockOutputs;
-        float* panel = scratch.PanelFor((long)blockOutputs * steps * 32);
-        float* accumulators = scratch.AccumulatorsFor((long)blockOutputs * 32 * RowGroup);
+        float* panel = scratch.PanelFor((long)blockOutputs * steps * 32, job.Counters);
+        float* accumulators = scratch.AccumulatorsFor((long)blockOutputs * 32 * RowGroup, job.Counters);
         for (int block = firstBlock; block < endBlock; block++)
         {
             int n0 = block * blockOutputs;

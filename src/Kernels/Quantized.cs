@@ -360,16 +360,16 @@ public static class QuantizedLinear
         shape.Validate(format, x.Length, w.Length, bias?.Length, y.Length);
         switch (format)
         {
-            case QuantFormat.Q4_0: Linear.Launch(library, x, new Q4_0Storage(w), bias, y, shape); break;
-            case QuantFormat.Q4_1: Linear.Launch(library, x, new Q4_1Storage(w), bias, y, shape); break;
-            case QuantFormat.Q5_0: Linear.Launch(library, x, new Q5_0Storage(w), bias, y, shape); break;
-            case QuantFormat.Q5_1: Linear.Launch(library, x, new Q5_1Storage(w), bias, y, shape); break;
-            case QuantFormat.Q8_0: Linear.Launch(library, x, new Q8_0Storage(w), bias, y, shape); break;
-            case QuantFormat.Q2_K: Linear.Launch(library, x, new Q2_KStorage(w), bias, y, shape); break;
-            case QuantFormat.Q3_K: Linear.Launch(library, x, new Q3_KStorage(w), bias, y, shape); break;
-            case QuantFormat.Q4_K: Linear.Launch(library, x, new Q4_KStorage(w), bias, y, shape); break;
-            case QuantFormat.Q5_K: Linear.Launch(library, x, new Q5_KStorage(w), bias, y, shape); break;
-            default: Linear.Launch(library, x, new Q6_KStorage(w), bias, y, shape); break;
+            case QuantFormat.Q4_0: Linear.LaunchOn(library, x, new Q4_0Storage(w), bias, y, shape); break;
+            case QuantFormat.Q4_1: Linear.LaunchOn(library, x, new Q4_1Storage(w), bias, y, shape); break;
+            case QuantFormat.Q5_0: Linear.LaunchOn(library, x, new Q5_0Storage(w), bias, y, shape); break;
+            case QuantFormat.Q5_1: Linear.LaunchOn(library, x, new Q5_1Storage(w), bias, y, shape); break;
+            case QuantFormat.Q8_0: Linear.LaunchOn(library, x, new Q8_0Storage(w), bias, y, shape); break;
+            case QuantFormat.Q2_K: Linear.LaunchOn(library, x, new Q2_KStorage(w), bias, y, shape); break;
+            case QuantFormat.Q3_K: Linear.LaunchOn(library, x, new Q3_KStorage(w), bias, y, shape); break;
+            case QuantFormat.Q4_K: Linear.LaunchOn(library, x, new Q4_KStorage(w), bias, y, shape); break;
+            case QuantFormat.Q5_K: Linear.LaunchOn(library, x, new Q5_KStorage(w), bias, y, shape); break;
+            default: Linear.LaunchOn(library, x, new Q6_KStorage(w), bias, y, shape); break;
         }
     }
 }
@@ -402,16 +402,16 @@ public static class QuantizedEmbedding
         shape.Validate(format, table.Length, ids.Length, output.Length);
         switch (format)
         {
-            case QuantFormat.Q4_0: Embedding.Launch(library, new Q4_0Storage(table), ids, output, shape, scale); break;
-            case QuantFormat.Q4_1: Embedding.Launch(library, new Q4_1Storage(table), ids, output, shape, scale); break;
-            case QuantFormat.Q5_0: Embedding.Launch(library, new Q5_0Storage(table), ids, output, shape, scale); break;
-            case QuantFormat.Q5_1: Embedding.Launch(library, new Q5_1Storage(table), ids, output, shape, scale); break;
-            case QuantFormat.Q8_0: Embedding.Launch(library, new Q8_0Storage(table), ids, output, shape, scale); break;
-            case QuantFormat.Q2_K: Embedding.Launch(library, new Q2_KStorage(table), ids, output, shape, scale); break;
-            case QuantFormat.Q3_K: Embedding.Launch(library, new Q3_KStorage(table), ids, output, shape, scale); break;
-            case QuantFormat.Q4_K: Embedding.Launch(library, new Q4_KStorage(table), ids, output, shape, scale); break;
-            case QuantFormat.Q5_K: Embedding.Launch(library, new Q5_KStorage(table), ids, output, shape, scale); break;
-            default: Embedding.Launch(library, new Q6_KStorage(table), ids, output, shape, scale); break;
+            case QuantFormat.Q4_0: Embedding.LaunchOn(library, new Q4_0Storage(table), ids, output, shape, scale); break;
+            case QuantFormat.Q4_1: Embedding.LaunchOn(library, new Q4_1Storage(table), ids, output, shape, scale); break;
+            case QuantFormat.Q5_0: Embedding.LaunchOn(library, new Q5_0Storage(table), ids, output, shape, scale); break;
+            case QuantFormat.Q5_1: Embedding.LaunchOn(library, new Q5_1Storage(table), ids, output, shape, scale); break;
+            case QuantFormat.Q8_0: Embedding.LaunchOn(library, new Q8_0Storage(table), ids, output, shape, scale); break;
+            case QuantFormat.Q2_K: Embedding.LaunchOn(library, new Q2_KStorage(table), ids, output, shape, scale); break;
+            case QuantFormat.Q3_K: Embedding.LaunchOn(library, new Q3_KStorage(table), ids, output, shape, scale); break;
+            case QuantFormat.Q4_K: Embedding.LaunchOn(library, new Q4_KStorage(table), ids, output, shape, scale); break;
+            case QuantFormat.Q5_K: Embedding.LaunchOn(library, new Q5_KStorage(table), ids, output, shape, scale); break;
+            default: Embedding.LaunchOn(library, new Q6_KStorage(table), ids, output, shape, scale); break;
         }
     }
 }

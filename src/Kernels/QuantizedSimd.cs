@@ -58,6 +58,9 @@ public static unsafe partial class QuantizedSimd
         internal SimdLevel Level;
         internal long RowBytes;
 
+        /// <summary>Where the scratch this job grows is counted (the workers' counters).</summary>
+        internal DeviceCounters Counters = new();
+
         /// <summary>The f32 linear's job, whose tiles and transposed x the prefill path borrows.</summary>
         internal readonly LinearSimd.Job Tiles = new();
         internal bool Tiled;
@@ -97,6 +100,7 @@ public static unsafe partial class QuantizedSimd
     {
         job.X = x;
         job.W = w;
+        job.Counters = workers.Counters;
         job.Format = format;
         job.Bias = bias;
         job.Y = y;
@@ -108,6 +112,7 @@ public static unsafe partial class QuantizedSimd
         {
             var tiles = job.Tiles;
             tiles.X = x;
+            tiles.Counters = workers.Counters;
             tiles.W = w;
             tiles.Bias = bias;
             tiles.Y = y;
@@ -131,7 +136,7 @@ public static unsafe partial class QuantizedSimd
         int k = shape.InFeatures;
         long blocksPerRow = k / TBlocks.Format.BlockSize();
         var level = job.Level;
-        float* rows = Scratch.For((long)DecodeGroup * k);
+        float* rows = Scratch.For((long)DecodeGroup * k, job.Counters);
         int n = start;
         if (level == SimdLevel.Avx512 && shape.Rows == 1)
             n = TBlocks.Format switch
@@ -177,7 +182,7 @@ public static unsafe partial class QuantizedSimd
         {
             int k = job.Shape.InFeatures;
             long rowBytes = TBlocks.Format.RowBytes(k);
-            float* rows = Scratch.For((long)outputs * k);
+            float* rows = Scratch.For((long)outputs * k, job.Counters);
             TBlocks.Dequantize(job.Level, job.W + first * rowBytes, rows, (long)outputs * (k / TBlocks.Format.BlockSize()));
             LinearSimd.PackPanel<F32Vectors>((byte*)rows, 0, k, outputs, paddedOutputs, k, panel);
         }
@@ -194,10 +199,10 @@ public static unsafe partial class QuantizedSimd
 
         ~Scratch() => NativeMemory.AlignedFree(buffer);
 
-        public static float* For(long floats)
+        public static float* For(long floats, DeviceCounters counters)
         {
             var scratch = current ??= new Scratch();
-            return LinearSimd.Grow(ref scratch.buffer, ref scratch.capacity, floats);
+            return LinearSimd.Grow(ref scratch.buffer, ref scratch.capacity, floats, counters);
         }
     }
 

@@ -8,7 +8,10 @@ namespace IlgpuLlm.Kernels;
 /// How one sequence draws its next token. Temperature 0 is greedy. The random number comes from
 /// <see cref="Philox"/> keyed by (Seed, Sequence, Step), so a draw never depends on which batch
 /// the sequence ran in. PenaltyOffset/PenaltyCount select this row's previously seen token ids in
-/// the penalized-token list.
+/// the penalized-token list. <see cref="DrawableTokens"/>, when set, limits the draw to ids below
+/// it: the same draw as with every logit from that id up set to −inf (each filter ignores −inf
+/// weights, and the canonical sums and maxima of the row are unchanged by them), for a row whose
+/// logits below the limit are not all NaN.
 /// </summary>
 public readonly record struct SamplingRow(
     float Temperature,
@@ -35,9 +38,18 @@ public readonly record struct SamplingRow(
     /// <summary>The smallest repetition penalty; see <see cref="MinTemperature"/>.</summary>
     public const float MinRepetitionPenalty = 0.01f;
 
+    /// <summary>Ids from this one up are never drawn; 0 (the default) draws from the whole vocabulary.</summary>
+    public int DrawableTokens { get; init; }
+
+    /// <summary>The ids a row draws from: [0, this).</summary>
+    public int Drawable(int vocabulary) => DrawableTokens > 0 ? DrawableTokens : vocabulary;
+
     public void Validate(int row, int vocabulary, ReadOnlySpan<int> penalizedTokens)
     {
         string where = $"sampling row {row}";
+        if (DrawableTokens < 0 || DrawableTokens > vocabulary)
+            throw new ArgumentOutOfRangeException(nameof(DrawableTokens),
+                $"{where}: drawable tokens {DrawableTokens} must be 0 (every id) or in [1, {vocabulary}]");
         if (!(Temperature == 0f || Temperature >= MinTemperature) || float.IsInfinity(Temperature))
             throw new ArgumentException($"{where}: temperature {Temperature} must be 0 (greedy) or at least {MinTemperature} and finite");
         if (TopK < 0)
@@ -91,8 +103,9 @@ public static partial class Sampling
         var work = new float[vocabulary];
         for (int r = 0; r < rows.Length; r++)
         {
-            logits.Slice(r * vocabulary, vocabulary).CopyTo(work);
-            tokens[r] = SampleRow(work, rows[r], penalizedTokens.Slice(rows[r].PenaltyOffset, rows[r].PenaltyCount));
+            int n = rows[r].Drawable(vocabulary);
+            logits.Slice(r * vocabulary, n).CopyTo(work);
+            tokens[r] = SampleRow(work.AsSpan(0, n), rows[r], penalizedTokens.Slice(rows[r].PenaltyOffset, rows[r].PenaltyCount));
         }
     }
 
@@ -112,7 +125,8 @@ public static partial class Sampling
     {
         if (row.RepetitionPenalty != 1f)
             foreach (int id in penalized)
-                x[id] = Penalize(x[id], row.RepetitionPenalty);
+                if (id < x.Length)
+                    x[id] = Penalize(x[id], row.RepetitionPenalty);
         if (row.Temperature == 0f)
             return Argmax(x);
         for (int i = 0; i < x.Length; i++)
@@ -268,10 +282,11 @@ public static partial class Sampling
     public const int GpuWarps = 4;
 
     /// <summary>
-    /// Ints per row in the parameter buffer the GPU receives: temperature, top-p, min-p and penalty
-    /// as bit patterns, then top-k, sequence, step, penalty offset, penalty count, seed low, seed high.
+    /// Ints per row in the parameter buffer the backends receive: temperature, top-p, min-p and
+    /// penalty as bit patterns, then top-k, sequence, step, penalty offset, penalty count, seed low,
+    /// seed high, drawable tokens.
     /// </summary>
-    public const int ParameterInts = 11;
+    public const int ParameterInts = 12;
 
     // Candidates a top-k pass counts (an 8-way search: 11 passes over 32 key bits) and top-p
     // thresholds each warp sums per step (with four warps a 13-way search: 9 steps over 30 bits).
@@ -298,7 +313,17 @@ public static partial class Sampling
             p[8] = row.PenaltyCount;
             p[9] = unchecked((int)(uint)row.Seed);
             p[10] = unchecked((int)(uint)(row.Seed >> 32));
+            p[11] = row.DrawableTokens;
         }
+    }
+
+    /// <summary>Row <paramref name="row"/> of <see cref="PackParameters"/>'s output.</summary>
+    public static SamplingRow Unpack(ReadOnlySpan<int> packed, int row)
+    {
+        var p = packed.Slice(row * ParameterInts, ParameterInts);
+        return new SamplingRow(BitConverter.Int32BitsToSingle(p[0]), p[4], BitConverter.Int32BitsToSingle(p[1]),
+            BitConverter.Int32BitsToSingle(p[2]), BitConverter.Int32BitsToSingle(p[3]), (uint)p[9] | ((ulong)(uint)p[10] << 32),
+            p[5], p[6], p[7], p[8]) { DrawableTokens = p[11] };
     }
 
     public struct Args
@@ -309,7 +334,9 @@ public static partial class Sampling
         public ArrayView<int> Parameters;
         public ArrayView<int> Penalized;
         public ArrayView<int> Tokens;
-        public int Vocabulary;
+        /// <summary>Rows whose entry is not 0 are not drawn (their logits are not finite); their token is −1.</summary>
+        public ArrayView<int> Skip;
+        public int Vocabulary, HasSkip;
     }
 
     /// <summary>
@@ -330,11 +357,18 @@ public static partial class Sampling
         int lane = Warp.LaneIdx;
         int warp = Warp.WarpIdx;
         int row = Grid.IdxX;
-        int vocabulary = a.Vocabulary;
-        long rowStart = (long)row * vocabulary;
+        if (a.HasSkip != 0 && a.Skip[row] != 0)
+        {
+            if (thread == 0)
+                a.Tokens[row] = -1;
+            return;
+        }
+        int p = row * ParameterInts;
+        int drawable = a.Parameters[p + 11];
+        int vocabulary = drawable > 0 ? drawable : a.Vocabulary;
+        long rowStart = (long)row * a.Vocabulary;
         var logits = a.Logits.SubView(rowStart, vocabulary);
         var x = a.Weights.SubView(rowStart, vocabulary);
-        int p = row * ParameterInts;
         float temperature = Interop.IntAsFloat((uint)a.Parameters[p]);
         float topP = Interop.IntAsFloat((uint)a.Parameters[p + 1]);
         float minP = Interop.IntAsFloat((uint)a.Parameters[p + 2]);
@@ -360,6 +394,8 @@ public static partial class Sampling
             for (int j = thread; j < penaltyCount; j += threads)
             {
                 int id = a.Penalized[penaltyOffset + j];
+                if (id >= vocabulary)
+                    continue;
                 float penalized = Penalize(logits[id], penalty);
                 x[id] = greedy ? penalized : Div(penalized, temperature);
             }
@@ -664,11 +700,12 @@ public static partial class Sampling
     /// (or <paramref name="warpsPerRow"/> when given; the result never depends on it).
     /// <paramref name="weights"/> is work space of at least rows × vocabulary values;
     /// <paramref name="parameters"/> holds <see cref="PackParameters"/>'s output. The rows must have
-    /// been validated (<see cref="Validate"/>) against the penalized list.
+    /// been validated (<see cref="Validate"/>) against the penalized list. Rows whose entry in
+    /// <paramref name="skip"/> (when given) is not 0 are not drawn: their token is −1.
     /// </summary>
     public static void Run(KernelLibrary library, ArrayView<float> logits, ArrayView<float> weights,
         ArrayView<int> parameters, ArrayView<int> penalized, ArrayView<int> tokens, int vocabulary, int rows,
-        int warpsPerRow = 0)
+        int warpsPerRow = 0, ArrayView<int> skip = default)
     {
         Shapes.Positive("sampling: vocabulary", vocabulary);
         Shapes.Positive("sampling: rows", rows);
@@ -676,6 +713,9 @@ public static partial class Sampling
         Shapes.ExpectAtLeast("sampling: weights", weights.Length, (long)rows * vocabulary, $"rows {rows} × vocabulary {vocabulary}");
         Shapes.ExpectAtLeast("sampling: parameters", parameters.Length, (long)rows * ParameterInts, $"{ParameterInts} per row");
         Shapes.ExpectAtLeast("sampling: tokens", tokens.Length, rows, "one per row");
+        bool skipping = skip.IsValid && skip.Length > 0;
+        if (skipping)
+            Shapes.ExpectAtLeast("sampling: skipped rows", skip.Length, rows, "one per row");
         if (warpsPerRow == 0)
             warpsPerRow = library.Accelerator.AcceleratorType == AcceleratorType.CPU ? 1 : GpuWarps;
         if (warpsPerRow < 1 || warpsPerRow > GpuWarps)
@@ -683,7 +723,7 @@ public static partial class Sampling
         library.Get<Args>(Kernel)(new KernelConfig(rows, warpsPerRow * KernelContext.WarpSize), new Args
         {
             Logits = logits, Weights = weights, Parameters = parameters, Penalized = penalized, Tokens = tokens,
-            Vocabulary = vocabulary,
+            Skip = skipping ? skip : tokens, Vocabulary = vocabulary, HasSkip = skipping ? 1 : 0,
         });
     }
 }

@@ -16,38 +16,48 @@ public static unsafe class SamplingSimd
     public sealed class Job : IRangeJob
     {
         internal float* Logits;
-        internal int Vocabulary;
-        internal SamplingRow* Rows;
+        internal int Vocabulary, RowCount;
+        internal int* Parameters;
         internal int* Penalized;
         internal int* Tokens;
+        internal int* Skip;
         internal SimdLevel Level;
+        internal DeviceCounters Counters = new();
 
         public void Run(int start, int end)
         {
+            var parameters = new ReadOnlySpan<int>(Parameters, RowCount * Sampling.ParameterInts);
             for (int r = start; r < end; r++)
-                Tokens[r] = SampleRow(Logits + (long)r * Vocabulary, Vocabulary, Rows[r], Penalized, Level);
+            {
+                if (Skip != null && Skip[r] != 0)
+                {
+                    Tokens[r] = -1;
+                    continue;
+                }
+                var row = Sampling.Unpack(parameters, r);
+                Tokens[r] = SampleRow(Logits + (long)r * Vocabulary, row.Drawable(Vocabulary), row, Penalized, Level, Counters);
+            }
         }
     }
 
-    /// <summary>Draws one token per row. The rows must have been validated (<see cref="Sampling.Validate"/>).</summary>
-    public static void Run(CpuWorkers workers, SimdLevel level, Job job, float* logits, int vocabulary,
-        ReadOnlySpan<SamplingRow> rows, ReadOnlySpan<int> penalizedTokens, Span<int> tokens)
+    /// <summary>
+    /// Draws one token per row from <see cref="Sampling.PackParameters"/>'s rows, which must have been
+    /// validated (<see cref="Sampling.Validate"/>). Rows whose entry in <paramref name="skip"/> (when
+    /// not null) is not 0 are not drawn: their token is −1.
+    /// </summary>
+    public static void Run(CpuWorkers workers, SimdLevel level, Job job, float* logits, int vocabulary, int* parameters, int rows,
+        int* penalized, int* tokens, int* skip)
     {
-        fixed (SamplingRow* rowPointer = rows)
-        fixed (int* penalizedPointer = penalizedTokens)
-        fixed (int* tokenPointer = tokens)
-        {
-            job.Logits = logits;
-            job.Vocabulary = vocabulary;
-            job.Rows = rowPointer;
-            job.Penalized = penalizedPointer;
-            job.Tokens = tokenPointer;
-            job.Level = SimdLevels.AtMost(level);
-            workers.For(rows.Length, 1, job);
-            job.Rows = null;
-            job.Penalized = null;
-            job.Tokens = null;
-        }
+        job.Logits = logits;
+        job.Vocabulary = vocabulary;
+        job.RowCount = rows;
+        job.Parameters = parameters;
+        job.Penalized = penalized;
+        job.Tokens = tokens;
+        job.Skip = skip;
+        job.Level = SimdLevels.AtMost(level);
+        job.Counters = workers.Counters;
+        workers.For(rows, 1, job);
     }
 
     // Work space per thread, grown to the largest vocabulary seen: the filtered logits / weights,
@@ -55,10 +65,11 @@ public static unsafe class SamplingSimd
     [ThreadStatic] static float[]? threadValues;
     [ThreadStatic] static int[]? threadKeys;
 
-    static int SampleRow(float* logits, int n, SamplingRow row, int* penalized, SimdLevel level)
+    static int SampleRow(float* logits, int n, SamplingRow row, int* penalized, SimdLevel level, DeviceCounters counters)
     {
         if (threadValues == null || threadValues.Length < n)
         {
+            counters.Allocation();
             threadValues = GC.AllocateUninitializedArray<float>(n, pinned: true);
             threadKeys = GC.AllocateUninitializedArray<int>(n, pinned: true);
         }
@@ -79,6 +90,8 @@ public static unsafe class SamplingSimd
             for (int j = 0; j < row.PenaltyCount; j++)
             {
                 int id = penalized[row.PenaltyOffset + j];
+                if (id >= n)
+                    continue;
                 float value = Sampling.Penalize(logits[id], row.RepetitionPenalty);
                 x[id] = greedy ? value : value / temperature;
             }

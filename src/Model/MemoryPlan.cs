@@ -39,7 +39,7 @@ public sealed record MemoryPlan(long WeightBytes, long CacheBytes, long WorkByte
             long capacity = config.IsSlidingWindowLayer(l) && config.SlidingWindow is int window
                 ? Math.Min(context, (long)window + rowsPerForward - 1)
                 : context;
-            cache += 2 * slots * capacity * rowWidth * kvType.SizeOf(); // keys and values
+            cache += 2 * slots * kvType.Format().ByteLength(capacity * rowWidth); // keys and values
         }
 
         long rows = rowsPerForward, query = (long)config.HeadCount * config.HeadDim;

@@ -142,11 +142,5 @@ public static class GgmlTypeLayout
     public static string Readable => "F32, F16, BF16, " + string.Join(", ", Enum.GetValues<QuantFormat>().Select(f => f.Name()));
 
     /// <summary>The engine's storage type for a ggml type, or null when the engine cannot compute with it.</summary>
-    public static StorageType? ToTensorDataType(GgmlType type) => type switch
-    {
-        GgmlType.F32 => StorageType.F32,
-        GgmlType.F16 => StorageType.F16,
-        GgmlType.BF16 => StorageType.BF16,
-        _ => null,
-    };
+    public static StorageType? ToTensorDataType(GgmlType type) => StorageFormat.FromGgmlTypeId((uint)type)?.Type;
 }

@@ -238,7 +238,7 @@ internal static class GgufModelReader
             throw new ModelFormatException(gguf.Path,
                 $"tensor '{TensorNames.RopeFrequencies}' is {GgmlTypeLayout.Name(frequencies.Type)}; expected F32 (llama.cpp's converter writes it so)");
         var values = new float[headDim / 2];
-        frequencyType.WidenToFloat32(gguf.GetTensorBytes(frequencies), values);
+        frequencyType.Format().Widen(gguf.GetTensorBytes(frequencies), values);
         for (int i = 0; i < values.Length; i++)
             if (!float.IsFinite(values[i]) || values[i] <= 0)
                 throw new ModelFormatException(gguf.Path,

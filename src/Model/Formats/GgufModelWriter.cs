@@ -28,13 +28,7 @@ public static class GgufModelWriter
     };
 
     /// <summary>The ggml type of a storage type.</summary>
-    public static GgmlType GgmlTypeOf(StorageType type) => type switch
-    {
-        StorageType.F32 => GgmlType.F32,
-        StorageType.F16 => GgmlType.F16,
-        StorageType.BF16 => GgmlType.BF16,
-        _ => throw new ArgumentOutOfRangeException(nameof(type), type, null),
-    };
+    public static GgmlType GgmlTypeOf(StorageType type) => (GgmlType)type.Format().GgmlTypeId;
 
     /// <summary>Plans writing a GGUF file; nothing is written until <see cref="ModelWritePlan.Write"/>.</summary>
     public static ModelWritePlan Plan(string path, ModelConfig config, IEnumerable<TensorSource> tensors,

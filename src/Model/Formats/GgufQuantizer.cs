@@ -123,8 +123,8 @@ public static class GgufQuantizer
     static unsafe TensorSource Source(GgufFile gguf, GgufTensorInfo info)
     {
         var type = GgmlTypeLayout.ToTensorDataType(info.Type)!.Value;
-        int size = type.SizeOf();
+        var format = type.Format();
         return new TensorSource(info.Name, type, info.Shape, (first, destination) =>
-            new ReadOnlySpan<byte>(gguf.File.PointerAt(info.FileOffset + first * size), destination.Length).CopyTo(destination));
+            new ReadOnlySpan<byte>(gguf.File.PointerAt(info.FileOffset + format.ByteLength(first)), destination.Length).CopyTo(destination));
     }
 }

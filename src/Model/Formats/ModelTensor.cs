@@ -32,7 +32,7 @@ public sealed unsafe class ModelTensor
         DataType = dataType;
         Shape = shape;
         ElementCount = shape.Aggregate(1L, (a, b) => checked(a * b));
-        ByteLength = checked(ElementCount * dataType.SizeOf());
+        ByteLength = dataType.ByteLength(ElementCount);
         _file = file;
         _fileOffset = fileOffset;
         _materialise = materialise;
@@ -146,7 +146,8 @@ public sealed unsafe class ModelTensor
     /// </summary>
     public ReadOnlySpan<T> AsSpan<T>() where T : unmanaged
     {
-        if (sizeof(T) != DataType.SizeOf())
+        var format = DataType.Format();
+        if (format.BlockElements != 1 || sizeof(T) != format.BlockBytes)
             throw new InvalidOperationException($"tensor '{Name}' is {DataType}; {typeof(T).Name} has the wrong size");
         return MemoryMarshal.Cast<byte, T>(Bytes);
     }
@@ -163,8 +164,8 @@ public sealed unsafe class ModelTensor
     {
         if (first < 0 || first > ElementCount - destination.Length)
             throw new ArgumentOutOfRangeException(nameof(first));
-        int size = DataType.SizeOf();
-        DataType.WidenToFloat32(new ReadOnlySpan<byte>(Pointer + first * size, destination.Length * size), destination);
+        var format = DataType.Format();
+        format.Widen(new ReadOnlySpan<byte>(Pointer + format.ByteLength(first), checked((int)format.ByteLength(destination.Length))), destination);
     }
 
     /// <summary>All elements widened to f32 (for tests and small tensors).</summary>

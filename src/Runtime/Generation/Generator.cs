@@ -69,7 +69,8 @@ public sealed class Generator
     /// Ids from this one up are never drawn: the embedding table has rows the tokenizer has no
     /// token for (Qwen2.5 pads 151,665 tokens to 151,936 rows; a model paired with a smaller
     /// vocabulary), and an id the tokenizer cannot decode must not be generated. Their logits are
-    /// set to −inf before sampling. Null (the default): every id of the model.
+    /// never drawn (a sampling parameter: the draw is the one those ids' logits set to −inf would
+    /// give). Null (the default): every id of the model.
     /// </summary>
     public int? DrawableTokens
     {
@@ -83,7 +84,11 @@ public sealed class Generator
     }
 
     readonly int? drawableTokens;
-    byte[]? maskBytes;
+
+    // Per-step bookkeeping, kept between steps.
+    readonly List<Sequence> rowOwner = [], sampled = [];
+    readonly List<int> penalties = [];
+    readonly HashSet<int> seen = [];
 
     sealed class Sequence(int request, int slot, GenerationRequest definition)
     {
@@ -126,6 +131,7 @@ public sealed class Generator
         int promptTokens = 0, decodedTokens = 0;
         var prefillTime = TimeSpan.Zero;
         var decodeTime = TimeSpan.Zero;
+        using var batch = model.CreateStepBatch();
 
         while (waiting.Count > 0 || active.Count > 0)
         {
@@ -150,7 +156,7 @@ public sealed class Generator
                 continue;
 
             var clock = Stopwatch.StartNew();
-            bool prefillStep = Step(active, onToken, ref promptTokens, ref decodedTokens);
+            bool prefillStep = Step(active, batch, onToken, ref promptTokens, ref decodedTokens);
             if (prefillStep)
                 prefillTime += clock.Elapsed;
             else
@@ -188,13 +194,17 @@ public sealed class Generator
         return null;
     }
 
-    /// <summary>One forward pass over every active sequence and the draws it makes due. Returns whether it fed prompt tokens.</summary>
-    bool Step(List<Sequence> active, Action<int, int>? onToken, ref int promptTokens, ref int decodedTokens)
+    /// <summary>
+    /// One forward pass over every active sequence and the draws it makes due, as one step on the
+    /// device: the batch goes up in one transfer, the forward pass, the non-finite check of the
+    /// logits and the draws run without a wait, and the drawn ids and problem flags come back in
+    /// one transfer. Returns whether it fed prompt tokens.
+    /// </summary>
+    bool Step(List<Sequence> active, StepBatch batch, Action<int, int>? onToken, ref int promptTokens, ref int decodedTokens)
     {
-        var rows = new List<TokenRow>();
-        var logitRows = new List<int>();
-        var rowOwner = new List<Sequence>();
-        var sampled = new List<Sequence>();
+        batch.Clear();
+        rowOwner.Clear();
+        sampled.Clear();
         bool prefill = false;
         int budget = model.MaxRowsPerForward;
         foreach (var sequence in active)
@@ -208,7 +218,7 @@ public sealed class Generator
                 promptTokens += Math.Min(take, sequence.Definition.Prompt.Count - sequence.Fed);
             for (int i = 0; i < take; i++)
             {
-                rows.Add(new TokenRow(sequence.Slot, sequence.Fed + i, sequence.Tokens[sequence.Fed + i]));
+                batch.Add(new TokenRow(sequence.Slot, sequence.Fed + i, sequence.Tokens[sequence.Fed + i]));
                 rowOwner.Add(sequence);
             }
             sequence.Fed += take;
@@ -216,45 +226,77 @@ public sealed class Generator
             sequence.LogitRow = -1;
             if (sequence.Fed == sequence.Tokens.Count)
             {
-                sequence.LogitRow = logitRows.Count;
-                logitRows.Add(rows.Count - 1);
+                sequence.LogitRow = sampled.Count;
                 sampled.Add(sequence);
+                AddDraw(batch, sequence, batch.RowCount - 1);
             }
             if (budget == 0)
                 break;
         }
 
-        var result = model.Forward(rows.ToArray(), logitRows.ToArray());
-        foreach (var problem in result.Problems)
-            rowOwner[problem.Row].Finish(FinishReason.Error, problem.Message);
-
+        batch.Upload();
+        var logits = model.Forward(batch);
         var vocabulary = model.VocabSize;
         var backend = model.Backend;
+        int draws = batch.DrawCount;
+        if (draws > 0)
+        {
+            backend.FlagNonFinite(logits, draws, vocabulary, batch.NonFiniteLogits);
+            backend.Sample(logits, batch.SamplingParameters, batch.Penalized, batch.Sampled, new SamplingShape(draws, vocabulary),
+                batch.NonFiniteLogits.Flags, batch.SamplingWorkspace);
+        }
+        batch.Download();
+
+        foreach (var problem in batch.Problems())
+            rowOwner[problem.Row].Finish(FinishReason.Error, problem.Message);
         List<Sequence>? nonFinite = null;
         foreach (var sequence in sampled)
-            if (sequence.Reason == null && backend.FirstNonFinite(result.Logits.Slice((long)sequence.LogitRow * vocabulary, vocabulary), vocabulary) >= 0)
+            if (sequence.Reason == null && batch.LogitsNonFinite(sequence.LogitRow))
                 (nonFinite ??= []).Add(sequence);
         if (nonFinite != null)
-            Locate(rows, logitRows, rowOwner, nonFinite);
+            Locate(batch, nonFinite);
 
-        var drawing = sampled.Where(s => s.Reason == null).ToList();
-        if (onLogits != null)
-            foreach (var sequence in drawing)
-                onLogits(sequence.Request, backend.DownloadFloats(result.Logits.Slice((long)sequence.LogitRow * vocabulary, vocabulary)));
-        if (drawing.Count > 0)
-            Draw(drawing, result, onToken);
-        if (!prefill)
-            decodedTokens += drawing.Count;
+        foreach (var sequence in sampled)
+        {
+            if (sequence.Reason != null)
+                continue;
+            if (onLogits != null)
+                onLogits(sequence.Request, backend.DownloadFloats(logits.Slice((long)sequence.LogitRow * vocabulary, vocabulary)));
+            if (!prefill)
+                decodedTokens++;
+        }
+        foreach (var sequence in sampled)
+            if (sequence.Reason == null)
+                Accept(sequence, batch.SampledToken(sequence.LogitRow), onToken);
         return prefill;
+    }
+
+    /// <summary>The next draw of a sequence, from the logits of row <paramref name="row"/>.</summary>
+    void AddDraw(StepBatch batch, Sequence s, int row)
+    {
+        var settings = s.Definition.Sampling;
+        penalties.Clear();
+        if (settings.RepetitionPenalty != 1f)
+        {
+            // A token is penalized once however often it occurred (llama.cpp and transformers alike).
+            seen.Clear();
+            for (int i = Math.Max(0, s.Tokens.Count - settings.PenaltyWindow); i < s.Tokens.Count; i++)
+                if (seen.Add(s.Tokens[i]))
+                    penalties.Add(s.Tokens[i]);
+        }
+        var draw = settings.Row(s.Definition.Sequence, s.Generated, 0, 0);
+        if (drawableTokens is int limit && limit < model.VocabSize)
+            draw = draw with { DrawableTokens = limit };
+        batch.AddLogitRow(row, draw, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(penalties));
     }
 
     /// <summary>
     /// Re-runs the step with every op checked to name where a non-finite value first appeared
     /// (re-running writes the same keys and values again, so the cache is unchanged).
     /// </summary>
-    void Locate(List<TokenRow> rows, List<int> logitRows, List<Sequence> rowOwner, List<Sequence> nonFinite)
+    void Locate(StepBatch batch, List<Sequence> nonFinite)
     {
-        var located = model.Forward(rows.ToArray(), logitRows.ToArray(), ForwardChecks.EveryOp).Problems;
+        var located = model.Forward(batch.Rows, batch.LogitRowIndices, ForwardChecks.EveryOp).Problems;
         foreach (var sequence in nonFinite)
         {
             var first = located.FirstOrDefault(p => rowOwner[p.Row] == sequence);
@@ -262,59 +304,6 @@ public sealed class Generator
                 ? $"non-finite logits; the first non-finite value appeared in {first.Message}. Storing weights and the KV cache in f32 (--kv-dtype f32) may avoid it"
                 : "non-finite logits (no op output was non-finite when re-checked); try f32 storage (--kv-dtype f32)");
         }
-    }
-
-    void Draw(List<Sequence> drawing, ForwardResult result, Action<int, int>? onToken)
-    {
-        var vocabulary = model.VocabSize;
-        var samplingRows = new SamplingRow[drawing.Count];
-        var penalized = new List<int>();
-        for (int i = 0; i < drawing.Count; i++)
-        {
-            var s = drawing[i];
-            var settings = s.Definition.Sampling;
-            int offset = penalized.Count;
-            if (settings.RepetitionPenalty != 1f)
-                penalized.AddRange(s.Tokens.Skip(Math.Max(0, s.Tokens.Count - settings.PenaltyWindow)).Distinct());
-            samplingRows[i] = settings.Row(s.Definition.Sequence, s.Generated, offset, penalized.Count - offset);
-        }
-        var logits = result.Logits.Slice(0, (long)drawing.Count * vocabulary);
-        if (drawing.Where((s, i) => s.LogitRow != i).Any())
-        {
-            // Some sequences stopped this step (their logits may be non-finite): sample from a
-            // compact exact copy of the drawing rows only, so the sampler never sees their values.
-            var picked = drawing.Select(s => s.LogitRow).ToArray();
-            logits = Compact(result.Logits, picked);
-        }
-        if (drawableTokens is int limit && limit < vocabulary)
-        {
-            // The rows are this step's own copies (the model's logit buffer or the compact one).
-            maskBytes ??= System.Runtime.InteropServices.MemoryMarshal.AsBytes(
-                Enumerable.Repeat(float.NegativeInfinity, vocabulary - limit).ToArray().AsSpan()).ToArray();
-            for (int i = 0; i < drawing.Count; i++)
-                model.Backend.Upload(logits.Slice((long)i * vocabulary + limit, vocabulary - limit), maskBytes);
-        }
-        var tokens = new int[drawing.Count];
-        model.Backend.Sample(logits, vocabulary, samplingRows, penalized.ToArray(), tokens);
-        for (int i = 0; i < drawing.Count; i++)
-            Accept(drawing[i], tokens[i], onToken);
-    }
-
-    Tensor? compactLogits;
-
-    Tensor Compact(Tensor logits, int[] rows)
-    {
-        var vocabulary = model.VocabSize;
-        long length = (long)rows.Length * vocabulary;
-        if (compactLogits == null || compactLogits.Length < length)
-        {
-            if (compactLogits != null)
-                model.Backend.Free(compactLogits);
-            compactLogits = model.Backend.Allocate(Backends.TensorType.F32, (long)model.Slots * vocabulary, "compacted logits");
-        }
-        var destination = compactLogits.Slice(0, length);
-        model.Backend.Embedding(logits, rows, destination, new EmbeddingShape(rows.Length, (int)(logits.Length / vocabulary), vocabulary), 1f);
-        return destination;
     }
 
     void Accept(Sequence s, int token, Action<int, int>? onToken)
