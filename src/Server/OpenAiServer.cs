@@ -45,12 +45,10 @@ public sealed class OpenAiServer : IAsyncDisposable
         logging?.Invoke(builder.Logging);
         builder.WebHost.UseKestrel(kestrel =>
         {
-            if (IPAddress.TryParse(options.Host, out var address))
-                kestrel.Listen(address, options.Port);
-            else if (options.Host == "localhost")
+            if (options.Host == "localhost")
                 kestrel.ListenLocalhost(options.Port);
             else
-                throw new ArgumentException($"host '{options.Host}' is not an IP address (use 127.0.0.1, ::1, 0.0.0.0 or localhost)");
+                kestrel.Listen(IPAddress.Parse(options.Host), options.Port);
         });
         app = builder.Build();
         app.Use(Guard);

@@ -22,6 +22,8 @@ public sealed record ServerOptions
     {
         if (string.IsNullOrWhiteSpace(Host))
             throw new ArgumentException("the host to bind is empty", nameof(Host));
+        if (Host != "localhost" && !System.Net.IPAddress.TryParse(Host, out _))
+            throw new ArgumentException($"host '{Host}' is not an IP address (use 127.0.0.1, ::1, 0.0.0.0 or localhost)", nameof(Host));
         if (Port is < 0 or > 65535)
             throw new ArgumentOutOfRangeException(nameof(Port), Port, $"port {Port} must be from 0 to 65535");
         if (string.IsNullOrWhiteSpace(ModelName))
