@@ -7,7 +7,8 @@ namespace IlgpuLlm;
 
 /// <summary>
 /// A chat whose history stays in the KV cache: the conversation holds one cache slot from its
-/// first turn until it is cleared or disposed, and each turn renders the whole conversation with
+/// first turn until it is cleared or disposed — or until a request finds no other slot free, which
+/// takes it (the next turn then prefills the whole history again) — and each turn renders the whole conversation with
 /// the chat template and prefills only what it adds to the tokens the cache holds. Where a
 /// template renders earlier text differently once a turn follows (or the reply's text encodes to
 /// other ids than were drawn), only the shared prefix is kept and the rest is prefilled again;

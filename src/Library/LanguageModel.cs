@@ -241,8 +241,8 @@ public sealed class LanguageModel : IDisposable
 
     /// <summary>
     /// A conversation whose history stays in the KV cache between turns: it holds one cache slot
-    /// from its first turn until it is disposed, and each turn prefills only what the rendered
-    /// conversation adds to the tokens the cache holds.
+    /// from its first turn until it is disposed (or a request needs the slot), and each turn
+    /// prefills only what the rendered conversation adds to the tokens the cache holds.
     /// </summary>
     public Conversation StartConversation(string? systemPrompt = null)
     {

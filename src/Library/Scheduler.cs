@@ -7,7 +7,7 @@ namespace IlgpuLlm;
 /// <param name="Waiting">Requests waiting for a slot.</param>
 /// <param name="Running">Requests in the running batch.</param>
 /// <param name="Slots">Cache slots (requests that can run at once).</param>
-/// <param name="KeptSlots">Slots held by conversations between their turns.</param>
+/// <param name="KeptSlots">Slots held by conversations between their turns (given up when a request needs one).</param>
 /// <param name="UsedPositions">Cache positions that the running requests' tokens occupy.</param>
 /// <param name="CapacityPositions">Cache positions of all slots (slots × context).</param>
 public sealed record SchedulerStatus(int Waiting, int Running, int Slots, int KeptSlots, long UsedPositions, long CapacityPositions)
@@ -40,11 +40,14 @@ internal sealed class Scheduler : IDisposable
     readonly ConcurrentQueue<GenerationSequence> releases = new();
     readonly List<Job> waiting = [];
     readonly Dictionary<GenerationSequence, Job> running = [];
+    // Conversations holding a slot between turns, the longest idle first: a cache, given up when a
+    // request needs the slot (that conversation's next turn then prefills its whole history).
+    readonly List<GenerationSequence> idle = [];
     readonly SemaphoreSlim wake = new(0);
     readonly Lock gate = new();
     readonly Thread thread;
     volatile bool stopping;
-    int waitingCount, keptSlots;
+    int waitingCount;
     volatile SchedulerStatus status;
     volatile GenerationStats stats;
 
@@ -108,11 +111,8 @@ internal sealed class Scheduler : IDisposable
             while (incoming.TryDequeue(out var job))
                 waiting.Add(job);
             while (releases.TryDequeue(out var sequence))
-                if (sequence.Slot >= 0 && !running.ContainsKey(sequence))
-                {
+                if (idle.Remove(sequence))
                     batch.Release(sequence);
-                    keptSlots--;
-                }
             if (stopping)
                 break;
             Admit();
@@ -133,7 +133,11 @@ internal sealed class Scheduler : IDisposable
                 // it ends with the error, and the loop goes on with the next ones.
                 retired = batch.Abort(e.Message);
             }
+            // The figures first, so that a caller who hears its request ended sees them.
             stats = batch.Stats;
+            foreach (var sequence in retired)
+                if (sequence.Slot >= 0)
+                    idle.Add(sequence);
             Publish();
             foreach (var sequence in retired)
                 Retire(sequence);
@@ -157,14 +161,18 @@ internal sealed class Scheduler : IDisposable
                 job.Fail(new OperationCanceledException(job.CancellationToken));
                 continue;
             }
-            bool kept = job.Sequence.Slot >= 0;
+            idle.Remove(job.Sequence);
             job.StatsAtStart = stats;
             var admission = batch.Admit(job.Sequence);
+            if (admission == Admission.NoSlot && idle.Count > 0)
+            {
+                batch.Release(idle[0]);
+                idle.RemoveAt(0);
+                admission = batch.Admit(job.Sequence);
+            }
             if (admission == Admission.NoSlot)
-                continue; // a conversation holding its slot may still go ahead of it
+                continue;
             Dequeue(i--);
-            if (kept)
-                keptSlots--;
             if (admission == Admission.Finished)
                 Finish(job);
             else
@@ -182,8 +190,6 @@ internal sealed class Scheduler : IDisposable
     {
         var job = running[sequence];
         running.Remove(sequence);
-        if (sequence.Slot >= 0)
-            keptSlots++;
         if (sequence.Cancelled)
             job.Fail(new OperationCanceledException(job.CancellationToken));
         else
@@ -207,7 +213,7 @@ internal sealed class Scheduler : IDisposable
             end.DecodedTokens - start.DecodedTokens, end.DecodeTime - start.DecodeTime);
 
     void Publish() =>
-        status = new SchedulerStatus(0, batch.Active.Count, batch.Slots, keptSlots, batch.UsedPositions, status.CapacityPositions);
+        status = new SchedulerStatus(0, batch.Active.Count, batch.Slots, idle.Count, batch.UsedPositions, status.CapacityPositions);
 
     /// <summary>Stops the loop: waiting and running requests fail with <see cref="ObjectDisposedException"/>; returns when the loop has left the model.</summary>
     public void Dispose()
