@@ -163,12 +163,23 @@ internal sealed class Scheduler : IDisposable
             }
             idle.Remove(job.Sequence);
             job.StatsAtStart = stats;
-            var admission = batch.Admit(job.Sequence);
-            if (admission == Admission.NoSlot && idle.Count > 0)
+            Admission admission;
+            try
             {
-                batch.Release(idle[0]);
-                idle.RemoveAt(0);
                 admission = batch.Admit(job.Sequence);
+                if (admission == Admission.NoSlot && idle.Count > 0)
+                {
+                    batch.Release(idle[0]);
+                    idle.RemoveAt(0);
+                    admission = batch.Admit(job.Sequence);
+                }
+            }
+            catch (Exception e)
+            {
+                // A request the batch refuses (its sampling settings) fails alone; the loop goes on.
+                Dequeue(i--);
+                job.Fail(e);
+                continue;
             }
             if (admission == Admission.NoSlot)
                 continue;
