@@ -110,7 +110,7 @@ def start_server(kind, args, clients, port):
         env = None
     else:
         command = [args.llama_server, "-m", args.model, "--port", str(port), "-np", str(clients), "-t", str(args.threads),
-                   "-c", str(args.context * clients), "--alias", "bench", "--host", "127.0.0.1"]
+                   "-c", str(args.context * clients), "--alias", "bench", "--host", "127.0.0.1"] + shlex.split(args.llama_args)
         env = dict(os.environ, LD_LIBRARY_PATH=os.path.dirname(os.path.abspath(args.llama_server)))
     log = open(os.path.join(args.logs, f"{kind}-{clients}.log"), "w")
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
@@ -138,6 +138,7 @@ def main():
     parser.add_argument("--model", required=True)
     parser.add_argument("--ilgpullm", required=True, help="command that runs ilgpullm")
     parser.add_argument("--llama-server", help="path of llama-server (omit to measure ilgpullm alone)")
+    parser.add_argument("--llama-args", default="", help="more llama-server options, e.g. '--poll 0' (no spinning) on a busy machine")
     parser.add_argument("--clients", default="1,2,4,8")
     parser.add_argument("--requests", type=int, default=3, help="requests per client")
     parser.add_argument("--max-tokens", type=int, default=64)
