@@ -35,7 +35,12 @@ public static class CliRunner
         {
             // System.CommandLine's own handler would print the exception with its stack trace and
             // return 1 before the catches below could turn it into one line (and usage into 2).
-            return parsed.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+            // chat handles Ctrl-C itself: it stops the reply in progress, not the program.
+            return parsed.Invoke(new InvocationConfiguration
+            {
+                EnableDefaultExceptionHandler = false,
+                ProcessTerminationTimeout = parsed.CommandResult.Command.Name == Commands.ChatCommand.Name ? null : TimeSpan.FromSeconds(2),
+            });
         }
         catch (UsageException e)
         {

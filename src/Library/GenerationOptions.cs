@@ -18,6 +18,16 @@ public sealed record GenerationOptions
     /// </summary>
     public IReadOnlyList<string> StopStrings { get; init; } = [];
 
+    /// <summary>
+    /// Null: no log-probabilities. A number from 0 to <see cref="MaxTopLogProbabilities"/>: each
+    /// piece carries its token's log-probability and this many of the most likely tokens at that
+    /// step (a copy of the logits to the host per token).
+    /// </summary>
+    public int? LogProbabilities { get; init; }
+
+    /// <summary>The most alternatives <see cref="LogProbabilities"/> asks for (OpenAI's limit).</summary>
+    public const int MaxTopLogProbabilities = 20;
+
     /// <exception cref="ArgumentException">A value is out of range, or a stop string is empty.</exception>
     public void Validate()
     {
@@ -26,6 +36,9 @@ public sealed record GenerationOptions
         ArgumentNullException.ThrowIfNull(Sampling, nameof(Sampling));
         ArgumentNullException.ThrowIfNull(StopStrings, nameof(StopStrings));
         Sampling.Validate();
+        if (LogProbabilities is < 0 or > MaxTopLogProbabilities)
+            throw new ArgumentOutOfRangeException(nameof(LogProbabilities), LogProbabilities,
+                $"top log-probabilities {LogProbabilities} must be from 0 to {MaxTopLogProbabilities}");
         StopStringMatcher.Validate(StopStrings);
     }
 }

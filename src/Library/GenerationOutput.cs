@@ -6,7 +6,11 @@ namespace IlgpuLlm;
 /// What one request used: its prompt and generated tokens, and the timing of the whole run it was
 /// part of (a batch shares one run).
 /// </summary>
-public sealed record GenerationUsage(int PromptTokens, int GeneratedTokens, GenerationStats Run);
+public sealed record GenerationUsage(int PromptTokens, int GeneratedTokens, GenerationStats Run)
+{
+    /// <summary>A conversation's turn: prompt tokens whose keys the cache already held from earlier turns, so they were not prefilled again.</summary>
+    public int ReusedPromptTokens { get; init; }
+}
 
 /// <summary>
 /// One step of a streamed generation: the token drawn and the text it completed. The text may be
@@ -24,6 +28,9 @@ public sealed record GenerationPiece(string Text, int? Token)
 
     /// <summary>Set on the last piece.</summary>
     public GenerationUsage? Usage { get; init; }
+
+    /// <summary>The token's log-probability and the likeliest alternatives, when <see cref="GenerationOptions.LogProbabilities"/> asks for them.</summary>
+    public TokenLogProbability? LogProbability { get; init; }
 }
 
 /// <summary>

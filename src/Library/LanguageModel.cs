@@ -13,19 +13,20 @@ namespace IlgpuLlm;
 /// A model ready to generate text: its weights on a backend, its tokenizer and chat template, and
 /// the rules every generation follows — the ids that stop it, the ids it may draw, how long a
 /// prompt may be, how generated ids become text. Stream one prompt with <c>GenerateAsync</c>, or
-/// run many with <c>Generate</c> (batched over <see cref="LanguageModelOptions.Slots"/>).
-/// One generation runs at a time; concurrent calls wait their turn.
+/// run many with <c>Generate</c>, talk with <see cref="StartConversation"/>. Every call is a request
+/// to one scheduler that owns the model: requests run together in one batch of
+/// <see cref="LanguageModelOptions.Slots"/> cache slots, join it as soon as a slot is free and leave
+/// it individually, so concurrent calls share forward passes instead of taking turns. A request's
+/// tokens do not depend on the others beside it (the same bits alone or in any batch).
 /// </summary>
 public sealed class LanguageModel : IDisposable
 {
     readonly IBackend backend;
     readonly LoadedModel loaded;
-    readonly Generator generator;
+    readonly Scheduler scheduler;
     readonly Lazy<ChatTemplate> chatTemplate;
-    readonly SemaphoreSlim turn = new(1, 1);
-    // The requests of the run in progress, in request order, for the generator's stop question.
-    Continuation[] running = [];
-    bool disposed;
+    readonly int drawableTokens;
+    volatile bool disposed;
 
     LanguageModel(IBackend backend, LoadedModel loaded, LanguageModelOptions options)
     {
@@ -34,11 +35,10 @@ public sealed class LanguageModel : IDisposable
         Tokenizer = loaded.RequireTokenizer();
         chatTemplate = new(() => loaded.ChatTemplate(options.ChatTemplate));
         StopTokens = loaded.StopTokens();
-        generator = new Generator(loaded.Transformer, StopTokens, (request, _) => running[request].Stopped)
-        {
-            // Ids past the tokenizer's (padded embedding tables) cannot be decoded, so they are never drawn.
-            DrawableTokens = Math.Min(Tokenizer.VocabSize, loaded.Config.VocabSize),
-        };
+        // Ids past the tokenizer's (padded embedding tables) cannot be decoded, so they are never drawn.
+        drawableTokens = Math.Min(Tokenizer.VocabSize, loaded.Config.VocabSize);
+        var batch = new ContinuousBatch(loaded.Transformer, StopTokens, drawableTokens, loaded.Transformer.Slots);
+        scheduler = new Scheduler(batch, options.MaxWaiting);
     }
 
     /// <summary>
@@ -103,8 +103,11 @@ public sealed class LanguageModel : IDisposable
     /// <summary>Positions a sequence may use, prompt and generated tokens together.</summary>
     public int ContextLength => loaded.Transformer.ContextLength;
 
-    /// <summary>Sequences generated at once by the batch API.</summary>
+    /// <summary>Requests generated at once (cache slots); more wait for a free slot.</summary>
     public int Slots => loaded.Transformer.Slots;
+
+    /// <summary>Requests waiting and running now, and how full the KV cache is.</summary>
+    public SchedulerStatus Status => scheduler.Status;
 
     /// <summary>
     /// The ids that end every generation: EOS, end-of-turn, the model's own stop ids (and BOS for
@@ -175,43 +178,59 @@ public sealed class LanguageModel : IDisposable
         ObjectDisposedException.ThrowIf(disposed, this);
         options ??= new GenerationOptions();
         options.Validate();
-        return Stream(Job(prompt, index: null, options), cancellationToken);
+        return Stream(Job(prompt, index: null, options), kept: null, cancellationToken);
     }
 
     /// <summary>
-    /// Generates for every prompt, <see cref="Slots"/> at a time, and returns the results in input
-    /// order. A prompt whose sequence fails (non-finite values) has <see cref="Completion.Error"/>
-    /// set; the others are unaffected. Every prompt is encoded and checked before any work.
+    /// Generates for every prompt and returns the results in input order; the prompts run
+    /// <see cref="Slots"/> at a time, beside any other requests. A prompt whose sequence fails
+    /// (non-finite values) has <see cref="Completion.Error"/> set; the others are unaffected. Every
+    /// prompt is encoded and checked before any work. Each result's <see cref="GenerationUsage.Run"/>
+    /// is the scheduler's work while the call ran.
     /// </summary>
     /// <exception cref="PromptTooLongException">A prompt does not fit the context.</exception>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled (checked between forward passes).</exception>
+    /// <exception cref="QueueFullException">More prompts than <see cref="LanguageModelOptions.MaxWaiting"/> would wait.</exception>
     public IReadOnlyList<Completion> Generate(IReadOnlyList<Prompt> prompts, GenerationOptions? options = null, CancellationToken cancellationToken = default)
     {
         ObjectDisposedException.ThrowIf(disposed, this);
         ArgumentNullException.ThrowIfNull(prompts);
         options ??= new GenerationOptions();
         options.Validate();
-        var jobs = prompts.Select((prompt, i) => Job(prompt, i, options)).ToArray();
-        turn.Wait(cancellationToken);
+        var prepared = prompts.Select((prompt, i) => Job(prompt, i, options)).ToArray();
+        cancellationToken.ThrowIfCancellationRequested();
+        var start = scheduler.Stats;
+        var jobs = prepared.Select(p => new BatchJob(p, Tokenizer, cancellationToken)).ToArray();
         try
         {
-            var continuations = Start(jobs);
-            var results = generator.Run(jobs.Select(j => j.Request).ToArray(), Slots,
-                (request, token) => continuations[request].Append(token), cancellationToken: cancellationToken);
-            var stats = generator.Stats;
-            return results.Select((result, i) =>
-            {
-                continuations[i].Finish();
-                return new Completion(continuations[i].Text, result.Tokens, result.Reason, result.Message,
-                    new GenerationUsage(jobs[i].Request.Prompt.Count, result.Tokens.Count, stats));
-            }).ToArray();
+            foreach (var job in jobs)
+                scheduler.Submit(job);
+            Task.WaitAll(jobs.Select(j => j.Result).ToArray(), CancellationToken.None);
         }
-        finally
+        catch (Exception e)
         {
-            running = [];
-            turn.Release();
+            // One prompt refused or cancelled: the others stop too.
+            foreach (var job in jobs)
+                job.Sequence.Cancel();
+            try
+            {
+                Task.WaitAll(jobs.Select(j => j.Done).ToArray(), CancellationToken.None);
+            }
+            catch (AggregateException)
+            {
+            }
+            cancellationToken.ThrowIfCancellationRequested();
+            if (e is AggregateException aggregate)
+                ExceptionDispatchInfo.Throw(aggregate.InnerExceptions[0]);
+            throw;
         }
+        var run = Subtract(scheduler.Stats, start);
+        return jobs.Select(job => job.Result.Result with { Usage = job.Result.Result.Usage with { Run = run } }).ToArray();
     }
+
+    static GenerationStats Subtract(GenerationStats end, GenerationStats start) =>
+        new(end.PromptTokens - start.PromptTokens, end.PrefillTime - start.PrefillTime,
+            end.DecodedTokens - start.DecodedTokens, end.DecodeTime - start.DecodeTime);
 
     /// <inheritdoc cref="Generate(IReadOnlyList{Prompt}, GenerationOptions?, CancellationToken)"/>
     public IReadOnlyList<Completion> Generate(IReadOnlyList<string> prompts, GenerationOptions? options = null, CancellationToken cancellationToken = default)
@@ -220,11 +239,22 @@ public sealed class LanguageModel : IDisposable
         return Generate(prompts.Select(Prompt.FromText).ToArray(), options, cancellationToken);
     }
 
-    /// <summary>A prompt made ready to run: the request the generator takes, and what its text needs.</summary>
-    sealed record PreparedPrompt(GenerationRequest Request, IReadOnlyList<string> StopStrings, int? EndOfTurn);
+    /// <summary>
+    /// A conversation whose history stays in the KV cache between turns: it holds one cache slot
+    /// from its first turn until it is disposed (or a request needs the slot), and each turn
+    /// prefills only what the rendered conversation adds to the tokens the cache holds.
+    /// </summary>
+    public Conversation StartConversation(string? systemPrompt = null)
+    {
+        ObjectDisposedException.ThrowIf(disposed, this);
+        return new Conversation(this, systemPrompt);
+    }
+
+    /// <summary>A prompt made ready to run: the request the scheduler takes, and what its text needs.</summary>
+    internal sealed record PreparedPrompt(GenerationRequest Request, IReadOnlyList<string> StopStrings, int? EndOfTurn, int? LogProbabilities);
 
     /// <summary>The one place a prompt becomes a request: its ids checked against the context, its random stream, its stops.</summary>
-    PreparedPrompt Job(Prompt prompt, int? index, GenerationOptions options)
+    internal PreparedPrompt Job(Prompt prompt, int? index, GenerationOptions options)
     {
         var ids = Encode(prompt);
         if (ids.Length > ContextLength)
@@ -232,41 +262,21 @@ public sealed class LanguageModel : IDisposable
         var request = new GenerationRequest(ids, options.MaxNewTokens, options.Sampling) { Sequence = prompt.Sequence ?? index ?? 0 };
         // A reply ends at the end of its turn even where the model does not list that id among its stop ids.
         int? endOfTurn = prompt.Messages != null ? loaded.EndOfTurnToken(ChatTemplate) : null;
-        return new PreparedPrompt(request, options.StopStrings, endOfTurn);
+        return new PreparedPrompt(request, options.StopStrings, endOfTurn, options.LogProbabilities);
     }
 
-    /// <summary>The text of each request of a run, which also answers the generator's stop question for it.</summary>
-    Continuation[] Start(PreparedPrompt[] jobs)
+    /// <summary>Streams one request's pieces: a new sequence, or the next turn of a conversation's kept one.</summary>
+    internal async IAsyncEnumerable<GenerationPiece> Stream(PreparedPrompt prepared, GenerationSequence? kept,
+        [EnumeratorCancellation] CancellationToken cancellationToken)
     {
-        running = jobs.Select(j => new Continuation(Tokenizer, j.Request.Prompt, j.StopStrings, j.EndOfTurn)).ToArray();
-        return running;
-    }
-
-    async IAsyncEnumerable<GenerationPiece> Stream(PreparedPrompt job, [EnumeratorCancellation] CancellationToken cancellationToken)
-    {
-        await turn.WaitAsync(cancellationToken).ConfigureAwait(false);
+        cancellationToken.ThrowIfCancellationRequested();
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        var pieces = Channel.CreateUnbounded<GenerationPiece>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
-        // The generation loop is synchronous: it runs beside the reader, hands over each piece as
-        // it is drawn, and frees the model when it ends, whether or not the reader is still there.
-        var producer = Task.Run(() =>
-        {
-            try
-            {
-                Produce(job, pieces.Writer, stop.Token);
-            }
-            finally
-            {
-                running = [];
-                turn.Release();
-                pieces.Writer.Complete();
-            }
-        }, CancellationToken.None);
+        var job = new StreamJob(prepared, kept, Tokenizer, drawableTokens, stop.Token);
+        scheduler.Submit(job);
         bool finished = false;
-        Exception? failure = null;
         try
         {
-            await foreach (var piece in pieces.Reader.ReadAllAsync(cancellationToken).ConfigureAwait(false))
+            await foreach (var piece in job.Pieces.ReadAllAsync(cancellationToken).ConfigureAwait(false))
             {
                 // Pieces already drawn are not handed out once the caller has cancelled.
                 cancellationToken.ThrowIfCancellationRequested();
@@ -276,58 +286,33 @@ public sealed class LanguageModel : IDisposable
         }
         finally
         {
-            // Left early (cancelled, or the caller stopped reading): stop the loop at its next step
-            // and wait for it, so that the model is free again when this returns.
+            // Left early (cancelled, or the caller stopped reading): the request leaves the batch
+            // before the next step; wait for that, so its slot is free when this returns.
             if (!finished)
                 stop.Cancel();
-            try
-            {
-                await producer.ConfigureAwait(false);
-            }
-            catch (Exception e)
-            {
-                failure = e;
-            }
+            await job.Done.ConfigureAwait(false);
         }
-        if (failure is OperationCanceledException)
+        if (job.Failure is OperationCanceledException)
             cancellationToken.ThrowIfCancellationRequested();
-        if (failure != null)
-            ExceptionDispatchInfo.Throw(failure);
+        if (job.Failure != null)
+            ExceptionDispatchInfo.Throw(job.Failure);
     }
 
-    void Produce(PreparedPrompt job, ChannelWriter<GenerationPiece> pieces, CancellationToken cancellationToken)
-    {
-        var continuation = Start([job])[0];
-        var result = generator.Run([job.Request], 1,
-            (_, token) => pieces.TryWrite(new GenerationPiece(continuation.Append(token), token)),
-            cancellationToken: cancellationToken)[0];
-        var rest = continuation.Finish();
-        if (result.Reason == FinishReason.Error)
-        {
-            if (rest.Length > 0)
-                pieces.TryWrite(new GenerationPiece(rest, null));
-            throw new GenerationException(result.Message ?? "the sequence could not continue");
-        }
-        pieces.TryWrite(new GenerationPiece(rest, null)
-        {
-            FinishReason = result.Reason,
-            Message = result.Message,
-            Usage = new GenerationUsage(job.Request.Prompt.Count, result.Tokens.Count, generator.Stats),
-        });
-    }
+    internal void Release(GenerationSequence sequence) => scheduler.Release(sequence);
+
+    internal void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(disposed, this);
 
     /// <summary>
-    /// Frees the weights, the cache and the device. A generation in progress is waited for: its
-    /// loop still uses them (a stream its reader left early stops at its next step).
+    /// Frees the weights, the cache and the device. Requests still waiting or running end with
+    /// <see cref="ObjectDisposedException"/>; the scheduler leaves the model before it is freed.
     /// </summary>
     public void Dispose()
     {
         if (disposed)
             return;
-        turn.Wait();
         disposed = true;
+        scheduler.Dispose();
         loaded.Dispose();
         backend.Dispose();
-        turn.Dispose();
     }
 }

@@ -45,10 +45,13 @@ public sealed record LanguageModelOptions
     public KvCacheType KvCache { get; init; } = KvCacheType.F32;
 
     /// <summary>
-    /// Sequences generated at once (KV cache slots): the batch API runs this many prompts together.
-    /// Each slot holds a whole context, so memory grows with it.
+    /// Requests generated at once (KV cache slots): this many prompts of any callers run together
+    /// in one batch; more wait for a free slot. Each slot holds a whole context, so memory grows with it.
     /// </summary>
     public int Slots { get; init; } = 1;
+
+    /// <summary>Requests that may wait for a slot; one more is refused with <see cref="QueueFullException"/>. 0: no limit.</summary>
+    public int MaxWaiting { get; init; }
 
     /// <summary>
     /// A tokenizer for a model that carries none (tokenizer.model, tokenizer.json, a folder with
@@ -75,6 +78,8 @@ public sealed record LanguageModelOptions
             throw new ArgumentOutOfRangeException(nameof(ContextLength), ContextLength, $"context length {ContextLength} must not be negative (0 takes the model's own)");
         if (Slots < 1)
             throw new ArgumentOutOfRangeException(nameof(Slots), Slots, $"slots {Slots} must be at least 1");
+        if (MaxWaiting < 0)
+            throw new ArgumentOutOfRangeException(nameof(MaxWaiting), MaxWaiting, $"max waiting {MaxWaiting} must not be negative (0: no limit)");
         if (ChatTemplate != null)
             Model.Tokenizers.ChatTemplate.FromName(ChatTemplate);
     }

@@ -8,6 +8,8 @@ public static class CommandCatalog
     public static IEnumerable<Command> All()
     {
         yield return GenerateCommand.Create();
+        yield return ChatCommand.Create();
+        yield return ServeCommand.Create();
         yield return LogitsCommand.Create();
         yield return TokenizeCommand.Create();
         yield return InspectCommand.Create();

@@ -151,3 +151,56 @@ public sealed class ModelOptions
         return LanguageModel.Load(DefaultModel.Open(), options);
     }
 }
+
+/// <summary>
+/// The sampling options of the commands that generate (<c>generate</c>, <c>chat</c>), named as
+/// llama.cpp names them, with its defaults.
+/// </summary>
+public sealed class SamplingOptions
+{
+    readonly Option<float> temperature = NumberOptions.Float("--temp", ["--temperature"], "Sampling temperature",
+        new Accepts<float>(t => t == 0 || t >= SamplingRow.MinTemperature,
+            $"0 (greedy) or a number from {SamplingRow.MinTemperature.ToString(System.Globalization.CultureInfo.InvariantCulture)} up"), 0.8f);
+    readonly Option<int> topK = NumberOptions.Int("--top-k", [], "Keep the k most likely tokens", Accepts<int>.AtLeast(0, "0: off"), 40);
+    readonly Option<float> topP = NumberOptions.Float("--top-p", [], "Keep the most likely tokens up to this probability mass", Accepts<float>.Above(0, 1, "1: off"), 0.95f);
+    readonly Option<float> minP = NumberOptions.Float("--min-p", [], "Drop tokens less likely than this fraction of the top one", Accepts<float>.Between(0, 1, "0: off"), 0.05f);
+    readonly Option<float> repeatPenalty = NumberOptions.Float("--repeat-penalty", [], "Penalty for tokens among the last 64",
+        new Accepts<float>(p => p >= SamplingRow.MinRepetitionPenalty,
+            $"a number from {SamplingRow.MinRepetitionPenalty.ToString(System.Globalization.CultureInfo.InvariantCulture)} up (1: off)"), 1f);
+    readonly Option<string?> seed = NumberOptions.Seed("Random seed (default: a new one, printed in the summary)");
+
+    public void AddTo(Command command)
+    {
+        foreach (var option in new Option[] { temperature, topK, topP, minP, repeatPenalty, seed })
+            command.Options.Add(option);
+    }
+
+    /// <summary>The generation options these and the command's own give, checked (a bad combination is a usage error).</summary>
+    public GenerationOptions Generation(ParseResult parse, int maxNewTokens, IReadOnlyList<string> stops)
+    {
+        var generation = new GenerationOptions
+        {
+            MaxNewTokens = maxNewTokens,
+            Sampling = new Runtime.Generation.SamplerSettings
+            {
+                Temperature = parse.GetValue(temperature),
+                TopK = parse.GetValue(topK),
+                TopP = parse.GetValue(topP),
+                MinP = parse.GetValue(minP),
+                RepetitionPenalty = parse.GetValue(repeatPenalty),
+                Seed = NumberOptions.SeedValue(parse.GetValue(seed)) ?? (ulong)Random.Shared.NextInt64(),
+            },
+            StopStrings = stops,
+        };
+        try
+        {
+            generation.Validate();
+        }
+        catch (ArgumentException e)
+        {
+            throw new UsageException(CliRunner.Describe(e).Replace("sampling row 0: ", "", StringComparison.Ordinal)
+                .Replace("stop string", "--stop", StringComparison.Ordinal));
+        }
+        return generation;
+    }
+}

@@ -31,16 +31,7 @@ public static class GenerateCommand
         });
         // Names as llama.cpp's; the names these options had before are kept as aliases.
         var maxNewTokens = NumberOptions.Int("--n-predict", ["-n", "--max-new-tokens"], "Tokens to generate at most", Accepts<int>.AtLeast(0), 256);
-        var temperature = NumberOptions.Float("--temp", ["--temperature"], "Sampling temperature",
-            new Accepts<float>(t => t == 0 || t >= SamplingRow.MinTemperature,
-                $"0 (greedy) or a number from {SamplingRow.MinTemperature.ToString(System.Globalization.CultureInfo.InvariantCulture)} up"), 0.8f);
-        var topK = NumberOptions.Int("--top-k", [], "Keep the k most likely tokens", Accepts<int>.AtLeast(0, "0: off"), 40);
-        var topP = NumberOptions.Float("--top-p", [], "Keep the most likely tokens up to this probability mass", Accepts<float>.Above(0, 1, "1: off"), 0.95f);
-        var minP = NumberOptions.Float("--min-p", [], "Drop tokens less likely than this fraction of the top one", Accepts<float>.Between(0, 1, "0: off"), 0.05f);
-        var repeatPenalty = NumberOptions.Float("--repeat-penalty", [], "Penalty for tokens among the last 64",
-            new Accepts<float>(p => p >= SamplingRow.MinRepetitionPenalty,
-                $"a number from {SamplingRow.MinRepetitionPenalty.ToString(System.Globalization.CultureInfo.InvariantCulture)} up (1: off)"), 1f);
-        var seed = NumberOptions.Seed("Random seed (default: a new one, printed in the summary)");
+        var sampling = new SamplingOptions();
         var batchSize = NumberOptions.Int("--parallel", ["-np", "--batch-size"], "Prompts of --prompts-file generated together",
             Accepts<int>.AtLeast(1), 4);
         var outputJson = new Option<string?>("--output-json") { Description = "Write results of --prompts-file as JSON to this file ('-': stdout)" };
@@ -53,7 +44,10 @@ public static class GenerateCommand
 
         var command = new Command("generate", "Generate text with a model (streams to stdout; summary on stderr)");
         model.AddTo(command);
-        foreach (var option in new Option[] { prompt, promptsFile, chat, system, template, maxNewTokens, temperature, topK, topP, minP, repeatPenalty, seed, batchSize, outputJson, stop })
+        foreach (var option in new Option[] { prompt, promptsFile, chat, system, template, maxNewTokens })
+            command.Options.Add(option);
+        sampling.AddTo(command);
+        foreach (var option in new Option[] { batchSize, outputJson, stop })
             command.Options.Add(option);
 
         command.SetAction(async (parse, cancellation) =>
@@ -72,29 +66,7 @@ public static class GenerateCommand
                 throw new UsageException("--system needs --chat");
             if (!isChat && parse.GetValue(template) != null)
                 throw new UsageException("--chat-template needs --chat");
-            var generation = new GenerationOptions
-            {
-                MaxNewTokens = parse.GetValue(maxNewTokens),
-                Sampling = new SamplerSettings
-                {
-                    Temperature = parse.GetValue(temperature),
-                    TopK = parse.GetValue(topK),
-                    TopP = parse.GetValue(topP),
-                    MinP = parse.GetValue(minP),
-                    RepetitionPenalty = parse.GetValue(repeatPenalty),
-                    Seed = NumberOptions.SeedValue(parse.GetValue(seed)) ?? (ulong)Random.Shared.NextInt64(),
-                },
-                StopStrings = parse.GetValue(stop) ?? [],
-            };
-            try
-            {
-                generation.Validate();
-            }
-            catch (ArgumentException e)
-            {
-                throw new UsageException(CliRunner.Describe(e).Replace("sampling row 0: ", "", StringComparison.Ordinal)
-                    .Replace("stop string", "--stop", StringComparison.Ordinal));
-            }
+            var generation = sampling.Generation(parse, parse.GetValue(maxNewTokens), parse.GetValue(stop) ?? []);
 
             var file = parse.GetValue(promptsFile);
             var lines = file != null ? ReadPrompts(file) : [new PromptLine(parse.GetValue(prompt) ?? "", 0)];

@@ -1,7 +1,3 @@
-using System.Diagnostics;
-using IlgpuLlm.Kernels;
-using IlgpuLlm.Runtime.Backends;
-
 namespace IlgpuLlm.Runtime.Generation;
 
 public enum FinishReason
@@ -36,17 +32,15 @@ public sealed record GenerationStats(int PromptTokens, TimeSpan PrefillTime, int
 }
 
 /// <summary>
-/// The generation loop: continuous batching of many sequences of different lengths over a model's
-/// cache slots. Each step feeds every active sequence's next tokens — a prefill chunk, or the one
-/// token it sampled last — in one forward pass (sequences packed together, each with its own
-/// positions and keys), samples the sequences whose logits are due, and retires finished
-/// sequences individually so waiting ones take their slots. Nothing a sequence computes depends on
-/// the others, so batched results equal one-at-a-time results bit for bit.
+/// A fixed list of requests run to the end over a <see cref="ContinuousBatch"/>: requests wait in
+/// order for a free slot, join the running batch as soon as one is free, and leave it
+/// individually. Nothing a sequence computes depends on the others, so batched results equal
+/// one-at-a-time results bit for bit.
 /// </summary>
 public sealed class Generator
 {
     readonly ILanguageModel model;
-    readonly HashSet<int> stopTokens;
+    readonly int[] stopTokens;
     readonly Func<int, int, bool>? stopAfter;
 
     /// <param name="stopTokens">Ids that end a sequence (the model's EOS/EOT ids; never its pad id).</param>
@@ -85,30 +79,6 @@ public sealed class Generator
 
     readonly int? drawableTokens;
 
-    // Per-step bookkeeping, kept between steps.
-    readonly List<Sequence> rowOwner = [], sampled = [];
-    readonly List<int> penalties = [];
-    readonly HashSet<int> seen = [];
-
-    sealed class Sequence(int request, int slot, GenerationRequest definition)
-    {
-        public readonly int Request = request;
-        public readonly int Slot = slot;
-        public readonly GenerationRequest Definition = definition;
-        public readonly List<int> Tokens = [.. definition.Prompt];
-        public int Fed;
-        public int Generated;
-        public int LogitRow = -1;
-        public FinishReason? Reason;
-        public string? Message;
-
-        public void Finish(FinishReason reason, string? message = null)
-        {
-            Reason ??= reason;
-            Message ??= message;
-        }
-    }
-
     /// <summary>
     /// Generates for every request, at most <paramref name="batchSize"/> at a time, and returns the
     /// results in request order. <paramref name="onToken"/> sees each token as it is sampled
@@ -121,204 +91,39 @@ public sealed class Generator
     public IReadOnlyList<GenerationResult> Run(IReadOnlyList<GenerationRequest> requests, int batchSize,
         Action<int, int>? onToken = null, Action<int, float[]>? onLogits = null, CancellationToken cancellationToken = default)
     {
-        this.onLogits = onLogits;
         if (batchSize < 1)
             throw new ArgumentOutOfRangeException(nameof(batchSize), $"batch size {batchSize} must be at least 1");
         var results = new GenerationResult?[requests.Count];
-        var free = new Queue<int>(Enumerable.Range(0, Math.Min(batchSize, model.Slots)));
-        var waiting = new Queue<int>(Enumerable.Range(0, requests.Count));
-        var active = new List<Sequence>();
-        int promptTokens = 0, decodedTokens = 0;
-        var prefillTime = TimeSpan.Zero;
-        var decodeTime = TimeSpan.Zero;
-        using var batch = model.CreateStepBatch();
-
-        while (waiting.Count > 0 || active.Count > 0)
+        using var running = new ContinuousBatch(model, stopTokens, drawableTokens, Math.Min(batchSize, model.Slots));
+        var waiting = new Queue<(int Index, GenerationSequence Sequence)>(requests.Select((request, i) => (i, new GenerationSequence(request)
+        {
+            TokenDrawn = onToken == null ? null : token => onToken(i, token),
+            StopAfter = stopAfter == null ? null : token => stopAfter(i, token),
+            LogitsDrawn = onLogits == null ? null : logits => onLogits(i, logits),
+        })));
+        var index = new Dictionary<GenerationSequence, int>();
+        while (waiting.Count > 0 || running.Active.Count > 0)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            while (free.Count > 0 && waiting.Count > 0)
+            while (waiting.Count > 0)
             {
-                int request = waiting.Dequeue();
-                var problem = Check(requests[request]);
-                if (problem != null)
-                {
-                    results[request] = new GenerationResult([], FinishReason.Error, problem);
-                    continue;
-                }
-                if (requests[request].MaxNewTokens == 0)
-                {
-                    results[request] = new GenerationResult([], FinishReason.Length, null);
-                    continue;
-                }
-                active.Add(new Sequence(request, free.Dequeue(), requests[request]));
+                var (i, sequence) = waiting.Peek();
+                var admission = running.Admit(sequence);
+                if (admission == Admission.NoSlot)
+                    break;
+                waiting.Dequeue();
+                if (admission == Admission.Finished)
+                    results[i] = Result(sequence);
+                else
+                    index[sequence] = i;
             }
-            if (active.Count == 0)
-                continue;
-
-            var clock = Stopwatch.StartNew();
-            bool prefillStep = Step(active, batch, onToken, ref promptTokens, ref decodedTokens);
-            if (prefillStep)
-                prefillTime += clock.Elapsed;
-            else
-                decodeTime += clock.Elapsed;
-
-            for (int i = active.Count - 1; i >= 0; i--)
-            {
-                var sequence = active[i];
-                if (sequence.Reason is not FinishReason reason)
-                    continue;
-                results[sequence.Request] = new GenerationResult(
-                    sequence.Tokens.Skip(sequence.Definition.Prompt.Count).ToArray(), reason, sequence.Message);
-                free.Enqueue(sequence.Slot);
-                active.RemoveAt(i);
-            }
+            foreach (var sequence in running.Step())
+                results[index[sequence]] = Result(sequence);
         }
-        Stats = new GenerationStats(promptTokens, prefillTime, decodedTokens, decodeTime);
+        Stats = running.Stats;
         return results.Select(r => r!).ToArray();
     }
 
-    Action<int, float[]>? onLogits;
-
-    string? Check(GenerationRequest request)
-    {
-        if (request.Prompt.Count == 0)
-            return "the prompt is empty; start it with the BOS token";
-        for (int i = 0; i < request.Prompt.Count; i++)
-            if ((uint)request.Prompt[i] >= (uint)model.VocabSize)
-                return $"prompt token {i} is id {request.Prompt[i]}, outside the vocabulary of {model.VocabSize}";
-        if (request.Prompt.Count > model.ContextLength)
-            return $"the prompt needs {request.Prompt.Count} positions; the context holds {model.ContextLength}";
-        if (request.MaxNewTokens < 0)
-            return $"max new tokens {request.MaxNewTokens} is negative";
-        request.Sampling.Validate();
-        return null;
-    }
-
-    /// <summary>
-    /// One forward pass over every active sequence and the draws it makes due, as one step on the
-    /// device: the batch goes up in one transfer, the forward pass, the non-finite check of the
-    /// logits and the draws run without a wait, and the drawn ids and problem flags come back in
-    /// one transfer. Returns whether it fed prompt tokens.
-    /// </summary>
-    bool Step(List<Sequence> active, StepBatch batch, Action<int, int>? onToken, ref int promptTokens, ref int decodedTokens)
-    {
-        batch.Clear();
-        rowOwner.Clear();
-        sampled.Clear();
-        bool prefill = false;
-        int budget = model.MaxRowsPerForward;
-        foreach (var sequence in active)
-        {
-            int take = Math.Min(sequence.Tokens.Count - sequence.Fed, budget);
-            if (take <= 0)
-                continue;
-            bool promptRows = sequence.Fed < sequence.Definition.Prompt.Count;
-            prefill |= promptRows;
-            if (promptRows)
-                promptTokens += Math.Min(take, sequence.Definition.Prompt.Count - sequence.Fed);
-            for (int i = 0; i < take; i++)
-            {
-                batch.Add(new TokenRow(sequence.Slot, sequence.Fed + i, sequence.Tokens[sequence.Fed + i]));
-                rowOwner.Add(sequence);
-            }
-            sequence.Fed += take;
-            budget -= take;
-            sequence.LogitRow = -1;
-            if (sequence.Fed == sequence.Tokens.Count)
-            {
-                sequence.LogitRow = sampled.Count;
-                sampled.Add(sequence);
-                AddDraw(batch, sequence, batch.RowCount - 1);
-            }
-            if (budget == 0)
-                break;
-        }
-
-        batch.Upload();
-        var logits = model.Forward(batch);
-        var vocabulary = model.VocabSize;
-        var backend = model.Backend;
-        int draws = batch.DrawCount;
-        if (draws > 0)
-        {
-            backend.FlagNonFinite(logits, draws, vocabulary, batch.NonFiniteLogits);
-            backend.Sample(logits, batch.SamplingParameters, batch.Penalized, batch.Sampled, new SamplingShape(draws, vocabulary),
-                batch.NonFiniteLogits.Flags, batch.SamplingWorkspace);
-        }
-        batch.Download();
-
-        foreach (var problem in batch.Problems())
-            rowOwner[problem.Row].Finish(FinishReason.Error, problem.Message);
-        List<Sequence>? nonFinite = null;
-        foreach (var sequence in sampled)
-            if (sequence.Reason == null && batch.LogitsNonFinite(sequence.LogitRow))
-                (nonFinite ??= []).Add(sequence);
-        if (nonFinite != null)
-            Locate(batch, nonFinite);
-
-        foreach (var sequence in sampled)
-        {
-            if (sequence.Reason != null)
-                continue;
-            if (onLogits != null)
-                onLogits(sequence.Request, backend.DownloadFloats(logits.Slice((long)sequence.LogitRow * vocabulary, vocabulary)));
-            if (!prefill)
-                decodedTokens++;
-        }
-        foreach (var sequence in sampled)
-            if (sequence.Reason == null)
-                Accept(sequence, batch.SampledToken(sequence.LogitRow), onToken);
-        return prefill;
-    }
-
-    /// <summary>The next draw of a sequence, from the logits of row <paramref name="row"/>.</summary>
-    void AddDraw(StepBatch batch, Sequence s, int row)
-    {
-        var settings = s.Definition.Sampling;
-        penalties.Clear();
-        if (settings.RepetitionPenalty != 1f)
-        {
-            // A token is penalized once however often it occurred (llama.cpp and transformers alike).
-            seen.Clear();
-            for (int i = Math.Max(0, s.Tokens.Count - settings.PenaltyWindow); i < s.Tokens.Count; i++)
-                if (seen.Add(s.Tokens[i]))
-                    penalties.Add(s.Tokens[i]);
-        }
-        var draw = settings.Row(s.Definition.Sequence, s.Generated, 0, 0);
-        if (drawableTokens is int limit && limit < model.VocabSize)
-            draw = draw with { DrawableTokens = limit };
-        batch.AddLogitRow(row, draw, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(penalties));
-    }
-
-    /// <summary>
-    /// Re-runs the step with every op checked to name where a non-finite value first appeared
-    /// (re-running writes the same keys and values again, so the cache is unchanged).
-    /// </summary>
-    void Locate(StepBatch batch, List<Sequence> nonFinite)
-    {
-        var located = model.Forward(batch.Rows, batch.LogitRowIndices, ForwardChecks.EveryOp).Problems;
-        foreach (var sequence in nonFinite)
-        {
-            var first = located.FirstOrDefault(p => rowOwner[p.Row] == sequence);
-            sequence.Finish(FinishReason.Error, first.Message != null
-                ? $"non-finite logits; the first non-finite value appeared in {first.Message}. Storing weights and the KV cache in f32 (--kv-dtype f32) may avoid it"
-                : "non-finite logits (no op output was non-finite when re-checked); try f32 storage (--kv-dtype f32)");
-        }
-    }
-
-    void Accept(Sequence s, int token, Action<int, int>? onToken)
-    {
-        s.Tokens.Add(token);
-        s.Generated++;
-        onToken?.Invoke(s.Request, token);
-        // A stop on the last allowed token is still a stop: the sequence ended where it meant to.
-        if (stopTokens.Contains(token) || (stopAfter?.Invoke(s.Request, token) ?? false))
-            s.Finish(FinishReason.Stop);
-        else if (s.Generated >= s.Definition.MaxNewTokens)
-            s.Finish(FinishReason.Length);
-        // The token just drawn would be fed at position Tokens.Count − 1; past the last one it cannot be.
-        if (s.Reason == null && s.Tokens.Count > model.ContextLength)
-            s.Finish(FinishReason.Length,
-                $"sequence {s.Definition.Sequence} reached the context limit of {model.ContextLength} positions");
-    }
+    static GenerationResult Result(GenerationSequence sequence) =>
+        new(sequence.GeneratedTokens.ToArray(), sequence.Reason!.Value, sequence.Message);
 }
