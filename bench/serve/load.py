@@ -112,6 +112,7 @@ def start_server(kind, args, clients, port):
         command = [args.llama_server, "-m", args.model, "--port", str(port), "-np", str(clients), "-t", str(args.threads),
                    "-c", str(args.context * clients), "--alias", "bench", "--host", "127.0.0.1"] + shlex.split(args.llama_args)
         env = dict(os.environ, LD_LIBRARY_PATH=os.path.dirname(os.path.abspath(args.llama_server)))
+    os.makedirs(args.logs, exist_ok=True)
     log = open(os.path.join(args.logs, f"{kind}-{clients}.log"), "w")
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     try:
