@@ -11,13 +11,19 @@ public class ReadmeTests
 {
     static string Here([CallerFilePath] string path = "") => Path.GetDirectoryName(path)!;
 
+    /// <summary>The first C# block under <paramref name="heading"/> is, character for character, the compiled example file.</summary>
+    static void AssertReadmeBlockIs(string heading, string exampleFile)
+    {
+        var readme = File.ReadAllText(Path.Combine(Here(), "..", "..", "README.md")).ReplaceLineEndings("\n");
+        var block = Regex.Match(readme, Regex.Escape(heading) + @"\n.*?```csharp\n(.*?)```", RegexOptions.Singleline);
+        Assert.True(block.Success, $"README.md has no C# block under \"{heading}\"");
+        Assert.Equal(File.ReadAllText(Path.Combine(Here(), exampleFile)).ReplaceLineEndings("\n"), block.Groups[1].Value);
+    }
+
     [Fact]
     public async Task The_readme_example_compiles_and_tells_run_c_s_story()
     {
-        var readme = File.ReadAllText(Path.Combine(Here(), "..", "..", "README.md")).ReplaceLineEndings("\n");
-        var block = Regex.Match(readme, @"## Use it from C#\n.*?```csharp\n(.*?)```", RegexOptions.Singleline);
-        Assert.True(block.Success, "README.md has no C# block under \"## Use it from C#\"");
-        Assert.Equal(File.ReadAllText(Path.Combine(Here(), "ReadmeExample.cs")).ReplaceLineEndings("\n"), block.Groups[1].Value);
+        AssertReadmeBlockIs("## Use it from C#", "ReadmeExample.cs");
 
         using var output = new StringWriter();
         await Story.TellAsync(References.Stories("stories260K.bin"), output);
@@ -28,10 +34,7 @@ public class ReadmeTests
     [Fact]
     public async Task The_readme_chat_client_example_compiles_and_answers_the_same_with_its_seed()
     {
-        var readme = File.ReadAllText(Path.Combine(Here(), "..", "..", "README.md")).ReplaceLineEndings("\n");
-        var block = Regex.Match(readme, @"### Microsoft\.Extensions\.AI\n.*?```csharp\n(.*?)```", RegexOptions.Singleline);
-        Assert.True(block.Success, "README.md has no C# block under \"### Microsoft.Extensions.AI\"");
-        Assert.Equal(File.ReadAllText(Path.Combine(Here(), "ReadmeChatClientExample.cs")).ReplaceLineEndings("\n"), block.Groups[1].Value);
+        AssertReadmeBlockIs("### Microsoft.Extensions.AI", "ReadmeChatClientExample.cs");
 
         using var model = LanguageModel.Load(References.Stories("stories260K.bin"), new LanguageModelOptions { Threads = 2, Slots = 2 });
         var first = await Assistant.AnswerAsync(model, "Tell me about a cat");
