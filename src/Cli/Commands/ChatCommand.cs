@@ -17,15 +17,7 @@ public static class ChatCommand
     {
         var model = new ModelOptions();
         var system = new Option<string?>("--system", "-sys") { Description = "System prompt" };
-        var template = new Option<string?>("--chat-template")
-        {
-            Description = $"Chat format (default: from the model): {string.Join(", ", ChatTemplate.Names)}",
-        };
-        template.Validators.Add(result =>
-        {
-            if (result.Tokens.Count > 0 && !ChatTemplate.Names.Contains(result.Tokens[^1].Value.Trim().ToLowerInvariant()))
-                result.AddError($"--chat-template '{result.Tokens[^1].Value}' is not one of {string.Join(", ", ChatTemplate.Names)}");
-        });
+        var template = ChatTemplateOption.Create();
         var maxNewTokens = NumberOptions.Int("--n-predict", ["-n"], "Tokens per reply at most", Accepts<int>.AtLeast(1), 512);
         var verbosePrompt = new Option<bool>("--verbose-prompt") { Description = "Show each turn's prompt as the chat template renders it, and how much of it the cache already held (stderr)" };
         var sampling = new SamplingOptions();

@@ -20,15 +20,7 @@ public static class GenerateCommand
         var promptsFile = new Option<string?>("--prompts-file") { Description = "A file with one prompt per line, generated in batches" };
         var chat = new Option<bool>("--chat") { Description = "Wrap the prompt in the model's chat template as a user message" };
         var system = new Option<string?>("--system") { Description = "System message for --chat" };
-        var template = new Option<string?>("--chat-template")
-        {
-            Description = $"Chat format (default: from the model): {string.Join(", ", ChatTemplate.Names)}",
-        };
-        template.Validators.Add(result =>
-        {
-            if (result.Tokens.Count > 0 && !ChatTemplate.Names.Contains(result.Tokens[^1].Value.Trim().ToLowerInvariant()))
-                result.AddError($"--chat-template '{result.Tokens[^1].Value}' is not one of {string.Join(", ", ChatTemplate.Names)}");
-        });
+        var template = ChatTemplateOption.Create();
         // Names as llama.cpp's; the names these options had before are kept as aliases.
         var maxNewTokens = NumberOptions.Int("--n-predict", ["-n", "--max-new-tokens"], "Tokens to generate at most", Accepts<int>.AtLeast(0), 256);
         var sampling = new SamplingOptions();

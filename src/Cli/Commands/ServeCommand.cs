@@ -20,15 +20,7 @@ public static class ServeCommand
         var parallel = NumberOptions.Int("--parallel", ["-np"], "Requests generated at once (cache slots; more wait in the queue)", Accepts<int>.Between(1, 256), 4);
         var queue = NumberOptions.Int("--queue", [], "Requests that may wait for a slot; more are answered 503 with Retry-After (0: no limit)", Accepts<int>.AtLeast(0), 64);
         var alias = new Option<string?>("--alias", "-a") { Description = "The model's id in /v1/models and in requests (default: the model file's name)" };
-        var template = new Option<string?>("--chat-template")
-        {
-            Description = $"Chat format (default: from the model): {string.Join(", ", ChatTemplate.Names)}",
-        };
-        template.Validators.Add(result =>
-        {
-            if (result.Tokens.Count > 0 && !ChatTemplate.Names.Contains(result.Tokens[^1].Value.Trim().ToLowerInvariant()))
-                result.AddError($"--chat-template '{result.Tokens[^1].Value}' is not one of {string.Join(", ", ChatTemplate.Names)}");
-        });
+        var template = ChatTemplateOption.Create();
 
         var command = new Command("serve", "Serve the model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/models, /health, /metrics)");
         model.AddTo(command);
