@@ -51,6 +51,8 @@ public sealed class OpenAiServer : IAsyncDisposable
                 kestrel.Listen(IPAddress.Parse(options.Host), options.Port);
         });
         app = builder.Build();
+        // Routing answers an unknown path or method with an empty body; OpenAI's clients read the error object.
+        app.UseStatusCodePages(pages => WriteError(pages.HttpContext, RoutingError(pages.HttpContext)));
         app.Use(Guard);
         app.MapGet("/health", Health);
         app.MapGet("/v1/models", Models);
@@ -105,6 +107,18 @@ public sealed class OpenAiServer : IAsyncDisposable
             }
         }
         await next(context).ConfigureAwait(false);
+    }
+
+    static OpenAiError RoutingError(HttpContext context)
+    {
+        var request = context.Request;
+        return context.Response.StatusCode switch
+        {
+            405 => new OpenAiError(405, $"{request.Method} is not allowed on {request.Path}", code: "method_not_allowed"),
+            404 => new OpenAiError(404, $"no endpoint {request.Method} {request.Path}; this server has POST /v1/chat/completions, " +
+                "POST /v1/completions, GET /v1/models, GET /health and GET /metrics", code: "unknown_url"),
+            var status => new OpenAiError(status, $"{request.Method} {request.Path} failed with HTTP status {status}", type: "server_error"),
+        };
     }
 
     Task Health(HttpContext context)

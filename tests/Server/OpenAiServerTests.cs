@@ -215,9 +215,20 @@ public sealed class OpenAiServerTests(ServerFixture fixture) : IClassFixture<Ser
         await AssertError(response, param, null);
     }
 
-    async Task AssertError(HttpResponseMessage response, string? param, string? code)
+    [Theory]
+    [InlineData("GET", "/v1/completions", HttpStatusCode.MethodNotAllowed, "method_not_allowed")]
+    [InlineData("DELETE", "/v1/chat/completions", HttpStatusCode.MethodNotAllowed, "method_not_allowed")]
+    [InlineData("POST", "/v1/embeddings", HttpStatusCode.NotFound, "unknown_url")]
+    [InlineData("GET", "/v2/models", HttpStatusCode.NotFound, "unknown_url")]
+    public async Task Unknown_endpoints_and_methods_answer_with_openai_s_error_object(string method, string path, HttpStatusCode status, string code)
     {
-        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        var response = await fixture.Http.SendAsync(new HttpRequestMessage(new HttpMethod(method), path));
+        await AssertError(response, null, code, status);
+    }
+
+    async Task AssertError(HttpResponseMessage response, string? param, string? code, HttpStatusCode status = HttpStatusCode.BadRequest)
+    {
+        Assert.Equal(status, response.StatusCode);
         var error = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
         Assert.Equal("invalid_request_error", error.GetProperty("type").GetString());
         Assert.False(string.IsNullOrEmpty(error.GetProperty("message").GetString()));
