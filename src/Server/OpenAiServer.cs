@@ -106,7 +106,16 @@ public sealed class OpenAiServer : IAsyncDisposable
                 return;
             }
         }
-        await next(context).ConfigureAwait(false);
+        try
+        {
+            await next(context).ConfigureAwait(false);
+        }
+        catch (Exception e) when (!context.Response.HasStarted && e is not OperationCanceledException)
+        {
+            // A fault of the server, not of the request: the client still gets OpenAI's error object, and the message.
+            metrics.FailedRequests.WithLabels("error").Inc();
+            await WriteError(context, new OpenAiError(500, $"the server failed on this request: {e.Message}", type: "server_error")).ConfigureAwait(false);
+        }
     }
 
     static OpenAiError RoutingError(HttpContext context)
@@ -158,16 +167,7 @@ public sealed class OpenAiServer : IAsyncDisposable
         IAsyncEnumerable<GenerationPiece> pieces;
         try
         {
-            JsonElement body;
-            try
-            {
-                using var document = await JsonDocument.ParseAsync(context.Request.Body, cancellationToken: context.RequestAborted).ConfigureAwait(false);
-                body = document.RootElement.Clone();
-            }
-            catch (JsonException e)
-            {
-                throw OpenAiError.Invalid($"the request body is not valid JSON: {e.Message}");
-            }
+            var body = await ReadJsonBody(context).ConfigureAwait(false);
             request = CompletionRequest.Parse(body, chat, model.ContextLength);
             if (request.Model is string name && name != options.ModelName)
                 throw new OpenAiError(400, $"model '{name}' is not served here; this server serves '{options.ModelName}'",
@@ -217,6 +217,43 @@ public sealed class OpenAiServer : IAsyncDisposable
         {
             metrics.FailedRequests.WithLabels("error").Inc();
             await stream.Fail(new OpenAiError(500, e.Message, type: "server_error", code: "generation_failed")).ConfigureAwait(false);
+        }
+    }
+
+    static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
+
+    /// <summary>
+    /// The body as JSON, or a 400 saying where it is not: JSON's grammar, or text that is not UTF-8 (the JSON
+    /// reader accepts such bytes inside strings and fails only when the string is read, deep in the request).
+    /// </summary>
+    static async Task<JsonElement> ReadJsonBody(HttpContext context)
+    {
+        var buffer = new MemoryStream();
+        try
+        {
+            await context.Request.Body.CopyToAsync(buffer, context.RequestAborted).ConfigureAwait(false);
+        }
+        catch (BadHttpRequestException e)
+        {
+            throw new OpenAiError(e.StatusCode, $"the request body could not be read: {e.Message}");
+        }
+        var bytes = new ReadOnlyMemory<byte>(buffer.GetBuffer(), 0, (int)buffer.Length);
+        try
+        {
+            StrictUtf8.GetCharCount(bytes.Span);
+        }
+        catch (DecoderFallbackException e)
+        {
+            throw OpenAiError.Invalid($"the request body is not UTF-8: byte {e.Index} ({Convert.ToHexString(e.BytesUnknown ?? [])}) starts no valid character");
+        }
+        try
+        {
+            using var document = JsonDocument.Parse(bytes);
+            return document.RootElement.Clone();
+        }
+        catch (JsonException e)
+        {
+            throw OpenAiError.Invalid($"the request body is not valid JSON: {e.Message}");
         }
     }
 

@@ -216,6 +216,21 @@ public sealed class OpenAiServerTests(ServerFixture fixture) : IClassFixture<Ser
     }
 
     [Theory]
+    [InlineData("{\"messages\": [{\"role\": \"user\", \"content\": \"", new byte[] { 0xFF, 0xFE }, "\"}]}")]
+    [InlineData("{\"messages\": [{\"role\": \"user\", \"content\": \"a", new byte[] { 0xED, 0xA0, 0x80 }, "\"}]}")]
+    [InlineData("{\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}], \"stop\": \"", new byte[] { 0xC3 }, "\"}")]
+    public async Task A_body_that_is_not_utf8_is_a_400_naming_the_byte(string before, byte[] invalid, string after)
+    {
+        var body = Encoding.UTF8.GetBytes(before).Concat(invalid).Concat(Encoding.UTF8.GetBytes(after)).ToArray();
+        var content = new ByteArrayContent(body);
+        content.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("application/json");
+        var response = await fixture.Http.PostAsync("/v1/chat/completions", content);
+        await AssertError(response, null, null);
+        var message = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("error").GetProperty("message").GetString();
+        Assert.Contains($"byte {Encoding.UTF8.GetByteCount(before)}", message);
+    }
+
+    [Theory]
     [InlineData("GET", "/v1/completions", HttpStatusCode.MethodNotAllowed, "method_not_allowed")]
     [InlineData("DELETE", "/v1/chat/completions", HttpStatusCode.MethodNotAllowed, "method_not_allowed")]
     [InlineData("POST", "/v1/embeddings", HttpStatusCode.NotFound, "unknown_url")]
