@@ -13,7 +13,10 @@ namespace IlgpuLlm.Kernels;
 /// </summary>
 public unsafe interface IBlockSteps
 {
-    static abstract QuantFormat Format { get; }
+    /// <summary>Weights and bytes per block, as the format's <see cref="IQuantizedBlocks"/> states them.</summary>
+    static abstract int BlockElements { get; }
+
+    static abstract int BlockBytes { get; }
 
     /// <summary>Floats <see cref="Prepare"/> writes per block.</summary>
     static abstract int TableFloats { get; }
@@ -25,7 +28,8 @@ public unsafe interface IBlockSteps
 
 public unsafe struct Q8_0Steps : IBlockSteps
 {
-    public static QuantFormat Format => QuantFormat.Q8_0;
+    public static int BlockElements => 32;
+    public static int BlockBytes => 34;
     public static int TableFloats => 1;
 
     public static void Prepare(byte* block, float* table) => table[0] = QuantizedSimd.Half(block);
@@ -41,7 +45,8 @@ public unsafe struct Q8_0Steps : IBlockSteps
 
 public unsafe struct Q4_0Steps : IBlockSteps
 {
-    public static QuantFormat Format => QuantFormat.Q4_0;
+    public static int BlockElements => 32;
+    public static int BlockBytes => 18;
     public static int TableFloats => 1;
 
     public static void Prepare(byte* block, float* table) => table[0] = QuantizedSimd.Half(block);
@@ -59,7 +64,8 @@ public unsafe struct Q4_0Steps : IBlockSteps
 /// <summary>Q4_K: table = d · sc of the eight groups, then −dmin · m.</summary>
 public unsafe struct Q4_KSteps : IBlockSteps
 {
-    public static QuantFormat Format => QuantFormat.Q4_K;
+    public static int BlockElements => 256;
+    public static int BlockBytes => 144;
     public static int TableFloats => 16;
 
     public static void Prepare(byte* block, float* table) => KScales.Read(block, table, table + 8);
@@ -79,7 +85,8 @@ public unsafe struct Q4_KSteps : IBlockSteps
 /// <summary>Q5_K: as Q4_K, with a 32-entry table for the fifth bit.</summary>
 public unsafe struct Q5_KSteps : IBlockSteps
 {
-    public static QuantFormat Format => QuantFormat.Q5_K;
+    public static int BlockElements => 256;
+    public static int BlockBytes => 176;
     public static int TableFloats => 16;
 
     public static void Prepare(byte* block, float* table) => KScales.Read(block, table, table + 8);
@@ -106,7 +113,8 @@ public unsafe struct Q5_KSteps : IBlockSteps
 /// <summary>Q6_K: table = d · s of the sixteen groups of 16.</summary>
 public unsafe struct Q6_KSteps : IBlockSteps
 {
-    public static QuantFormat Format => QuantFormat.Q6_K;
+    public static int BlockElements => 256;
+    public static int BlockBytes => 210;
     public static int TableFloats => 16;
 
     public static void Prepare(byte* block, float* table)
@@ -156,7 +164,7 @@ public static unsafe partial class QuantizedSimd
         var accumulators = stackalloc Vector512<float>[8];
         for (int i = 0; i < 8; i++)
             accumulators[i] = Vector512<float>.Zero;
-        int blockBytes = TSteps.Format.BlockBytes(), blockSize = TSteps.Format.BlockSize(), tableFloats = TSteps.TableFloats;
+        int blockBytes = TSteps.BlockBytes, blockSize = TSteps.BlockElements, tableFloats = TSteps.TableFloats;
         var tables = stackalloc float[4 * PanelBlocks * 16];
         int blocks = k / blockSize;
         for (int first = 0; first < blocks; first += PanelBlocks)
@@ -180,8 +188,7 @@ public static unsafe partial class QuantizedSimd
         var a1 = accumulators[2]; var b1 = accumulators[3];
         var a2 = accumulators[4]; var b2 = accumulators[5];
         var a3 = accumulators[6]; var b3 = accumulators[7];
-        // Block size is 32 or 256 (a JIT-time constant), so this is no call.
-        int steps = TSteps.Format.BlockSize() / 32, tableFloats = TSteps.TableFloats;
+        int steps = TSteps.BlockElements / 32, tableFloats = TSteps.TableFloats;
         int rowTable = PanelBlocks * tableFloats;
         for (int b = 0; b < count; b++)
         {
@@ -213,7 +220,7 @@ public static unsafe partial class QuantizedSimd
     }
 
     /// <summary>One-row AVX-512 decode over outputs [start, end) with register dequantization, four rows at a time.</summary>
-    static int DecodeInRegisters<TSteps>(LinearJob job, int start, int end) where TSteps : struct, IBlockSteps
+    internal static int DecodeInRegisters<TSteps>(LinearJob job, int start, int end) where TSteps : struct, IBlockSteps
     {
         var dots = stackalloc float[4];
         int n = start;
