@@ -465,7 +465,12 @@ static unsafe class KScales
     /// stack buffer, so it inlines into the decode loops and their accumulators stay in registers.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void Read(byte* block, float* scale, float* negativeMin)
+    public static void Read(byte* block, float* scale, float* negativeMin) =>
+        Read(block, QuantizedSimd.Half(block), QuantizedSimd.Half(block + 2), scale, negativeMin);
+
+    /// <summary><see cref="Read(byte*, float*, float*)"/> with d and dmin already widened.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Read(byte* block, float d, float dmin, float* scale, float* negativeMin)
     {
         const uint low6 = 0x3F3F3F3F, low4 = 0x0F0F0F0F, low2 = 0x03030303;
         uint u0 = Unsafe.ReadUnaligned<uint>(block + 4), u1 = Unsafe.ReadUnaligned<uint>(block + 8), u2 = Unsafe.ReadUnaligned<uint>(block + 12);
@@ -476,8 +481,8 @@ static unsafe class KScales
             ((u2 >> 4) & low4) | (((u1 >> 6) & low2) << 4)).AsByte();
         var scales = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(packed));
         var mins = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(packed, 8)));
-        (scales * Vector256.Create(QuantizedSimd.Half(block))).Store(scale);
-        (mins * Vector256.Create(-QuantizedSimd.Half(block + 2))).Store(negativeMin);
+        (scales * Vector256.Create(d)).Store(scale);
+        (mins * Vector256.Create(-dmin)).Store(negativeMin);
     }
 }
 

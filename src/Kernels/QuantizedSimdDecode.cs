@@ -10,8 +10,9 @@ namespace IlgpuLlm.Kernels;
 /// steps of lanes 0–15 (<c>a</c>) and 16–31 (<c>b</c>) of the canonical order; a 64-weight unit
 /// gives two steps (the second in <c>a1</c>, <c>b1</c>) from codes it widens once (the low and high
 /// nibbles of the same bytes, the high bits shared by a group of steps). <see cref="Prepare"/>
-/// turns what the block's units share into floats (its scales, exact products as in the
-/// reference); <see cref="Step"/> must inline into the dot's loop, so it only reads those floats
+/// turns what a row's blocks share into floats (their scales, exact products as in the
+/// reference; the f16 fields widened by <see cref="FiniteHalves"/>, exact for the finite scales
+/// loading validated); <see cref="Step"/> must inline into the dot's loop, so it only reads those floats
 /// and the codes (a call there would push the accumulators out of registers). A step may give a
 /// zero weight either sign: lanes start at +0 and +0 + (±0) = +0, so the sign of a zero weight
 /// never reaches a dot.
@@ -29,7 +30,8 @@ public unsafe interface IBlockSteps
     /// <summary>Floats <see cref="Prepare"/> writes per block.</summary>
     static abstract int TableFloats { get; }
 
-    static abstract void Prepare(byte* block, float* table);
+    /// <summary>The tables of <paramref name="count"/> consecutive blocks of a row (at most <see cref="QuantizedSimd.PanelBlocks"/>).</summary>
+    static abstract void Prepare(byte* blocks, int count, float* tables);
 
     static abstract void Step(byte* block, float* table, int unit, out Vector512<float> a0, out Vector512<float> b0,
         out Vector512<float> a1, out Vector512<float> b1);
@@ -43,6 +45,39 @@ static class Rotation
         Avx512F.RotateRightVariable(value.AsUInt32(), Vector512.Create((uint)(bits & 31))).AsInt32();
 }
 
+/// <summary>
+/// f16 scale fields widened the way <see cref="F16Vectors"/> widens weights: sign and magnitude
+/// moved into a binary32 pattern, then multiplied by 2^112 — exact for every finite half,
+/// subnormals included, and branch-free. Loading validates that every scale field is finite
+/// (<see cref="BlockFormat.FindBadScale(byte*, long)"/>); the reference (<see cref="HalfBits"/>) is
+/// exact for any half and stays the dequantizers'.
+/// </summary>
+static unsafe class FiniteHalves
+{
+    const float TwoTo112 = 5.192296858534828e33f;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Of(byte* at) =>
+        BitConverter.Int32BitsToSingle((*(short*)at << 13) & unchecked((int)0x8FFFE000)) * TwoTo112;
+
+    /// <summary>The f16 field at the start of each of <paramref name="count"/> blocks <paramref name="stride"/> bytes apart.</summary>
+    public static void OfBlocks(byte* blocks, int stride, int count, float* destination)
+    {
+        int b = 0;
+        if (count == 16)
+        {
+            // Two gathers of the sixteen fields (and the code bytes after them, shifted out).
+            var offsets = Vector256<int>.Indices * Vector256.Create(stride);
+            var words = Vector512.Create(Avx2.GatherVector256((int*)blocks, offsets, 1), Avx2.GatherVector256((int*)(blocks + 8 * stride), offsets, 1));
+            var bits = Vector512.ShiftRightArithmetic(Vector512.ShiftLeft(words, 16), 3) & Vector512.Create(unchecked((int)0x8FFFE000));
+            (bits.AsSingle() * Vector512.Create(TwoTo112)).Store(destination);
+            return;
+        }
+        for (; b < count; b++)
+            destination[b] = Of(blocks + b * stride);
+    }
+}
+
 public unsafe struct Q8_0Steps : IBlockSteps
 {
     public static int BlockElements => 32;
@@ -50,7 +85,7 @@ public unsafe struct Q8_0Steps : IBlockSteps
     public static int UnitWeights => 32;
     public static int TableFloats => 1;
 
-    public static void Prepare(byte* block, float* table) => table[0] = QuantizedSimd.Half(block);
+    public static void Prepare(byte* blocks, int count, float* tables) => FiniteHalves.OfBlocks(blocks, 34, count, tables);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Step(byte* block, float* table, int unit, out Vector512<float> a0, out Vector512<float> b0,
@@ -71,7 +106,7 @@ public unsafe struct Q4_0Steps : IBlockSteps
     public static int UnitWeights => 32;
     public static int TableFloats => 1;
 
-    public static void Prepare(byte* block, float* table) => table[0] = QuantizedSimd.Half(block);
+    public static void Prepare(byte* blocks, int count, float* tables) => FiniteHalves.OfBlocks(blocks, 18, count, tables);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Step(byte* block, float* table, int unit, out Vector512<float> a0, out Vector512<float> b0,
@@ -94,7 +129,11 @@ public unsafe struct Q4_KSteps : IBlockSteps
     public static int UnitWeights => 64;
     public static int TableFloats => 16;
 
-    public static void Prepare(byte* block, float* table) => KScales.Read(block, table, table + 8);
+    public static void Prepare(byte* blocks, int count, float* tables)
+    {
+        for (int b = 0; b < count; b++, blocks += 144, tables += 16)
+            KScales.Read(blocks, FiniteHalves.Of(blocks), FiniteHalves.Of(blocks + 2), tables, tables + 8);
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Step(byte* block, float* table, int unit, out Vector512<float> a0, out Vector512<float> b0,
@@ -121,7 +160,11 @@ public unsafe struct Q5_KSteps : IBlockSteps
     public static int UnitWeights => 64;
     public static int TableFloats => 16;
 
-    public static void Prepare(byte* block, float* table) => KScales.Read(block, table, table + 8);
+    public static void Prepare(byte* blocks, int count, float* tables)
+    {
+        for (int b = 0; b < count; b++, blocks += 176, tables += 16)
+            KScales.Read(blocks, FiniteHalves.Of(blocks), FiniteHalves.Of(blocks + 2), tables, tables + 8);
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Step(byte* block, float* table, int unit, out Vector512<float> a0, out Vector512<float> b0,
@@ -167,14 +210,15 @@ public unsafe struct Q6_KSteps : IBlockSteps
     public static int UnitWeights => 64;
     public static int TableFloats => 32;
 
-    public static void Prepare(byte* block, float* table)
+    public static void Prepare(byte* blocks, int count, float* tables)
     {
-        float d = QuantizedSimd.Half(block + 208);
-        sbyte* scales = (sbyte*)block + 192;
-        for (int i = 0; i < 16; i++)
+        for (int b = 0; b < count; b++, blocks += 210, tables += 32)
         {
-            table[i] = d * scales[i];
-            table[16 + i] = -32f * table[i];
+            // d · s for the sixteen signed scales at once, then −32 · d · s (both exact).
+            var ds = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load((sbyte*)blocks + 192)))
+                * Vector512.Create(FiniteHalves.Of(blocks + 208));
+            ds.Store(tables);
+            (ds * Vector512.Create(-32f)).Store(tables + 16);
         }
     }
 
@@ -216,7 +260,7 @@ public unsafe struct Q6_KSteps : IBlockSteps
 public static unsafe partial class QuantizedSimd
 {
     /// <summary>Blocks of each row whose scales are prepared before their steps run.</summary>
-    const int PanelBlocks = 16;
+    internal const int PanelBlocks = 16;
 
     /// <summary>
     /// Four canonical dots of x with four consecutive quantized rows, each exactly as
@@ -239,8 +283,7 @@ public static unsafe partial class QuantizedSimd
         {
             int count = Math.Min(PanelBlocks, blocks - first);
             for (int r = 0; r < 4; r++)
-                for (int b = 0; b < count; b++)
-                    TSteps.Prepare(w + r * rowBytes + (long)(first + b) * blockBytes, tables + (r * PanelBlocks + b) * tableFloats);
+                TSteps.Prepare(w + r * rowBytes + (long)first * blockBytes, count, tables + r * PanelBlocks * tableFloats);
             Accumulate4<TSteps>(x + first * blockSize, w + (long)first * blockBytes, rowBytes, blockBytes, count, tables, accumulators);
         }
         for (int r = 0; r < 4; r++)
