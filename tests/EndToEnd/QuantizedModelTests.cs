@@ -60,7 +60,7 @@ public class QuantizedModelTests
                 next = Sampling.Argmax(row);
             }
         }
-        Assert.True(worst > 0 || type == "never", "logits identical to llama.cpp's to the bit are implausible (different summation order)");
+        Assert.True(worst > 0, "logits identical to llama.cpp's to the bit are implausible (different summation order)");
     }
 
     [Theory]
