@@ -83,20 +83,19 @@ public class LinearPrefill : LinearBenchmark
 }
 
 /// <summary>
-/// Linear layers of Llama-3.2-1B's shapes with quantized weights on the SIMD kernels directly
-/// (<see cref="QuantizedSimd"/>; the backends route to them later). Decode reports the quantized
-/// weight bytes streamed per second; prefill GFLOP/s, as for the stored types.
+/// Linear layers of Llama-3.2-1B's shapes with weights in block formats on the SIMD CPU backend
+/// (which sends them to <see cref="QuantizedSimd"/>). Decode reports the quantized weight bytes
+/// streamed per second; prefill GFLOP/s, as for the stored types.
 /// </summary>
 public abstract unsafe class QuantizedLinearBenchmark : IWorkload
 {
-    CpuWorkers workers = null!;
-    readonly QuantizedSimd.LinearJob job = new();
-    float* x, y;
-    byte* w;
+    SimdBackend backend = null!;
+    Tensor x = null!, w = null!, y = null!;
+    byte* blocks;
     LinearShape shape;
 
-    [Params(QuantFormat.Q4_K, QuantFormat.Q6_K, QuantFormat.Q8_0)]
-    public QuantFormat Format { get; set; }
+    [Params(StorageType.Q4_K, StorageType.Q6_K, StorageType.Q8_0, StorageType.Q4_0)]
+    public StorageType Format { get; set; }
 
     [Params(1, 2)]
     public int Threads { get; set; }
@@ -116,30 +115,27 @@ public abstract unsafe class QuantizedLinearBenchmark : IWorkload
     public void Setup()
     {
         PrepareShape();
-        workers = new CpuWorkers(Threads);
+        backend = new SimdBackend(Threads);
         // Random codes with ordinary scales: the kernels' speed does not depend on the values.
-        var blocks = IlgpuLlm.Tests.Support.QuantizedTestBlocks.Blocks(Format, (int)(WeightBytes / Format.BlockBytes()), seed: 1, edges: false);
-        w = (byte*)NativeMemory.AlignedAlloc((nuint)blocks.Length, 64);
-        blocks.CopyTo(new Span<byte>(w, blocks.Length));
-        x = (float*)NativeMemory.AlignedAlloc((nuint)((long)Rows * shape.InFeatures * 4), 64);
-        for (long i = 0; i < (long)Rows * shape.InFeatures; i++)
-            x[i] = MathF.Sin(i);
-        y = (float*)NativeMemory.AlignedAlloc((nuint)((long)Rows * shape.OutFeatures * 4), 64);
+        var data = IlgpuLlm.Tests.Support.QuantizedTestBlocks.Blocks(Format, (int)(WeightBytes / Format.Format().BlockBytes), seed: 1, edges: false);
+        blocks = (byte*)NativeMemory.AlignedAlloc((nuint)data.Length, 64);
+        data.CopyTo(new Span<byte>(blocks, data.Length));
+        w = backend.Weights(Format, (long)shape.OutFeatures * shape.InFeatures, blocks, "w");
+        x = backend.Upload(Enumerable.Range(0, Rows * shape.InFeatures).Select(i => MathF.Sin(i)).ToArray(), "x");
+        y = backend.Allocate(TensorType.F32, (long)Rows * shape.OutFeatures, "y");
     }
 
     [GlobalCleanup]
     public void Cleanup()
     {
-        workers.Dispose();
-        NativeMemory.AlignedFree(w);
-        NativeMemory.AlignedFree(x);
-        NativeMemory.AlignedFree(y);
+        backend.Dispose();
+        NativeMemory.AlignedFree(blocks);
     }
 
     [Benchmark]
-    public void Linear() => QuantizedSimd.Linear(workers, SimdLevels.Best, job, x, w, Format, null, y, shape);
+    public void Linear() => backend.Linear(x, w, null, y, shape);
 
-    public long WeightBytes => shape.OutFeatures * Format.RowBytes(shape.InFeatures);
+    public long WeightBytes => Format.ByteLength((long)shape.OutFeatures * shape.InFeatures);
 
     public double? Bytes => Rows == 1 ? WeightBytes : null;
     public bool StreamsFromMemory => Rows == 1;

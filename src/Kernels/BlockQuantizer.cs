@@ -13,35 +13,23 @@ namespace IlgpuLlm.Kernels;
 public static class BlockQuantizer
 {
     /// <summary>Quantizes whole blocks: values.Length must be a multiple of the block size.</summary>
-    public static void Quantize(QuantFormat format, ReadOnlySpan<float> values, Span<byte> blocks)
+    public static void Quantize(BlockFormat format, ReadOnlySpan<float> values, Span<byte> blocks)
     {
-        int size = format.BlockSize(), bytes = format.BlockBytes();
+        int size = format.BlockElements, bytes = format.BlockBytes;
         if (values.Length % size != 0)
-            throw new ArgumentException($"{values.Length} values is not a whole number of {size}-weight {format.Name()} blocks");
+            throw new ArgumentException($"{values.Length} values is not a whole number of {size}-weight {format.Name} blocks");
+        if (!format.Quantizes)
+            throw ReadOnly(format);
         int count = values.Length / size;
-        Shapes.Expect($"{format.Name()} quantization: blocks", blocks.Length, (long)count * bytes, $"{count} blocks × {bytes} bytes");
+        Shapes.Expect($"{format.Name} quantization: blocks", blocks.Length, (long)count * bytes, $"{count} blocks × {bytes} bytes");
         var scratch = new Scratch();
         for (int b = 0; b < count; b++)
-        {
-            var x = values.Slice(b * size, size);
-            var y = blocks.Slice(b * bytes, bytes);
-            switch (format)
-            {
-                case QuantFormat.Q4_0: Q4_0(x, y); break;
-                case QuantFormat.Q4_1: Q4_1(x, y); break;
-                case QuantFormat.Q5_0: Q5_0(x, y); break;
-                case QuantFormat.Q5_1: Q5_1(x, y); break;
-                case QuantFormat.Q8_0: Q8_0(x, y); break;
-                case QuantFormat.Q4_K: QK(x, y, scratch, fifthBit: false); break;
-                case QuantFormat.Q5_K: QK(x, y, scratch, fifthBit: true); break;
-                case QuantFormat.Q6_K: Q6_K(x, y, scratch); break;
-                default: throw new NotSupportedException($"quantizing to {format.Name()} is not implemented (Q2_K and Q3_K are read only)");
-            }
-        }
+            format.QuantizeBlock(values.Slice(b * size, size), blocks.Slice(b * bytes, bytes), scratch);
     }
 
-    /// <summary>The formats <see cref="Quantize"/> writes.</summary>
-    public static bool CanWrite(QuantFormat format) => format is not (QuantFormat.Q2_K or QuantFormat.Q3_K);
+    /// <summary>The error for a format this quantizer does not write.</summary>
+    internal static NotSupportedException ReadOnly(BlockFormat format) =>
+        new($"quantizing to {format.Name} is not implemented (q2_k and q3_k are read only)");
 
     static void WriteHalf(Span<byte> y, int at, float value) => BinaryPrimitives.WriteUInt16LittleEndian(y[at..], HalfBits.F32ToF16(value));
 
@@ -58,7 +46,7 @@ public static class BlockQuantizer
     /// <summary>C's roundf: half away from zero.</summary>
     static float RoundF(float value) => MathF.Round(value, MidpointRounding.AwayFromZero);
 
-    static void Q8_0(ReadOnlySpan<float> x, Span<byte> y)
+    internal static void Q8_0(ReadOnlySpan<float> x, Span<byte> y)
     {
         float amax = 0f;
         for (int j = 0; j < 32; j++)
@@ -83,7 +71,7 @@ public static class BlockQuantizer
         return max;
     }
 
-    static void Q4_0(ReadOnlySpan<float> x, Span<byte> y)
+    internal static void Q4_0(ReadOnlySpan<float> x, Span<byte> y)
     {
         float d = SignedAbsMax(x) / -8;
         float id = d != 0 ? 1.0f / d : 0.0f;
@@ -108,7 +96,7 @@ public static class BlockQuantizer
         return (min, max);
     }
 
-    static void Q4_1(ReadOnlySpan<float> x, Span<byte> y)
+    internal static void Q4_1(ReadOnlySpan<float> x, Span<byte> y)
     {
         var (min, max) = MinMax(x);
         float d = (max - min) / 15;
@@ -124,7 +112,7 @@ public static class BlockQuantizer
         }
     }
 
-    static void Q5_0(ReadOnlySpan<float> x, Span<byte> y)
+    internal static void Q5_0(ReadOnlySpan<float> x, Span<byte> y)
     {
         float d = SignedAbsMax(x) / -16;
         float id = d != 0 ? 1.0f / d : 0.0f;
@@ -142,7 +130,7 @@ public static class BlockQuantizer
         BinaryPrimitives.WriteUInt32LittleEndian(y[2..], qh);
     }
 
-    static void Q5_1(ReadOnlySpan<float> x, Span<byte> y)
+    internal static void Q5_1(ReadOnlySpan<float> x, Span<byte> y)
     {
         var (min, max) = MinMax(x);
         float d = (max - min) / 31;
@@ -162,14 +150,14 @@ public static class BlockQuantizer
     }
 
     /// <summary>Per-call buffers of the K-quant searches (ggml keeps them on the stack).</summary>
-    sealed class Scratch
+    internal sealed class Scratch
     {
-        public readonly byte[] L = new byte[QuantFormats.SuperBlock];
+        public readonly byte[] L = new byte[BlockFormat.SuperBlock];
         public readonly byte[] Laux = new byte[32];
         public readonly float[] Weights = new float[32];
         public readonly float[] Scales = new float[16];
         public readonly float[] Mins = new float[16];
-        public readonly sbyte[] SignedL = new sbyte[QuantFormats.SuperBlock];
+        public readonly sbyte[] SignedL = new sbyte[BlockFormat.SuperBlock];
     }
 
     /// <summary>
@@ -259,7 +247,7 @@ public static class BlockQuantizer
     }
 
     /// <summary>quantize_row_q4_K_ref / quantize_row_q5_K_ref for one super-block.</summary>
-    static void QK(ReadOnlySpan<float> x, Span<byte> y, Scratch s, bool fifthBit)
+    internal static void QK(ReadOnlySpan<float> x, Span<byte> y, Scratch s, bool fifthBit)
     {
         int nmax = fifthBit ? 31 : 15;
         var L = s.L.AsSpan();
@@ -320,7 +308,7 @@ public static class BlockQuantizer
         if (!fifthBit)
         {
             var q = y[16..];
-            for (int j = 0; j < QuantFormats.SuperBlock; j += 64, q = q[32..])
+            for (int j = 0; j < BlockFormat.SuperBlock; j += 64, q = q[32..])
                 for (int l = 0; l < 32; l++)
                     q[l] = (byte)(L[j + l] | (L[j + l + 32] << 4));
             return;
@@ -328,7 +316,7 @@ public static class BlockQuantizer
         var qh = y.Slice(16, 32);
         var ql = y[48..];
         int m1 = 1, m2 = 2;
-        for (int n = 0; n < QuantFormats.SuperBlock; n += 64, ql = ql[32..], m1 <<= 2, m2 <<= 2)
+        for (int n = 0; n < BlockFormat.SuperBlock; n += 64, ql = ql[32..], m1 <<= 2, m2 <<= 2)
             for (int j = 0; j < 32; j++)
             {
                 int l1 = L[n + j];
@@ -408,7 +396,7 @@ public static class BlockQuantizer
         return scale;
     }
 
-    static void Q6_K(ReadOnlySpan<float> x, Span<byte> y, Scratch s)
+    internal static void Q6_K(ReadOnlySpan<float> x, Span<byte> y, Scratch s)
     {
         var L = s.SignedL.AsSpan();
         float maxScale = 0, maxAbsScale = 0;
@@ -444,7 +432,7 @@ public static class BlockQuantizer
         }
         var ql = y[..128];
         var qh = y.Slice(128, 64);
-        for (int j = 0; j < QuantFormats.SuperBlock; j += 128, ql = ql[64..], qh = qh[32..])
+        for (int j = 0; j < BlockFormat.SuperBlock; j += 128, ql = ql[64..], qh = qh[32..])
             for (int l = 0; l < 32; l++)
             {
                 int q1 = L[j + l] & 0xF, q2 = L[j + l + 32] & 0xF, q3 = L[j + l + 64] & 0xF, q4 = L[j + l + 96] & 0xF;

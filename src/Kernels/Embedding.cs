@@ -22,6 +22,19 @@ public readonly record struct EmbeddingShape(int Rows, int Vocabulary, int Width
         Shapes.Expect("embedding: output", outputLength, (long)Rows * Width, $"rows {Rows} × width {Width}");
     }
 
+    /// <summary>
+    /// <see cref="Validate(long, long, long)"/> for a table stored in <paramref name="tableType"/>:
+    /// in a block format each row must be whole blocks.
+    /// </summary>
+    public void Validate(StorageType tableType, long tableLength, long idsLength, long outputLength)
+    {
+        Validate(tableLength, idsLength, outputLength);
+        var format = tableType.Format();
+        if (Width % format.BlockElements != 0)
+            throw new ArgumentException(
+                $"embedding: width {Width} is not a multiple of the {format.Name} block size {format.BlockElements}");
+    }
+
     public void ValidateIds(ReadOnlySpan<int> ids)
     {
         for (int r = 0; r < ids.Length; r++)
@@ -35,7 +48,7 @@ public static partial class Embedding
 {
     public static void Reference(HostStorage table, ReadOnlySpan<int> ids, Span<float> output, EmbeddingShape shape, float scale)
     {
-        shape.Validate(table.Length, ids.Length, output.Length);
+        shape.Validate(table.Type, table.Length, ids.Length, output.Length);
         shape.ValidateIds(ids);
         for (int r = 0; r < shape.Rows; r++)
             for (int i = 0; i < shape.Width; i++)
@@ -66,11 +79,8 @@ public static partial class Embedding
         a.Output[index] = (uint)id < (uint)a.Vocabulary ? Mul(a.Table.Load((long)id * a.Width + column), a.Scale) : float.NaN;
     }
 
-    /// <summary>
-    /// Launches the gather with the table behind any <see cref="IStorage"/> (the quantized
-    /// formats' included); the caller has validated the buffers and the ids.
-    /// </summary>
-    internal static void LaunchOn<TTable>(KernelLibrary library, TTable table, ArrayView<int> ids, ArrayView<float> output,
+    /// <summary>Launches the gather with the table behind any <see cref="IStorage"/>; the caller has validated the buffers and the ids.</summary>
+    static void LaunchOn<TTable>(KernelLibrary library, TTable table, ArrayView<int> ids, ArrayView<float> output,
         EmbeddingShape shape, float scale) where TTable : struct, IStorage =>
         library.GetElementwise<Args<TTable>>(Kernel)(Elementwise.ThreadCount("embedding: output", (long)shape.Rows * shape.Width),
             new Args<TTable> { Table = table, Ids = ids, Output = output, Width = shape.Width, Vocabulary = shape.Vocabulary, Scale = scale });
@@ -82,7 +92,7 @@ public static partial class Embedding
     public static void Run(KernelLibrary library, ArrayView<byte> table, StorageType tableType, ArrayView<int> ids,
         ArrayView<float> output, EmbeddingShape shape, float scale)
     {
-        shape.Validate(tableType.ElementCount(table.Length), ids.Length, output.Length);
+        shape.Validate(tableType, tableType.ElementCount(table.Length), ids.Length, output.Length);
         var launch = new Launch { Library = library, Table = table, Ids = ids, Output = output, Shape = shape, Scale = scale };
         tableType.Format().Dispatch(ref launch);
     }

@@ -7,7 +7,8 @@ namespace IlgpuLlm.Kernels;
 /// The SIMD CPU twin of <see cref="Embedding"/>: each output element is the widened table element
 /// times the scale, one rounding, as in the reference. Threads split (row, block of the width)
 /// items, so a single long row (decode) is shared too. An f16 table must hold finite values (weights
-/// are validated at load; <see cref="F16Vectors"/> widens only finite halves exactly).
+/// are validated at load; <see cref="F16Vectors"/> widens only finite halves exactly). A table in a
+/// block format goes to <see cref="QuantizedSimd.Embedding"/>, which dequantizes whole blocks.
 /// </summary>
 public static unsafe class EmbeddingSimd
 {
@@ -26,6 +27,9 @@ public static unsafe class EmbeddingSimd
         internal float Scale;
         internal int BlocksPerRow;
 
+        /// <summary>The job of tables in a block format, made by the first such call.</summary>
+        internal QuantizedSimd.EmbeddingJob? Quantized;
+
         public void Run(int start, int end) => Body(this, start, end);
     }
 
@@ -43,6 +47,11 @@ public static unsafe class EmbeddingSimd
     public static void Run(CpuWorkers workers, SimdLevel level, Job job, byte* table, StorageType type, int* ids,
         float* output, EmbeddingShape shape, float scale)
     {
+        if (type.Format() is BlockFormat blocks)
+        {
+            QuantizedSimd.Embedding(workers, level, job.Quantized ??= new(), table, blocks, ids, output, shape, scale);
+            return;
+        }
         job.Table = table;
         var select = new SelectBody { Job = job };
         type.Format().Dispatch(ref select);

@@ -6,7 +6,7 @@ namespace IlgpuLlm.Kernels;
 
 /// <summary>
 /// y = x·Wᵀ (+ b): x [rows, in] binary32, W [out, in] row-major as Hugging Face stores it, in any
-/// storage type, b [out]. Each y[m, n] is the canonical dot product of x row m and W row n, then
+/// storage type (a block format's rows are whole blocks), b [out]. Each y[m, n] is the canonical dot product of x row m and W row n, then
 /// the bias added once — the same order for one row (decode) as for many (prefill).
 /// </summary>
 public readonly record struct LinearShape(int Rows, int OutFeatures, int InFeatures)
@@ -21,6 +21,20 @@ public readonly record struct LinearShape(int Rows, int OutFeatures, int InFeatu
             Shapes.Expect("linear: bias", b, OutFeatures, $"out features {OutFeatures}");
         Shapes.Expect("linear: y", yLength, (long)Rows * OutFeatures, $"rows {Rows} × out features {OutFeatures}");
     }
+
+    /// <summary>
+    /// <see cref="Validate(long, long, long?, long)"/> for a weight stored in <paramref name="weightType"/>:
+    /// in a block format each weight row must be whole blocks, so that kernels find a row's blocks
+    /// from its index alone.
+    /// </summary>
+    public void Validate(long xLength, StorageType weightType, long wLength, long? biasLength, long yLength)
+    {
+        Validate(xLength, wLength, biasLength, yLength);
+        var format = weightType.Format();
+        if (InFeatures % format.BlockElements != 0)
+            throw new ArgumentException(
+                $"linear: in features {InFeatures} is not a multiple of the {format.Name} block size {format.BlockElements}");
+    }
 }
 
 public static class Linear
@@ -31,7 +45,7 @@ public static class Linear
     public static void Reference(ReadOnlySpan<float> x, HostStorage w, ReadOnlySpan<float> bias, bool hasBias,
         Span<float> y, LinearShape shape)
     {
-        shape.Validate(x.Length, w.Length, hasBias ? bias.Length : null, y.Length);
+        shape.Validate(x.Length, w.Type, w.Length, hasBias ? bias.Length : null, y.Length);
         var weightRow = new float[shape.InFeatures];
         for (int n = 0; n < shape.OutFeatures; n++)
         {
@@ -121,11 +135,8 @@ public static class Linear
             ? MaxOutputsPerGroup
             : Math.Clamp(outFeatures / 1024, 1, MaxOutputsPerGroup);
 
-    /// <summary>
-    /// Launches the kernel with the weights behind any <see cref="IStorage"/> (the quantized
-    /// formats' included); the caller has validated the buffers.
-    /// </summary>
-    internal static void LaunchOn<TWeights>(KernelLibrary library, ArrayView<float> x, TWeights w, ArrayView<float>? bias,
+    /// <summary>Launches the kernel with the weights behind any <see cref="IStorage"/>; the caller has validated the buffers.</summary>
+    static void LaunchOn<TWeights>(KernelLibrary library, ArrayView<float> x, TWeights w, ArrayView<float>? bias,
         ArrayView<float> y, LinearShape shape) where TWeights : struct, IStorage
     {
         int rowTiles = (shape.Rows + RowsPerGroup - 1) / RowsPerGroup;
@@ -141,7 +152,7 @@ public static class Linear
     public static void Run(KernelLibrary library, ArrayView<float> x, ArrayView<byte> w, StorageType wType,
         ArrayView<float>? bias, ArrayView<float> y, LinearShape shape)
     {
-        shape.Validate(x.Length, wType.ElementCount(w.Length), bias?.Length, y.Length);
+        shape.Validate(x.Length, wType, wType.ElementCount(w.Length), bias?.Length, y.Length);
         var launch = new Launch { Library = library, X = x, W = w, Bias = bias, Y = y, Shape = shape };
         wType.Format().Dispatch(ref launch);
     }

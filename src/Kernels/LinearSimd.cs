@@ -3,7 +3,8 @@ namespace IlgpuLlm.Kernels;
 /// <summary>
 /// The SIMD CPU twin of <see cref="Linear"/>: the same canonical dot product per output, with the
 /// 32 lanes held in two Vector512 or four Vector256 accumulators and weights widened inside the
-/// loop. Threads split the output features.
+/// loop. Threads split the output features. Weights in a block format go to
+/// <see cref="QuantizedSimd.Linear"/>, which dequantizes whole blocks (decided here alone).
 /// </summary>
 public static unsafe partial class LinearSimd
 {
@@ -21,6 +22,9 @@ public static unsafe partial class LinearSimd
         internal float* Packed;
         internal long PackedCapacity;
         internal int BlockOutputs;
+
+        /// <summary>The job of weights in a block format, made by the first such call.</summary>
+        internal QuantizedSimd.LinearJob? Blocks;
 
         /// <summary>x·2^112, for <see cref="F16UnscaledVectors"/> (X points here when that loop runs).</summary>
         internal float* ScaledX;
@@ -62,6 +66,11 @@ public static unsafe partial class LinearSimd
     public static void Run(CpuWorkers workers, SimdLevel level, Job job, float* x, byte* w, StorageType type,
         float* bias, float* y, LinearShape shape)
     {
+        if (type.Format() is BlockFormat blockFormat)
+        {
+            QuantizedSimd.Linear(workers, level, job.Blocks ??= new(), x, w, blockFormat, bias, y, shape);
+            return;
+        }
         job.X = x;
         job.W = w;
         job.Bias = bias;

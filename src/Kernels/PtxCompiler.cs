@@ -17,11 +17,13 @@ public sealed class GpuKernelAttribute : Attribute
 
 /// <summary>
 /// Every kernel of the library, instantiated for every storage format its type parameters accept:
-/// the loads of every format, the stores of every narrowing format (as the formats dispatch them).
+/// a kernel that reads weights, the loads of every format; any other, the loads of the formats
+/// the KV cache and conversions hold (the narrowing ones); the stores of every narrowing format
+/// (as the formats dispatch them).
 /// </summary>
 public static class KernelCatalog
 {
-    static readonly Type[] Loads = [.. StorageFormat.All.Select(f =>
+    static readonly Type[] WeightStorageTypes = [.. StorageFormat.All.Select(f =>
     {
         var record = new RecordLoad();
         f.Dispatch(ref record);
@@ -52,11 +54,12 @@ public static class KernelCatalog
             Type = typeof(TStore);
     }
 
-    static readonly Type[] WeightStorageTypes =
-    [
-        .. Loads, typeof(Q4_0Storage), typeof(Q4_1Storage), typeof(Q5_0Storage), typeof(Q5_1Storage), typeof(Q8_0Storage),
-        typeof(Q2_KStorage), typeof(Q3_KStorage), typeof(Q4_KStorage), typeof(Q5_KStorage), typeof(Q6_KStorage),
-    ];
+    static readonly Type[] Loads = [.. StorageFormat.All.Where(f => f.Narrows).Select(f =>
+    {
+        var record = new RecordLoad();
+        f.Dispatch(ref record);
+        return record.Type!;
+    })];
 
     public static IEnumerable<MethodInfo> All()
     {

@@ -7,56 +7,51 @@ namespace IlgpuLlm.Kernels;
 
 /// <summary>
 /// Whole blocks of one format dequantized to f32 with vector instructions: the same values as
-/// <see cref="QuantizedBlocks"/> (every product is exact and the one rounding is the same
-/// operation, so look-up tables and integer widening give the reference's bits). Implemented by
-/// one struct per format so the SIMD loops specialise per format.
+/// the format's reference (<see cref="BlockFormat.DequantizeBlock"/>; every product is exact and
+/// the one rounding is the same operation, so look-up tables and integer widening give the
+/// reference's bits). One struct per format, named by its <see cref="BlockFormat"/>, so the SIMD
+/// loops specialise per format.
 /// </summary>
 public unsafe interface IQuantizedBlocks
 {
-    static abstract QuantFormat Format { get; }
+    static abstract StorageType Type { get; }
 
-    /// <summary>Dequantizes <paramref name="count"/> consecutive blocks into count × block size floats.</summary>
+    /// <summary>Weights per block: 32, or 256 for the K-quants (a JIT-time constant in the loops).</summary>
+    static abstract int BlockElements { get; }
+
+    static abstract int BlockBytes { get; }
+
+    /// <summary>Dequantizes <paramref name="count"/> consecutive blocks into count × block elements floats.</summary>
     static abstract void Dequantize(SimdLevel level, byte* blocks, float* destination, long count);
+
+    /// <summary>
+    /// One x row's AVX-512 decode of outputs [start, end) with the weights dequantized into
+    /// registers, where the format has such a loop (<see cref="IBlockSteps"/>); returns the first
+    /// output it left to the general path.
+    /// </summary>
+    static abstract int DecodeOneRow(QuantizedSimd.LinearJob job, int start, int end);
 }
 
 /// <summary>
-/// The SIMD CPU twin of <see cref="QuantizedLinear"/> and <see cref="QuantizedEmbedding"/>.
-/// Decode (few rows) dequantizes eight weight rows at a time into a per-thread buffer and runs
-/// <see cref="SimdDot"/>'s canonical dots on them; prefill (16 rows or more on AVX-512) dequantizes
-/// each block's weight rows and hands them to <see cref="LinearSimd"/>'s tiles through their
-/// panel. Either way the order is the f32 linear's, so the bits are the f32 linear's on the
+/// The SIMD CPU linear and embedding on weights in a block format, where <see cref="LinearSimd"/>
+/// and <see cref="EmbeddingSimd"/> send them. Decode (few rows) dequantizes eight weight rows at a
+/// time into a per-thread buffer and runs <see cref="SimdDot"/>'s canonical dots on them (one row
+/// on AVX-512: straight from the blocks into registers); prefill (16 rows or more on AVX-512)
+/// dequantizes each block's weight rows and hands them to <see cref="LinearSimd"/>'s tiles through
+/// their panel. Either way the order is the f32 linear's, so the bits are the f32 linear's on the
 /// dequantized weights.
 /// </summary>
 public static unsafe partial class QuantizedSimd
 {
-    /// <summary>Dequantizes whole blocks of <paramref name="format"/> at the given SIMD level.</summary>
-    public static void Dequantize(SimdLevel level, QuantFormat format, byte* blocks, float* destination, long count)
-    {
-        level = SimdLevels.AtMost(level);
-        switch (format)
-        {
-            case QuantFormat.Q4_0: Q4_0Blocks.Dequantize(level, blocks, destination, count); break;
-            case QuantFormat.Q4_1: Q4_1Blocks.Dequantize(level, blocks, destination, count); break;
-            case QuantFormat.Q5_0: Q5_0Blocks.Dequantize(level, blocks, destination, count); break;
-            case QuantFormat.Q5_1: Q5_1Blocks.Dequantize(level, blocks, destination, count); break;
-            case QuantFormat.Q8_0: Q8_0Blocks.Dequantize(level, blocks, destination, count); break;
-            case QuantFormat.Q2_K: Q2_KBlocks.Dequantize(level, blocks, destination, count); break;
-            case QuantFormat.Q3_K: Q3_KBlocks.Dequantize(level, blocks, destination, count); break;
-            case QuantFormat.Q4_K: Q4_KBlocks.Dequantize(level, blocks, destination, count); break;
-            case QuantFormat.Q5_K: Q5_KBlocks.Dequantize(level, blocks, destination, count); break;
-            default: Q6_KBlocks.Dequantize(level, blocks, destination, count); break;
-        }
-    }
-
     /// <summary>The reusable job object a backend keeps for its quantized linear calls.</summary>
     public sealed class LinearJob : IRangeJob
     {
         internal float* X, Bias, Y;
         internal byte* W;
         internal LinearShape Shape;
-        internal QuantFormat Format;
         internal SimdLevel Level;
         internal long RowBytes;
+        internal delegate*<LinearJob, int, int, void> Body;
 
         /// <summary>Where the scratch this job grows is counted (the workers' counters).</summary>
         internal DeviceCounters Counters = new();
@@ -65,49 +60,39 @@ public static unsafe partial class QuantizedSimd
         internal readonly LinearSimd.Job Tiles = new();
         internal bool Tiled;
 
-        public void Run(int start, int end)
-        {
-            switch (Format)
-            {
-                case QuantFormat.Q4_0: Run<Q4_0Blocks>(start, end); break;
-                case QuantFormat.Q4_1: Run<Q4_1Blocks>(start, end); break;
-                case QuantFormat.Q5_0: Run<Q5_0Blocks>(start, end); break;
-                case QuantFormat.Q5_1: Run<Q5_1Blocks>(start, end); break;
-                case QuantFormat.Q8_0: Run<Q8_0Blocks>(start, end); break;
-                case QuantFormat.Q2_K: Run<Q2_KBlocks>(start, end); break;
-                case QuantFormat.Q3_K: Run<Q3_KBlocks>(start, end); break;
-                case QuantFormat.Q4_K: Run<Q4_KBlocks>(start, end); break;
-                case QuantFormat.Q5_K: Run<Q5_KBlocks>(start, end); break;
-                default: Run<Q6_KBlocks>(start, end); break;
-            }
-        }
-
-        void Run<TBlocks>(int start, int end) where TBlocks : struct, IQuantizedBlocks
-        {
-            if (Tiled)
-                LinearSimd.TiledPanels<QuantizedPanel<TBlocks>>(Tiles, start, end);
-            else
-                DecodeRows<TBlocks>(this, start, end);
-        }
+        public void Run(int start, int end) => Body(this, start, end);
     }
 
+    /// <summary>Picks the loop for the format and path.</summary>
+    struct SelectLinear : IBlockAction
+    {
+        public LinearJob Job;
+
+        public readonly void Run<TBlocks>() where TBlocks : struct, IQuantizedBlocks =>
+            Job.Body = Job.Tiled ? &TiledRows<TBlocks> : &DecodeRows<TBlocks>;
+    }
+
+    static void TiledRows<TBlocks>(LinearJob job, int start, int end) where TBlocks : struct, IQuantizedBlocks =>
+        LinearSimd.TiledPanels<QuantizedPanel<TBlocks>>(job.Tiles, start, end);
+
     /// <summary>
-    /// y = x·Wᵀ (+ b), W [out, in] in <paramref name="format"/>; the caller has checked the
-    /// buffers (<see cref="QuantFormats.Validate(LinearShape, QuantFormat, long, long, long?, long)"/>).
+    /// y = x·Wᵀ (+ b), W [out, in] in block format <paramref name="format"/>; the caller has checked
+    /// the buffers (<see cref="LinearShape.Validate(long, StorageType, long, long?, long)"/>).
     /// </summary>
-    public static void Linear(CpuWorkers workers, SimdLevel level, LinearJob job, float* x, byte* w, QuantFormat format,
+    public static void Linear(CpuWorkers workers, SimdLevel level, LinearJob job, float* x, byte* w, BlockFormat format,
         float* bias, float* y, LinearShape shape)
     {
         job.X = x;
         job.W = w;
         job.Counters = workers.Counters;
-        job.Format = format;
         job.Bias = bias;
         job.Y = y;
         job.Shape = shape;
         job.Level = SimdLevels.AtMost(level);
-        job.RowBytes = format.RowBytes(shape.InFeatures);
+        job.RowBytes = format.ByteLength(shape.InFeatures);
         job.Tiled = job.Level == SimdLevel.Avx512 && shape.Rows >= LinearSimd.TiledFromRows;
+        var select = new SelectLinear { Job = job };
+        format.DispatchBlocks(ref select);
         if (job.Tiled)
         {
             var tiles = job.Tiles;
@@ -134,20 +119,12 @@ public static unsafe partial class QuantizedSimd
     {
         var shape = job.Shape;
         int k = shape.InFeatures;
-        long blocksPerRow = k / TBlocks.Format.BlockSize();
+        long blocksPerRow = k / TBlocks.BlockElements;
         var level = job.Level;
         float* rows = Scratch.For((long)DecodeGroup * k, job.Counters);
         int n = start;
         if (level == SimdLevel.Avx512 && shape.Rows == 1)
-            n = TBlocks.Format switch
-            {
-                QuantFormat.Q8_0 => DecodeInRegisters<Q8_0Steps>(job, start, end),
-                QuantFormat.Q4_0 => DecodeInRegisters<Q4_0Steps>(job, start, end),
-                QuantFormat.Q4_K => DecodeInRegisters<Q4_KSteps>(job, start, end),
-                QuantFormat.Q5_K => DecodeInRegisters<Q5_KSteps>(job, start, end),
-                QuantFormat.Q6_K => DecodeInRegisters<Q6_KSteps>(job, start, end),
-                _ => start,
-            };
+            n = TBlocks.DecodeOneRow(job, start, end);
         if (level == SimdLevel.Avx512)
         {
             var dots = stackalloc float[DecodeGroup];
@@ -181,9 +158,9 @@ public static unsafe partial class QuantizedSimd
         public static void Pack(LinearSimd.Job job, int first, int outputs, int paddedOutputs, float* panel)
         {
             int k = job.Shape.InFeatures;
-            long rowBytes = TBlocks.Format.RowBytes(k);
+            long blocksPerRow = k / TBlocks.BlockElements;
             float* rows = Scratch.For((long)outputs * k, job.Counters);
-            TBlocks.Dequantize(job.Level, job.W + first * rowBytes, rows, (long)outputs * (k / TBlocks.Format.BlockSize()));
+            TBlocks.Dequantize(job.Level, job.W + first * blocksPerRow * TBlocks.BlockBytes, rows, outputs * blocksPerRow);
             LinearSimd.PackPanel<F32Vectors>((byte*)rows, 0, k, outputs, paddedOutputs, k, panel);
         }
     }
@@ -213,22 +190,22 @@ public static unsafe partial class QuantizedSimd
         internal int* Ids;
         internal float* Output;
         internal EmbeddingShape Shape;
-        internal QuantFormat Format;
+        internal BlockFormat Format = Q8_0Format.Instance;
         internal SimdLevel Level;
         internal float Scale;
         internal int SegmentsPerRow;
 
         public void Run(int start, int end)
         {
-            int width = Shape.Width, blockSize = Format.BlockSize();
-            long rowBytes = Format.RowBytes(width);
+            int width = Shape.Width, blockSize = Format.BlockElements;
+            long rowBytes = Format.ByteLength(width);
             for (int item = start; item < end; item++)
             {
                 int row = item / SegmentsPerRow;
                 int begin = item % SegmentsPerRow * EmbeddingSimd.BlockWidth;
                 int count = Math.Min(EmbeddingSimd.BlockWidth, width - begin);
                 float* to = Output + (long)row * width + begin;
-                Dequantize(Level, Format, Table + Ids[row] * rowBytes + begin / blockSize * Format.BlockBytes(), to, count / blockSize);
+                Format.Dequantize(Level, Table + Ids[row] * rowBytes + begin / blockSize * Format.BlockBytes, to, count / blockSize);
                 ScaleInPlace(Level, to, count, Scale);
             }
         }
@@ -239,7 +216,7 @@ public static unsafe partial class QuantizedSimd
     /// against the vocabulary. Work items are <see cref="EmbeddingSimd.BlockWidth"/> (4096) weights
     /// of a row, whole blocks of every format.
     /// </summary>
-    public static void Embedding(CpuWorkers workers, SimdLevel level, EmbeddingJob job, byte* table, QuantFormat format, int* ids,
+    public static void Embedding(CpuWorkers workers, SimdLevel level, EmbeddingJob job, byte* table, BlockFormat format, int* ids,
         float* output, EmbeddingShape shape, float scale)
     {
         job.Table = table;
@@ -269,12 +246,12 @@ public static unsafe partial class QuantizedSimd
     }
 
     /// <summary>The scalar reference on whole blocks, for the levels and formats without vector code.</summary>
-    internal static void Reference(QuantFormat format, byte* blocks, float* destination, long count)
+    internal static void Reference(BlockFormat format, byte* blocks, float* destination, long count)
     {
-        int bytes = format.BlockBytes(), size = format.BlockSize();
+        int bytes = format.BlockBytes, size = format.BlockElements;
         // Block by block: a span covers at most 2^31 bytes, a tensor may not.
         for (long b = 0; b < count; b++)
-            QuantizedBlocks.Dequantize(format, new ReadOnlySpan<byte>(blocks + b * bytes, bytes), new Span<float>(destination + b * size, size));
+            format.DequantizeBlock(new ReadOnlySpan<byte>(blocks + b * bytes, bytes), new Span<float>(destination + b * size, size));
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -299,13 +276,16 @@ public static unsafe partial class QuantizedSimd
 
 public unsafe struct Q8_0Blocks : IQuantizedBlocks
 {
-    public static QuantFormat Format => QuantFormat.Q8_0;
+    public static StorageType Type => StorageType.Q8_0;
+    public static int BlockElements => 32;
+    public static int BlockBytes => 34;
+    public static int DecodeOneRow(QuantizedSimd.LinearJob job, int start, int end) => QuantizedSimd.DecodeInRegisters<Q8_0Steps>(job, start, end);
 
     public static void Dequantize(SimdLevel level, byte* blocks, float* y, long count)
     {
         if (level == SimdLevel.Scalar)
         {
-            QuantizedSimd.Reference(Format, blocks, y, count);
+            QuantizedSimd.Reference(Q8_0Format.Instance, blocks, y, count);
             return;
         }
         for (long b = 0; b < count; b++, blocks += 34, y += 32)
@@ -330,13 +310,16 @@ public unsafe struct Q8_0Blocks : IQuantizedBlocks
 
 public unsafe struct Q4_0Blocks : IQuantizedBlocks
 {
-    public static QuantFormat Format => QuantFormat.Q4_0;
+    public static StorageType Type => StorageType.Q4_0;
+    public static int BlockElements => 32;
+    public static int BlockBytes => 18;
+    public static int DecodeOneRow(QuantizedSimd.LinearJob job, int start, int end) => QuantizedSimd.DecodeInRegisters<Q4_0Steps>(job, start, end);
 
     public static void Dequantize(SimdLevel level, byte* blocks, float* y, long count)
     {
         if (level == SimdLevel.Scalar)
         {
-            QuantizedSimd.Reference(Format, blocks, y, count);
+            QuantizedSimd.Reference(Q4_0Format.Instance, blocks, y, count);
             return;
         }
         for (long b = 0; b < count; b++, blocks += 18, y += 32)
@@ -365,13 +348,16 @@ public unsafe struct Q4_0Blocks : IQuantizedBlocks
 
 public unsafe struct Q4_1Blocks : IQuantizedBlocks
 {
-    public static QuantFormat Format => QuantFormat.Q4_1;
+    public static StorageType Type => StorageType.Q4_1;
+    public static int BlockElements => 32;
+    public static int BlockBytes => 20;
+    public static int DecodeOneRow(QuantizedSimd.LinearJob job, int start, int end) => start;
 
     public static void Dequantize(SimdLevel level, byte* blocks, float* y, long count)
     {
         if (level != SimdLevel.Avx512)
         {
-            QuantizedSimd.Reference(Format, blocks, y, count);
+            QuantizedSimd.Reference(Q4_1Format.Instance, blocks, y, count);
             return;
         }
         for (long b = 0; b < count; b++, blocks += 20, y += 32)
@@ -394,13 +380,16 @@ file static class FifthBits
 
 public unsafe struct Q5_0Blocks : IQuantizedBlocks
 {
-    public static QuantFormat Format => QuantFormat.Q5_0;
+    public static StorageType Type => StorageType.Q5_0;
+    public static int BlockElements => 32;
+    public static int BlockBytes => 22;
+    public static int DecodeOneRow(QuantizedSimd.LinearJob job, int start, int end) => start;
 
     public static void Dequantize(SimdLevel level, byte* blocks, float* y, long count)
     {
         if (level != SimdLevel.Avx512)
         {
-            QuantizedSimd.Reference(Format, blocks, y, count);
+            QuantizedSimd.Reference(Q5_0Format.Instance, blocks, y, count);
             return;
         }
         for (long b = 0; b < count; b++, blocks += 22, y += 32)
@@ -418,13 +407,16 @@ public unsafe struct Q5_0Blocks : IQuantizedBlocks
 
 public unsafe struct Q5_1Blocks : IQuantizedBlocks
 {
-    public static QuantFormat Format => QuantFormat.Q5_1;
+    public static StorageType Type => StorageType.Q5_1;
+    public static int BlockElements => 32;
+    public static int BlockBytes => 24;
+    public static int DecodeOneRow(QuantizedSimd.LinearJob job, int start, int end) => start;
 
     public static void Dequantize(SimdLevel level, byte* blocks, float* y, long count)
     {
         if (level != SimdLevel.Avx512)
         {
-            QuantizedSimd.Reference(Format, blocks, y, count);
+            QuantizedSimd.Reference(Q5_1Format.Instance, blocks, y, count);
             return;
         }
         for (long b = 0; b < count; b++, blocks += 24, y += 32)
@@ -443,18 +435,24 @@ public unsafe struct Q5_1Blocks : IQuantizedBlocks
 
 public unsafe struct Q2_KBlocks : IQuantizedBlocks
 {
-    public static QuantFormat Format => QuantFormat.Q2_K;
+    public static StorageType Type => StorageType.Q2_K;
+    public static int BlockElements => 256;
+    public static int BlockBytes => 84;
+    public static int DecodeOneRow(QuantizedSimd.LinearJob job, int start, int end) => start;
 
     public static void Dequantize(SimdLevel level, byte* blocks, float* y, long count) =>
-        QuantizedSimd.Reference(Format, blocks, y, count);
+        QuantizedSimd.Reference(Q2_KFormat.Instance, blocks, y, count);
 }
 
 public unsafe struct Q3_KBlocks : IQuantizedBlocks
 {
-    public static QuantFormat Format => QuantFormat.Q3_K;
+    public static StorageType Type => StorageType.Q3_K;
+    public static int BlockElements => 256;
+    public static int BlockBytes => 110;
+    public static int DecodeOneRow(QuantizedSimd.LinearJob job, int start, int end) => start;
 
     public static void Dequantize(SimdLevel level, byte* blocks, float* y, long count) =>
-        QuantizedSimd.Reference(Format, blocks, y, count);
+        QuantizedSimd.Reference(Q3_KFormat.Instance, blocks, y, count);
 }
 
 /// <summary>The d · sc and −dmin · m of the eight groups of a Q4_K / Q5_K block.</summary>
@@ -467,7 +465,12 @@ static unsafe class KScales
     /// stack buffer, so it inlines into the decode loops and their accumulators stay in registers.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void Read(byte* block, float* scale, float* negativeMin)
+    public static void Read(byte* block, float* scale, float* negativeMin) =>
+        Read(block, QuantizedSimd.Half(block), QuantizedSimd.Half(block + 2), scale, negativeMin);
+
+    /// <summary><see cref="Read(byte*, float*, float*)"/> with d and dmin already widened.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Read(byte* block, float d, float dmin, float* scale, float* negativeMin)
     {
         const uint low6 = 0x3F3F3F3F, low4 = 0x0F0F0F0F, low2 = 0x03030303;
         uint u0 = Unsafe.ReadUnaligned<uint>(block + 4), u1 = Unsafe.ReadUnaligned<uint>(block + 8), u2 = Unsafe.ReadUnaligned<uint>(block + 12);
@@ -478,20 +481,23 @@ static unsafe class KScales
             ((u2 >> 4) & low4) | (((u1 >> 6) & low2) << 4)).AsByte();
         var scales = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(packed));
         var mins = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(packed, 8)));
-        (scales * Vector256.Create(QuantizedSimd.Half(block))).Store(scale);
-        (mins * Vector256.Create(-QuantizedSimd.Half(block + 2))).Store(negativeMin);
+        (scales * Vector256.Create(d)).Store(scale);
+        (mins * Vector256.Create(-dmin)).Store(negativeMin);
     }
 }
 
 public unsafe struct Q4_KBlocks : IQuantizedBlocks
 {
-    public static QuantFormat Format => QuantFormat.Q4_K;
+    public static StorageType Type => StorageType.Q4_K;
+    public static int BlockElements => 256;
+    public static int BlockBytes => 144;
+    public static int DecodeOneRow(QuantizedSimd.LinearJob job, int start, int end) => QuantizedSimd.DecodeInRegisters<Q4_KSteps>(job, start, end);
 
     public static void Dequantize(SimdLevel level, byte* blocks, float* y, long count)
     {
         if (level == SimdLevel.Scalar)
         {
-            QuantizedSimd.Reference(Format, blocks, y, count);
+            QuantizedSimd.Reference(Q4_KFormat.Instance, blocks, y, count);
             return;
         }
         var scale = stackalloc float[8];
@@ -535,13 +541,16 @@ public unsafe struct Q4_KBlocks : IQuantizedBlocks
 
 public unsafe struct Q5_KBlocks : IQuantizedBlocks
 {
-    public static QuantFormat Format => QuantFormat.Q5_K;
+    public static StorageType Type => StorageType.Q5_K;
+    public static int BlockElements => 256;
+    public static int BlockBytes => 176;
+    public static int DecodeOneRow(QuantizedSimd.LinearJob job, int start, int end) => QuantizedSimd.DecodeInRegisters<Q5_KSteps>(job, start, end);
 
     public static void Dequantize(SimdLevel level, byte* blocks, float* y, long count)
     {
         if (level != SimdLevel.Avx512)
         {
-            QuantizedSimd.Reference(Format, blocks, y, count);
+            QuantizedSimd.Reference(Q5_KFormat.Instance, blocks, y, count);
             return;
         }
         var scale = stackalloc float[8];
@@ -574,13 +583,16 @@ public unsafe struct Q5_KBlocks : IQuantizedBlocks
 
 public unsafe struct Q6_KBlocks : IQuantizedBlocks
 {
-    public static QuantFormat Format => QuantFormat.Q6_K;
+    public static StorageType Type => StorageType.Q6_K;
+    public static int BlockElements => 256;
+    public static int BlockBytes => 210;
+    public static int DecodeOneRow(QuantizedSimd.LinearJob job, int start, int end) => QuantizedSimd.DecodeInRegisters<Q6_KSteps>(job, start, end);
 
     public static void Dequantize(SimdLevel level, byte* blocks, float* y, long count)
     {
         if (level == SimdLevel.Scalar)
         {
-            QuantizedSimd.Reference(Format, blocks, y, count);
+            QuantizedSimd.Reference(Q6_KFormat.Instance, blocks, y, count);
             return;
         }
         for (long b = 0; b < count; b++, blocks += 210, y += 256)

@@ -4,21 +4,24 @@ using static IlgpuLlm.Kernels.ExactMath;
 
 namespace IlgpuLlm.Kernels;
 
-// The GPU reading of the block formats: any single weight from the block bytes, by its index in
-// the tensor (rows are whole blocks, so the index alone locates the block). Each struct is an
-// IStorage, so Linear's and Embedding's kernels read quantized weights unchanged and keep their
-// order; only the loads dequantize (docs/NUMERICS.md, "Quantized weights").
+// The ILGPU loads of the block formats: any single weight from the block bytes, by its index in
+// the tensor (rows are whole blocks, so the index alone locates the block). Each struct is the
+// IStorageView its BlockFormat dispatches, so Linear's and Embedding's kernels read quantized
+// weights unchanged and keep their order; only the loads dequantize (docs/NUMERICS.md,
+// "Quantized weights").
 
-static class BlockBytes
+static class BlockFields
 {
     /// <summary>The f16 field at <paramref name="at"/>, little-endian, widened exactly (any byte alignment).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Half(ArrayView<byte> bytes, long at) => HalfBits.F16ToF32((ushort)(bytes[at] | (bytes[at + 1] << 8)));
 }
 
-public readonly struct Q4_0Storage(ArrayView<byte> blocks) : IStorage
+public readonly struct Q4_0Storage(ArrayView<byte> blocks) : IStorageView<Q4_0Storage>
 {
     readonly ArrayView<byte> blocks = blocks;
+
+    public static Q4_0Storage Over(ArrayView<byte> bytes) => new(bytes);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public float Load(long index)
@@ -27,13 +30,15 @@ public readonly struct Q4_0Storage(ArrayView<byte> blocks) : IStorage
         int e = (int)(index & 31);
         int q = blocks[at + 2 + (e & 15)];
         int code = e < 16 ? q & 0x0F : q >> 4;
-        return Mul(code - 8, BlockBytes.Half(blocks, at));
+        return Mul(code - 8, BlockFields.Half(blocks, at));
     }
 }
 
-public readonly struct Q4_1Storage(ArrayView<byte> blocks) : IStorage
+public readonly struct Q4_1Storage(ArrayView<byte> blocks) : IStorageView<Q4_1Storage>
 {
     readonly ArrayView<byte> blocks = blocks;
+
+    public static Q4_1Storage Over(ArrayView<byte> bytes) => new(bytes);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public float Load(long index)
@@ -42,13 +47,15 @@ public readonly struct Q4_1Storage(ArrayView<byte> blocks) : IStorage
         int e = (int)(index & 31);
         int q = blocks[at + 4 + (e & 15)];
         int code = e < 16 ? q & 0x0F : q >> 4;
-        return Add(Mul(code, BlockBytes.Half(blocks, at)), BlockBytes.Half(blocks, at + 2));
+        return Add(Mul(code, BlockFields.Half(blocks, at)), BlockFields.Half(blocks, at + 2));
     }
 }
 
-public readonly struct Q5_0Storage(ArrayView<byte> blocks) : IStorage
+public readonly struct Q5_0Storage(ArrayView<byte> blocks) : IStorageView<Q5_0Storage>
 {
     readonly ArrayView<byte> blocks = blocks;
+
+    public static Q5_0Storage Over(ArrayView<byte> bytes) => new(bytes);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public float Load(long index)
@@ -58,13 +65,15 @@ public readonly struct Q5_0Storage(ArrayView<byte> blocks) : IStorage
         int q = blocks[at + 6 + (e & 15)];
         int high = (blocks[at + 2 + (e >> 3)] >> (e & 7)) & 1;
         int code = (e < 16 ? q & 0x0F : q >> 4) | (high << 4);
-        return Mul(code - 16, BlockBytes.Half(blocks, at));
+        return Mul(code - 16, BlockFields.Half(blocks, at));
     }
 }
 
-public readonly struct Q5_1Storage(ArrayView<byte> blocks) : IStorage
+public readonly struct Q5_1Storage(ArrayView<byte> blocks) : IStorageView<Q5_1Storage>
 {
     readonly ArrayView<byte> blocks = blocks;
+
+    public static Q5_1Storage Over(ArrayView<byte> bytes) => new(bytes);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public float Load(long index)
@@ -74,25 +83,29 @@ public readonly struct Q5_1Storage(ArrayView<byte> blocks) : IStorage
         int q = blocks[at + 8 + (e & 15)];
         int high = (blocks[at + 4 + (e >> 3)] >> (e & 7)) & 1;
         int code = (e < 16 ? q & 0x0F : q >> 4) | (high << 4);
-        return Add(Mul(code, BlockBytes.Half(blocks, at)), BlockBytes.Half(blocks, at + 2));
+        return Add(Mul(code, BlockFields.Half(blocks, at)), BlockFields.Half(blocks, at + 2));
     }
 }
 
-public readonly struct Q8_0Storage(ArrayView<byte> blocks) : IStorage
+public readonly struct Q8_0Storage(ArrayView<byte> blocks) : IStorageView<Q8_0Storage>
 {
     readonly ArrayView<byte> blocks = blocks;
+
+    public static Q8_0Storage Over(ArrayView<byte> bytes) => new(bytes);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public float Load(long index)
     {
         long at = (index >> 5) * 34;
-        return Mul((sbyte)blocks[at + 2 + (index & 31)], BlockBytes.Half(blocks, at));
+        return Mul((sbyte)blocks[at + 2 + (index & 31)], BlockFields.Half(blocks, at));
     }
 }
 
-public readonly struct Q2_KStorage(ArrayView<byte> blocks) : IStorage
+public readonly struct Q2_KStorage(ArrayView<byte> blocks) : IStorageView<Q2_KStorage>
 {
     readonly ArrayView<byte> blocks = blocks;
+
+    public static Q2_KStorage Over(ArrayView<byte> bytes) => new(bytes);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public float Load(long index)
@@ -103,14 +116,16 @@ public readonly struct Q2_KStorage(ArrayView<byte> blocks) : IStorage
         int n = e >> 7, j = (e >> 5) & 3, l = e & 31;
         int q = (blocks[at + 16 + n * 32 + l] >> (2 * j)) & 3;
         int scale = blocks[at + (e >> 4)];
-        float d = BlockBytes.Half(blocks, at + 80), min = BlockBytes.Half(blocks, at + 82);
+        float d = BlockFields.Half(blocks, at + 80), min = BlockFields.Half(blocks, at + 82);
         return Sub(Mul(Mul(d, scale & 0x0F), q), Mul(min, scale >> 4));
     }
 }
 
-public readonly struct Q3_KStorage(ArrayView<byte> blocks) : IStorage
+public readonly struct Q3_KStorage(ArrayView<byte> blocks) : IStorageView<Q3_KStorage>
 {
     readonly ArrayView<byte> blocks = blocks;
+
+    public static Q3_KStorage Over(ArrayView<byte> bytes) => new(bytes);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public float Load(long index)
@@ -124,13 +139,15 @@ public readonly struct Q3_KStorage(ArrayView<byte> blocks) : IStorage
         // Scale e / 16, six bits: a nibble of bytes 0–7, two bits of bytes 8–11.
         int s = e >> 4, b = s & 3, k = s >> 2;
         int scale = ((blocks[at + 96 + (k & 1) * 4 + b] >> ((k >> 1) * 4)) & 0x0F) | (((blocks[at + 104 + b] >> (2 * k)) & 3) << 4);
-        return Mul(Mul(BlockBytes.Half(blocks, at + 108), scale - 32), q);
+        return Mul(Mul(BlockFields.Half(blocks, at + 108), scale - 32), q);
     }
 }
 
-public readonly struct Q4_KStorage(ArrayView<byte> blocks) : IStorage
+public readonly struct Q4_KStorage(ArrayView<byte> blocks) : IStorageView<Q4_KStorage>
 {
     readonly ArrayView<byte> blocks = blocks;
+
+    public static Q4_KStorage Over(ArrayView<byte> bytes) => new(bytes);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public float Load(long index)
@@ -159,14 +176,16 @@ public readonly struct Q4_KStorage(ArrayView<byte> blocks) : IStorage
             sc = (blocks[scales + group + 4] & 0x0F) | ((blocks[scales + group - 4] >> 6) << 4);
             m = (blocks[scales + group + 4] >> 4) | ((blocks[scales + group] >> 6) << 4);
         }
-        float d = BlockBytes.Half(blocks, at), min = BlockBytes.Half(blocks, at + 2);
+        float d = BlockFields.Half(blocks, at), min = BlockFields.Half(blocks, at + 2);
         return Sub(Mul(Mul(d, sc), code), Mul(min, m));
     }
 }
 
-public readonly struct Q5_KStorage(ArrayView<byte> blocks) : IStorage
+public readonly struct Q5_KStorage(ArrayView<byte> blocks) : IStorageView<Q5_KStorage>
 {
     readonly ArrayView<byte> blocks = blocks;
+
+    public static Q5_KStorage Over(ArrayView<byte> bytes) => new(bytes);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public float Load(long index)
@@ -180,9 +199,11 @@ public readonly struct Q5_KStorage(ArrayView<byte> blocks) : IStorage
     }
 }
 
-public readonly struct Q6_KStorage(ArrayView<byte> blocks) : IStorage
+public readonly struct Q6_KStorage(ArrayView<byte> blocks) : IStorageView<Q6_KStorage>
 {
     readonly ArrayView<byte> blocks = blocks;
+
+    public static Q6_KStorage Over(ArrayView<byte> bytes) => new(bytes);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public float Load(long index)
@@ -194,6 +215,6 @@ public readonly struct Q6_KStorage(ArrayView<byte> blocks) : IStorage
         int high = (blocks[at + 128 + n * 32 + l] >> (2 * quarter)) & 3;
         int q = ((quarter < 2 ? low & 0x0F : low >> 4) | (high << 4)) - 32;
         int scale = (sbyte)blocks[at + 192 + (e >> 4)];
-        return Mul(Mul(BlockBytes.Half(blocks, at + 208), scale), q);
+        return Mul(Mul(BlockFields.Half(blocks, at + 208), scale), q);
     }
 }

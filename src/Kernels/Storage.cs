@@ -3,12 +3,26 @@ using ILGPU;
 
 namespace IlgpuLlm.Kernels;
 
-/// <summary>How weights and the KV cache are stored. Compute is always binary32.</summary>
+/// <summary>
+/// How weights and the KV cache are stored. Compute is always binary32. The element formats
+/// (f32, f16, bf16) store any tensor; the block formats (llama.cpp's Q4_0 … Q6_K) store weights
+/// only (<see cref="BlockFormat"/>).
+/// </summary>
 public enum StorageType
 {
     F32,
     F16,
     BF16,
+    Q4_0,
+    Q4_1,
+    Q5_0,
+    Q5_1,
+    Q8_0,
+    Q2_K,
+    Q3_K,
+    Q4_K,
+    Q5_K,
+    Q6_K,
 }
 
 /// <summary>The enum side of <see cref="StorageFormat"/>: its one switch, and shortcuts to the format's members.</summary>
@@ -24,6 +38,16 @@ public static class StorageTypes
         StorageType.F32 => F32Format.Instance,
         StorageType.F16 => F16Format.Instance,
         StorageType.BF16 => Bf16Format.Instance,
+        StorageType.Q4_0 => Q4_0Format.Instance,
+        StorageType.Q4_1 => Q4_1Format.Instance,
+        StorageType.Q5_0 => Q5_0Format.Instance,
+        StorageType.Q5_1 => Q5_1Format.Instance,
+        StorageType.Q8_0 => Q8_0Format.Instance,
+        StorageType.Q2_K => Q2_KFormat.Instance,
+        StorageType.Q3_K => Q3_KFormat.Instance,
+        StorageType.Q4_K => Q4_KFormat.Instance,
+        StorageType.Q5_K => Q5_KFormat.Instance,
+        StorageType.Q6_K => Q6_KFormat.Instance,
     };
 
     public static string Name(this StorageType type) => type.Format().Name;

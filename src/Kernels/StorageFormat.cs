@@ -18,14 +18,15 @@ namespace IlgpuLlm.Kernels;
 /// <remarks>
 /// Block formats (ggml's Q8_0: 32 values in 34 bytes; Q4_K: 256 values in 144 bytes) store whole
 /// blocks only: <see cref="ByteLength"/> rejects an element count that is not a whole number of
-/// blocks, and a tensor or slice of one starts and ends on block boundaries.
+/// blocks, and a tensor or slice of one starts and ends on block boundaries. They are
+/// <see cref="BlockFormat"/>s, weights only.
 /// </remarks>
 public abstract class StorageFormat
 {
     /// <summary>The enum value naming this format (kernel arguments, options, records).</summary>
     public abstract StorageType Type { get; }
 
-    /// <summary>The name users see and type: f32, f16, bf16.</summary>
+    /// <summary>The name users see and type: f32, f16, bf16, q8_0, q4_k, ….</summary>
     public abstract string Name { get; }
 
     /// <summary>Names <see cref="StorageTypes.Parse"/> accepts for this format (<see cref="Name"/> first).</summary>
@@ -112,6 +113,17 @@ public abstract class StorageFormat
 
     /// <summary>The format of safetensors dtype <paramref name="dtype"/>, or null where the engine has none.</summary>
     public static StorageFormat? FromSafetensorsName(string dtype) => All.FirstOrDefault(f => f.SafetensorsName == dtype);
+
+    /// <summary>
+    /// Throws an <see cref="ArgumentException"/> naming <paramref name="what"/> when values cannot
+    /// be stored one by one in this format (a block format where the KV cache or a converted
+    /// tensor is wanted).
+    /// </summary>
+    public void EnsureNarrows(string what)
+    {
+        if (!Narrows)
+            throw new ArgumentException($"{what}: {NotNarrowing().Message}");
+    }
 
     /// <summary>The error of <see cref="Narrow"/> and <see cref="DispatchNarrowing{TAction}"/> in a format that does not narrow.</summary>
     protected NotSupportedException NotNarrowing() =>

@@ -29,7 +29,13 @@ public sealed record MemoryPlan(long WeightBytes, long CacheBytes, long WorkByte
         bool copiesWeights = backend is not SimdBackend;
         long weights = 0;
         foreach (var tensor in checkpoint.Tensors)
-            if (copiesWeights || tensor.IsTransformed || (tensor.Shape.Length == 1 && tensor.DataType != StorageType.F32))
+            if (tensor.Quantized is { } blocks)
+            {
+                // A model computes on the blocks: copied by a device, or materialised when their rows were reordered.
+                if (copiesWeights || !blocks.IsMapped)
+                    weights += blocks.ByteLength;
+            }
+            else if (copiesWeights || tensor.IsTransformed || (tensor.Shape.Length == 1 && tensor.DataType != StorageType.F32))
                 weights += tensor.ByteLength;
 
         long rowWidth = (long)config.KeyValueHeadCount * config.HeadDim;

@@ -312,6 +312,10 @@ public sealed class Transformer : ILanguageModel, IDisposable
             tensor = backend.Allocate(TensorType.F32, values.Length, name);
             backend.Upload(tensor, System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()));
         }
+        else if (source.Quantized is { } blocks)
+            // The blocks themselves, never the f32 dequantization (reading Pointer would make it):
+            // quantized weights stay quantized in memory, and the kernels dequantize as they read.
+            tensor = backend.Weights(blocks.Format.Type, blocks.ElementCount, blocks.Pointer, name);
         else
             tensor = backend.Weights(type, source.ElementCount, source.Pointer, name);
         owned.Add(tensor);

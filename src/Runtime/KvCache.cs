@@ -105,6 +105,7 @@ public sealed class KvCache : IDisposable
     public KvCache(IBackend backend, KvCacheLayout layout, StorageType type)
     {
         layout.Validate();
+        type.Format().EnsureNarrows("kv cache");
         this.backend = backend;
         Layout = layout;
         Type = type;
@@ -154,6 +155,7 @@ public sealed class KvCache : IDisposable
     {
         if (!overflowsPerSlot.IsEmpty && overflowsPerSlot.Length != Layout.Slots)
             throw new ArgumentException($"kv cache: {overflowsPerSlot.Length} overflow counts for {Layout.Slots} slots", nameof(overflowsPerSlot));
+        type.Format().EnsureNarrows("kv cache");
         overflowsPerSlot.Clear();
         if (type == Type)
             return 0;

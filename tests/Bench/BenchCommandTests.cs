@@ -4,6 +4,7 @@ using IlgpuLlm.Cli;
 using IlgpuLlm.Kernels;
 using IlgpuLlm.Model;
 using IlgpuLlm.Model.Evaluation;
+using IlgpuLlm.Model.Formats;
 using IlgpuLlm.Tests.Create;
 using IlgpuLlm.Tests.Formats;
 using IlgpuLlm.Tests.Support;
@@ -117,6 +118,19 @@ public class BenchCommandTests
         var config = untied.Config;
         Assert.Equal(split.Bytes - (long)config.VocabSize * config.HiddenSize * 2, split.BytesPerForward);
         Assert.Equal(RandomModel.GetPreset(ModelFamily.Llama, "tiny").ParameterCount, split.Parameters);
+    }
+
+    [Fact]
+    public void A_quantized_model_weighs_its_blocks_and_names_its_types()
+    {
+        // Q4_K_M: q4_k matrices with some q6_k ones; f32 norms. The blocks are what the model keeps.
+        string path = IlgpuLlm.Tests.EndToEnd.QuantizedModelTests.Quant("llama3", "model-Q4_K_M.gguf");
+        using var checkpoint = ModelCheckpoint.Open(path);
+        var footprint = ModelFootprint.Of(checkpoint);
+        Assert.Equal("Q4_K+Q6_K", footprint.WeightType);
+        Assert.Equal(checkpoint.Tensors.Sum(t => t.StoredByteLength), footprint.Bytes);
+        Assert.InRange(footprint.Bytes, new FileInfo(path).Length - 200_000, new FileInfo(path).Length);
+        Assert.Equal(0, checkpoint.MaterialisedBytes);
     }
 
     static void AssertPng(string path, int expectedWidth, int expectedHeight)

@@ -117,6 +117,20 @@ public sealed class ArgumentSweepTests(ITestOutputHelper log, ArgumentSweepTests
         Add(Failure, "--out {file}/m.gguf: the folder {file} does not exist", "create-model", "--family", "llama", "--out", "{file}/m.gguf");
         Add(Failure, "--out {folder} is a folder", "create-model", "--family", "llama", "--out", "{folder}");
 
+        // quantize
+        Add(Usage, "--type 'Q3_K_S' is not one of", "quantize", "-m", "{stories}", "--type", "Q3_K_S", "-o", "{folder}/q.gguf");
+        Add(Usage, "--type", "quantize", "-m", "{stories}", "-o", "{folder}/q.gguf");
+        Add(Usage, "--model needs a path", "quantize", "-m", "", "--type", "Q8_0", "-o", "{folder}/q.gguf");
+        Add(Failure, "--model {missing}: no such file or folder", "quantize", "-m", "{missing}", "--type", "Q8_0", "-o", "{folder}/q.gguf");
+        Add(Failure, "--model {pipe}: a named pipe", "quantize", "-m", "{pipe}", "--type", "Q8_0", "-o", "{folder}/q.gguf");
+        Add(Failure, "config.json is missing", "quantize", "-m", "{folder}", "--type", "Q8_0", "-o", "{folder}/q.gguf");
+        Add(Usage, "--out needs a path", "quantize", "-m", "{stories}", "--type", "Q8_0", "-o", "");
+        Add(Usage, "--out cannot write to stdout", "quantize", "-m", "{stories}", "--type", "Q8_0", "-o", "-");
+        Add(Failure, "--out {file}/q.gguf: the folder {file} does not exist", "quantize", "-m", "{stories}", "--type", "Q8_0", "-o", "{file}/q.gguf");
+        Add(Failure, "--out {folder} is a folder", "quantize", "-m", "{stories}", "--type", "Q8_0", "-o", "{folder}");
+        Add(Usage, "{file} exists; pass --force", "quantize", "-m", "{stories}", "--type", "Q8_0", "-o", "{file}");
+        Add(Usage, "--out {stories} is the input model", "quantize", "-m", "{stories}", "--type", "Q8_0", "-o", "{stories}", "--force");
+
         // bench
         string[] bench = ["bench", "-m", "{stories}", "--device", "cpu", "-p", "1"];
         Add(Usage, "--repetitions 0 is out of range", [.. bench, "-r", "0"]);
@@ -147,6 +161,14 @@ public sealed class ArgumentSweepTests(ITestOutputHelper log, ArgumentSweepTests
 
         Add(Usage, "frobnicate", "frobnicate");
         return cases;
+    }
+
+    /// <summary>A command added to the CLI without its rows here would escape the sweep.</summary>
+    [Fact]
+    public void Every_command_of_the_cli_is_swept()
+    {
+        var swept = Cases().Select(row => ((string[])row[0])[0]).ToHashSet();
+        Assert.All(IlgpuLlm.Cli.Commands.CommandCatalog.All(), command => Assert.Contains(command.Name, swept));
     }
 
     static readonly Regex DotNetTypeName = new(@"System\.[A-Z]|Nullable`|Int32|UInt64|Single\b|Exception\b");

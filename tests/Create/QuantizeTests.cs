@@ -80,9 +80,9 @@ public class QuantizeTests
         using var gguf = GgufFile.Open(QuantizedModelTests.Quant(family, "model-Q8_0.gguf"));
         var writer = Formats.GgufWriter.FromFile(gguf);
         for (int i = 0; i < writer.Tensors.Count; i++)
-            if (GgmlTypeLayout.ToQuantFormat((GgmlType)writer.Tensors[i].GgmlType) is QuantFormat format)
+            if (GgmlTypeLayout.ToTensorDataType((GgmlType)writer.Tensors[i].GgmlType)?.Format() is BlockFormat format)
             {
-                var values = new float[writer.Tensors[i].Data.Length / format.BlockBytes() * format.BlockSize()];
+                var values = new float[format.ElementCount(writer.Tensors[i].Data.Length)];
                 QuantizedBlocks.Dequantize(format, writer.Tensors[i].Data, values);
                 writer.Tensors[i] = writer.Tensors[i] with { GgmlType = 0, Data = System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()).ToArray() };
             }

@@ -23,7 +23,7 @@ public class BlockQuantizerTests
         int tensors = 0;
         foreach (var info in gguf.Tensors)
         {
-            if (GgmlTypeLayout.ToQuantFormat(info.Type) is not QuantFormat format || format is QuantFormat.Q6_K)
+            if (GgmlTypeLayout.ToTensorDataType(info.Type)?.Format() is not BlockFormat format || format.Type == StorageType.Q6_K)
                 continue; // the output of a Q4_0 file is Q6_K, whose search is not a fixed point
             var blocks = gguf.GetTensorBytes(info).ToArray();
             var values = new float[info.ElementCount];
@@ -37,37 +37,38 @@ public class BlockQuantizerTests
     }
 
     public static IEnumerable<object[]> WritableFormats() =>
-        Enum.GetValues<QuantFormat>().Where(BlockQuantizer.CanWrite).Select(f => new object[] { f });
+        QuantizedTestBlocks.Formats.Where(f => QuantizedTestBlocks.Of(f).Quantizes).Select(f => new object[] { f });
 
     /// <summary>Random weights come back within the format's step: half a code step, or a search's optimum close to it.</summary>
     [Theory]
     [MemberData(nameof(WritableFormats))]
-    public void Quantized_weights_come_back_close_to_the_originals(QuantFormat format)
+    public void Quantized_weights_come_back_close_to_the_originals(StorageType type)
     {
-        var values = TestValues.Random(8 * QuantFormats.SuperBlock, seed: 5, scale: 0.05f);
+        var format = QuantizedTestBlocks.Of(type);
+        var values = TestValues.Random(8 * BlockFormat.SuperBlock, seed: 5, scale: 0.05f);
         values[7] = 0f;
-        Array.Fill(values, 0f, QuantFormats.SuperBlock, 64); // a block (or two) of zeros
-        var blocks = new byte[values.Length / format.BlockSize() * format.BlockBytes()];
+        Array.Fill(values, 0f, BlockFormat.SuperBlock, 64); // a block (or two) of zeros
+        var blocks = new byte[format.ByteLength(values.Length)];
         BlockQuantizer.Quantize(format, values, blocks);
         var back = new float[values.Length];
         QuantizedBlocks.Dequantize(format, blocks, back);
-        double bits = format switch
+        double bits = type switch
         {
-            QuantFormat.Q8_0 => 8, QuantFormat.Q6_K => 6, QuantFormat.Q5_0 or QuantFormat.Q5_1 or QuantFormat.Q5_K => 5, _ => 4,
+            StorageType.Q8_0 => 8, StorageType.Q6_K => 6, StorageType.Q5_0 or StorageType.Q5_1 or StorageType.Q5_K => 5, _ => 4,
         };
         // Values lie in ±0.05: a b-bit code spaces them about 0.1 / 2^b apart.
         double tolerance = 0.1 / Math.Pow(2, bits) * 1.01;
         for (int i = 0; i < values.Length; i++)
-            Assert.True(Math.Abs(values[i] - back[i]) <= tolerance, $"{format.Name()} weight {i}: {values[i]} came back as {back[i]}");
-        for (int i = QuantFormats.SuperBlock; i < QuantFormats.SuperBlock + 32; i++)
+            Assert.True(Math.Abs(values[i] - back[i]) <= tolerance, $"{format.Name} weight {i}: {values[i]} came back as {back[i]}");
+        for (int i = BlockFormat.SuperBlock; i < BlockFormat.SuperBlock + 32; i++)
             Assert.Equal(0f, Math.Abs(back[i]));
     }
 
     [Fact]
     public void Refuses_partial_blocks_and_the_read_only_formats()
     {
-        var error = Assert.Throws<ArgumentException>(() => BlockQuantizer.Quantize(QuantFormat.Q4_K, new float[300], new byte[144]));
-        Assert.Contains("300 values is not a whole number of 256-weight Q4_K blocks", error.Message);
-        Assert.Throws<NotSupportedException>(() => BlockQuantizer.Quantize(QuantFormat.Q3_K, new float[256], new byte[110]));
+        var error = Assert.Throws<ArgumentException>(() => BlockQuantizer.Quantize(Q4_KFormat.Instance, new float[300], new byte[144]));
+        Assert.Contains("300 values is not a whole number of 256-weight q4_k blocks", error.Message);
+        Assert.Contains("q3_k", Assert.Throws<NotSupportedException>(() => BlockQuantizer.Quantize(Q3_KFormat.Instance, new float[256], new byte[110])).Message);
     }
 }

@@ -12,7 +12,7 @@ public class EmbeddingTests
         (int rows, int vocabulary, int width)[] shapes =
             [(1, 1, 1), (3, 5, 3), (4, 7, 17), (2, 3, 33), (5, 4, 127), (3, 9, 16), (2, 2, 8), (3, 2, 4100)];
         foreach (var backend in TestBackends.All)
-            foreach (var type in Enum.GetValues<StorageType>())
+            foreach (var type in TestValues.ElementTypes)
                 foreach (var (rows, vocabulary, width) in shapes)
                     yield return [backend[0], type, rows, vocabulary, width];
     }

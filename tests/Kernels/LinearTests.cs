@@ -17,7 +17,7 @@ public class LinearTests
             [(1, 1, 1), (1, 3, 33), (3, 17, 17), (5, 3, 127), (1, 33, 3), (6, 5, 64), (2, 4, 1000), (9, 50, 1100),
              (1, 70, 100), (17, 50, 1100), (16, 7, 17), (33, 13, 64), (20, 130, 96)];
         foreach (var backend in TestBackends.All)
-            foreach (var type in Enum.GetValues<StorageType>())
+            foreach (var type in TestValues.ElementTypes)
                 foreach (var (m, n, k) in shapes)
                     yield return [backend[0], type, m, n, k];
     }

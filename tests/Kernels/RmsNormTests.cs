@@ -13,7 +13,7 @@ public class RmsNormTests
         // (head_dim 256) and a hidden size.
         (int rows, int width)[] shapes = [(1, 1), (4, 3), (4, 17), (1, 33), (4, 127), (2, 256), (1, 1000), (5, 40)];
         foreach (var backend in TestBackends.All)
-            foreach (var type in Enum.GetValues<StorageType>())
+            foreach (var type in TestValues.ElementTypes)
                 foreach (var (rows, width) in shapes)
                     yield return [backend[0], type, rows, width];
     }

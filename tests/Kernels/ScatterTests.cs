@@ -9,7 +9,7 @@ namespace IlgpuLlm.Tests.Kernels;
 public class ScatterTests
 {
     public static IEnumerable<object[]> Cases() =>
-        from backend in TestBackends.All from type in Enum.GetValues<StorageType>() select new object[] { backend[0], type };
+        from backend in TestBackends.All from type in TestValues.ElementTypes select new object[] { backend[0], type };
 
     /// <summary>The values narrowing must get right: ties, the f16 overflow edge, subnormals, NaN.</summary>
     static readonly float[] Edges =
@@ -135,8 +135,8 @@ public class ScatterTests
 
     public static IEnumerable<object[]> ConvertCases() =>
         from backend in TestBackends.All
-        from sourceType in Enum.GetValues<StorageType>()
-        from type in Enum.GetValues<StorageType>()
+        from sourceType in TestValues.ElementTypes
+        from type in TestValues.ElementTypes
         select new object[] { backend[0], sourceType, type };
 
     [Theory]

@@ -11,14 +11,20 @@ namespace IlgpuLlm.Tests.Support;
 /// </summary>
 public static class QuantizedTestBlocks
 {
-    /// <summary>Offsets of the f16 fields each format's weights are computed from.</summary>
-    public static int[] ScaleFields(QuantFormat format) => format switch
+    /// <summary>The block formats, in <see cref="StorageType"/> order.</summary>
+    public static readonly StorageType[] Formats = [.. StorageFormat.All.OfType<BlockFormat>().Select(f => f.Type)];
+
+    public static BlockFormat Of(StorageType type) => (BlockFormat)type.Format();
+
+    /// <summary>Offsets of the f16 fields each format's weights are computed from (written out here, not read from the format).</summary>
+    public static int[] ScaleFields(StorageType format) => format switch
     {
-        QuantFormat.Q4_0 or QuantFormat.Q5_0 or QuantFormat.Q8_0 => [0],
-        QuantFormat.Q4_1 or QuantFormat.Q5_1 or QuantFormat.Q4_K or QuantFormat.Q5_K => [0, 2],
-        QuantFormat.Q2_K => [80, 82],
-        QuantFormat.Q3_K => [108],
-        _ => [208],
+        StorageType.Q4_0 or StorageType.Q5_0 or StorageType.Q8_0 => [0],
+        StorageType.Q4_1 or StorageType.Q5_1 or StorageType.Q4_K or StorageType.Q5_K => [0, 2],
+        StorageType.Q2_K => [80, 82],
+        StorageType.Q3_K => [108],
+        StorageType.Q6_K => [208],
+        _ => throw new ArgumentException($"{format} is not a block format"),
     };
 
     static readonly ushort[] EdgeHalves = [0x0000, 0x8000, 0x0001, 0x03FF, 0x8001, 0x7BFF, 0xFBFF, 0x0400];
@@ -27,10 +33,10 @@ public static class QuantizedTestBlocks
     /// <paramref name="count"/> blocks. With edges, about one block in three has an edge scale
     /// and some code bytes are 0x00, 0xFF, 0x7F or 0x80 (the extreme codes of every format).
     /// </summary>
-    public static byte[] Blocks(QuantFormat format, int count, int seed, bool edges = true, float typicalScale = 0.01f)
+    public static byte[] Blocks(StorageType format, int count, int seed, bool edges = true, float typicalScale = 0.01f)
     {
         var random = new Random(seed);
-        int bytes = format.BlockBytes();
+        int bytes = Of(format).BlockBytes;
         var data = new byte[count * bytes];
         random.NextBytes(data);
         byte[] extremes = [0x00, 0xFF, 0x7F, 0x80];
@@ -59,9 +65,9 @@ public static class QuantizedTestBlocks
     /// into arrays first (the numpy reshapes written out as index arithmetic), then one expression
     /// per weight in numpy's f32 operation order.
     /// </summary>
-    public static float[] Dequantize(QuantFormat format, ReadOnlySpan<byte> data)
+    public static float[] Dequantize(StorageType format, ReadOnlySpan<byte> data)
     {
-        int bytes = format.BlockBytes(), size = format.BlockSize();
+        int bytes = Of(format).BlockBytes, size = Of(format).BlockElements;
         int blocks = data.Length / bytes;
         var result = new float[blocks * size];
         for (int b = 0; b < blocks; b++)
@@ -70,17 +76,17 @@ public static class QuantizedTestBlocks
             var y = result.AsSpan(b * size, size);
             switch (format)
             {
-                case QuantFormat.Q8_0:
+                case StorageType.Q8_0:
                     for (int i = 0; i < 32; i++)
                         y[i] = (sbyte)x[2 + i] * Half(x, 0);
                     break;
-                case QuantFormat.Q4_0:
-                case QuantFormat.Q4_1:
-                case QuantFormat.Q5_0:
-                case QuantFormat.Q5_1:
+                case StorageType.Q4_0:
+                case StorageType.Q4_1:
+                case StorageType.Q5_0:
+                case StorageType.Q5_1:
                     Legacy(format, x, y);
                     break;
-                case QuantFormat.Q2_K:
+                case StorageType.Q2_K:
                     {
                         var scales = x[..16];
                         float d = Half(x, 80), dmin = Half(x, 82);
@@ -97,7 +103,7 @@ public static class QuantizedTestBlocks
                         }
                         break;
                     }
-                case QuantFormat.Q3_K:
+                case StorageType.Q3_K:
                     {
                         var packed = x.Slice(96, 12);
                         float d = Half(x, 108);
@@ -117,8 +123,8 @@ public static class QuantizedTestBlocks
                         }
                         break;
                     }
-                case QuantFormat.Q4_K:
-                case QuantFormat.Q5_K:
+                case StorageType.Q4_K:
+                case StorageType.Q5_K:
                     {
                         var s = x.Slice(4, 12);
                         float d = Half(x, 0), dmin = Half(x, 2);
@@ -131,18 +137,18 @@ public static class QuantizedTestBlocks
                             mn[i] = s[4 + i] & 0x3F;
                             mn[4 + i] = (s[8 + i] >> 4) | ((s[4 + i] >> 2) & 0x30);
                         }
-                        int qs = format == QuantFormat.Q4_K ? 16 : 48;
+                        int qs = format == StorageType.Q4_K ? 16 : 48;
                         for (int i = 0; i < 256; i++)
                         {
                             int group = i / 32, l = i % 32;
                             int q = (x[qs + group / 2 * 32 + l] >> (4 * (group % 2))) & 0x0F;
-                            if (format == QuantFormat.Q5_K)
+                            if (format == StorageType.Q5_K)
                                 q |= ((x[16 + l] >> group) & 1) << 4;
                             y[i] = d * sc[group] * q - dmin * mn[group];
                         }
                         break;
                     }
-                default:
+                case StorageType.Q6_K:
                     {
                         float d = Half(x, 208);
                         for (int i = 0; i < 256; i++)
@@ -155,15 +161,17 @@ public static class QuantizedTestBlocks
                         }
                         break;
                     }
+                default:
+                    throw new ArgumentException($"{format} is not a block format");
             }
         }
         return result;
     }
 
-    static void Legacy(QuantFormat format, ReadOnlySpan<byte> x, Span<float> y)
+    static void Legacy(StorageType format, ReadOnlySpan<byte> x, Span<float> y)
     {
-        bool hasMin = format is QuantFormat.Q4_1 or QuantFormat.Q5_1;
-        bool fifthBit = format is QuantFormat.Q5_0 or QuantFormat.Q5_1;
+        bool hasMin = format is StorageType.Q4_1 or StorageType.Q5_1;
+        bool fifthBit = format is StorageType.Q5_0 or StorageType.Q5_1;
         float d = Half(x, 0), m = hasMin ? Half(x, 2) : 0f;
         int qh = fifthBit ? BinaryPrimitives.ReadInt32LittleEndian(x[(hasMin ? 4 : 2)..]) : 0;
         var qs = x[((hasMin ? 4 : 2) + (fifthBit ? 4 : 0))..];

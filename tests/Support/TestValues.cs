@@ -32,6 +32,12 @@ public static class TestValues
         return values;
     }
 
+    /// <summary>
+    /// The formats that store any value element by element (f32, f16, bf16): the KV cache's, and
+    /// every op's stored operands. The block formats have tests of their own (QuantizedTests).
+    /// </summary>
+    public static IEnumerable<StorageType> ElementTypes => StorageFormat.All.Where(f => f.Narrows).Select(f => f.Type);
+
     /// <summary>The values narrowed to a storage type, as raw bytes.</summary>
     public static byte[] Stored(ReadOnlySpan<float> values, StorageType type)
     {

@@ -132,6 +132,8 @@ public static class CreateModelCommand
                 throw new FileArgumentException($"--out {path} is a folder; --out names the GGUF file to write");
             if (File.Exists(path) && !force)
                 throw new UsageException($"{path} exists; pass --force to overwrite it");
+            // Writable, checked before minutes of work: the folder's permissions, a read-only file.
+            PathArguments.Output("--out", path, standardAllowed: false);
         }
         else
         {

@@ -30,12 +30,12 @@ public static class InspectCommand
             long parameters = 0, bytes = 0;
             foreach (var tensor in checkpoint.Tensors)
             {
-                // A quantized tensor shows its block format and the bytes of its blocks (its values are their dequantization).
-                tensors.AddRow(Markup.Escape(TerminalText.Sanitize(tensor.Name)), (tensor.Quantized?.Format.Name() ?? tensor.DataType.ToString()).ToLowerInvariant(),
+                // A quantized tensor shows its block format and the bytes of its blocks.
+                tensors.AddRow(Markup.Escape(TerminalText.Sanitize(tensor.Name)), tensor.StoredType.Name(),
                     Markup.Escape("[" + string.Join(", ", tensor.Shape) + "]"),
                     Markup.Escape(TerminalText.Sanitize(tensor.Transformation == null ? tensor.SourceName : $"{tensor.SourceName} ({tensor.Transformation})")));
                 parameters += tensor.ElementCount;
-                bytes += tensor.Quantized?.ByteLength ?? tensor.ByteLength;
+                bytes += tensor.StoredByteLength;
             }
             console.Write(tensors);
             console.WriteLine($"{checkpoint.Tensors.Length} tensors, {parameters:N0} parameters, {bytes / 1048576.0:F1} MiB");

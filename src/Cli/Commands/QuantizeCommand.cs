@@ -33,16 +33,19 @@ public static class QuantizeCommand
         {
             model, type, output, force,
         };
-        command.SetAction((parse, cancellation) => Task.FromResult(Run(parse.GetValue(model)!, TensorQuantization.Parse(parse.GetValue(type)!),
-            parse.GetValue(output)!, parse.GetValue(force), cancellation)));
+        command.SetAction((parse, cancellation) => Task.FromResult(Run(parse.GetValue(model), TensorQuantization.Parse(parse.GetValue(type)!),
+            parse.GetValue(output), parse.GetValue(force), cancellation)));
         return command;
     }
 
-    static int Run(string input, QuantizationType type, string path, bool force, CancellationToken cancellation)
+    static int Run(string? model, QuantizationType type, string? path, bool force, CancellationToken cancellation)
     {
-        CreateModelCommand.CheckOutput(path, ModelSourceFormat.Gguf, force);
-        if (Path.GetFullPath(path) == Path.GetFullPath(input))
+        string input = PathArguments.Input("--model", model, folderAllowed: true);
+        if (path is null)
+            throw new UsageException("--out is required");
+        if (path.Trim().Length > 0 && path != PathArguments.StandardStream && Path.GetFullPath(path) == Path.GetFullPath(input))
             throw new UsageException($"--out {path} is the input model; write the quantized file elsewhere");
+        CreateModelCommand.CheckOutput(path, ModelSourceFormat.Gguf, force);
         var clock = Stopwatch.StartNew();
         using var plan = GgufQuantizer.Plan(input, path, type);
         try

@@ -24,16 +24,19 @@ public sealed record ModelFootprint(
         var bytesByType = new Dictionary<StorageType, long>();
         foreach (var tensor in checkpoint.Tensors)
         {
+            // Quantized weights count as their blocks: what the model keeps and streams.
+            long tensorBytes = tensor.StoredByteLength;
             parameters += tensor.ElementCount;
-            bytes += tensor.ByteLength;
+            bytes += tensorBytes;
             bool lookupOnly = tensor.Name == TensorNames.TokenEmbedding && !config.TiedEmbeddings;
             if (!lookupOnly)
-                streamed += tensor.ByteLength;
+                streamed += tensorBytes;
             if (tensor.Shape.Length == 2)
-                bytesByType[tensor.DataType] = bytesByType.GetValueOrDefault(tensor.DataType) + tensor.ByteLength;
+                bytesByType[tensor.StoredType] = bytesByType.GetValueOrDefault(tensor.StoredType) + tensorBytes;
         }
-        // llama-bench names a model by its file type: the storage of the matrices, or "mixed".
-        string type = bytesByType.Count == 1 ? bytesByType.Keys.Single().Name().ToUpperInvariant() : "mixed";
+        // llama-bench names a model by its file type: the storage of the matrices, or for a mix
+        // (Q4_K_M's q4_k with q6_k, f16 with f32) every type, the most bytes first.
+        string type = string.Join("+", bytesByType.OrderByDescending(pair => pair.Value).Select(pair => pair.Key.Name().ToUpperInvariant()));
         return new ModelFootprint(RandomModel.FamilyName(config.Family), parameters, bytes, streamed, type);
     }
 

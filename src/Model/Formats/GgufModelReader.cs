@@ -30,7 +30,7 @@ internal static class GgufModelReader
     static ModelCheckpoint Build(GgufFile gguf)
     {
         foreach (var tensor in gguf.Tensors)
-            if (GgmlTypeLayout.ToTensorDataType(tensor.Type) is null && GgmlTypeLayout.ToQuantFormat(tensor.Type) is null)
+            if (GgmlTypeLayout.ToTensorDataType(tensor.Type) is null)
                 throw new ModelFormatException(gguf.Path,
                     $"tensor '{tensor.Name}' is {GgmlTypeLayout.Name(tensor.Type)}; the supported tensor types are {GgmlTypeLayout.Readable} " +
                     "(the IQ*, TQ* and integer types are not)");
@@ -41,9 +41,10 @@ internal static class GgufModelReader
         foreach (var tensor in gguf.Tensors)
         {
             if (tensor.Name == TensorNames.RopeFrequencies) continue; // consumed into the config
-            var quantized = GgmlTypeLayout.ToQuantFormat(tensor.Type);
+            var type = GgmlTypeLayout.ToTensorDataType(tensor.Type)!.Value;
+            var quantized = type.Format() as BlockFormat;
             sources.Add(tensor.Name, new SourceTensor(tensor.Name, tensor.Name, gguf.File, tensor.FileOffset,
-                GgmlTypeLayout.ToTensorDataType(tensor.Type) ?? StorageType.F32, tensor.Shape, quantized));
+                quantized is null ? type : StorageType.F32, tensor.Shape, quantized));
         }
 
         var store = new TensorStore();
@@ -234,7 +235,7 @@ internal static class GgufModelReader
             throw new ModelFormatException(gguf.Path,
                 $"tensor '{TensorNames.RopeFrequencies}': expected shape [{headDim / 2}] (head_dim / 2), found [{string.Join(", ", frequencies.Shape)}]");
 
-        if (GgmlTypeLayout.ToTensorDataType(frequencies.Type) is not StorageType frequencyType)
+        if (GgmlTypeLayout.ToTensorDataType(frequencies.Type) is not StorageType frequencyType || !frequencyType.Format().Narrows)
             throw new ModelFormatException(gguf.Path,
                 $"tensor '{TensorNames.RopeFrequencies}' is {GgmlTypeLayout.Name(frequencies.Type)}; expected F32 (llama.cpp's converter writes it so)");
         var values = new float[headDim / 2];

@@ -124,7 +124,7 @@ public static class GgufModelWriter
                 : null;
             if (quantization?.TypeOf(source.Name, source.Shape) is GgmlType chosen)
             {
-                if (GgmlTypeLayout.ToQuantFormat(chosen) is QuantFormat format)
+                if (GgmlTypeLayout.ToTensorDataType(chosen)?.Format() is BlockFormat format)
                 {
                     w.AddTensor(source.Name, chosen, source.Shape, stream => ModelWriting.CopyQuantized(stream, source, format, heads, config.HeadDim));
                     continue;

@@ -72,7 +72,7 @@ public static class GgufQuantizer
         foreach (var info in gguf.Tensors)
         {
             var chosen = quantization.TypeOf(info.Name, info.Shape) ?? info.Type;
-            if (chosen != info.Type && GgmlTypeLayout.ToTensorDataType(info.Type) is null)
+            if (chosen != info.Type && GgmlTypeLayout.ToTensorDataType(info.Type)?.Format() is not { Narrows: true })
                 throw new ModelFormatException(gguf.Path,
                     $"tensor '{info.Name}' is already {GgmlTypeLayout.Name(info.Type)}; quantize the F32, F16 or BF16 model instead (requantizing loses accuracy twice)");
             tensors.Add(new QuantizedTensorPlan(info.Name, info.Shape, GgmlTypeLayout.Name(info.Type), chosen));
@@ -83,7 +83,7 @@ public static class GgufQuantizer
                 continue;
             }
             var source = Source(gguf, info);
-            if (GgmlTypeLayout.ToQuantFormat(chosen) is QuantFormat format)
+            if (GgmlTypeLayout.ToTensorDataType(chosen)?.Format() is BlockFormat format)
                 writer.AddTensor(info.Name, chosen, info.Shape, stream => ModelWriting.CopyQuantized(stream, source, format));
             else
             {

@@ -140,6 +140,13 @@ public sealed class ModelCheckpoint : IDisposable
             WeightFiniteness.EnsureFinite(tensor);
     }
 
+    /// <summary>
+    /// Bytes this checkpoint has allocated for tensors it had to materialise (transformed rows, a
+    /// quantized tensor's f32 dequantization once something read it), beside the file's memory
+    /// map. A model running on quantized weights keeps this to their reordered blocks.
+    /// </summary>
+    public long MaterialisedBytes => _store.AllocatedBytes;
+
     public void Dispose() => _store.Dispose();
 
     static bool StartsWithGgufMagic(string path)
@@ -160,7 +167,7 @@ public sealed class ModelCheckpoint : IDisposable
 /// <summary>A tensor as a reader found it in a file, already named canonically.</summary>
 internal sealed record SourceTensor(
     string CanonicalName, string SourceName, MappedFile File, long FileOffset, StorageType DataType, ImmutableArray<long> Shape,
-    QuantFormat? Quantized = null);
+    BlockFormat? Quantized = null);
 
 /// <summary>What a source's tensors need to reach the normalised (transformers) layout.</summary>
 internal sealed record Normalisation(
@@ -209,7 +216,7 @@ internal static unsafe class CheckpointAssembler
 
     static ModelTensor Wrap(ExpectedTensor e, SourceTensor s, ModelConfig config, Normalisation normalisation, TensorStore store)
     {
-        if (s.Quantized is QuantFormat format)
+        if (s.Quantized is { } format)
             return WrapQuantized(e, s, format, config, normalisation, store);
         // Check the bytes exist before any lazy transform could read them.
         var mapped = ModelTensor.Mapped(store, e.Name, s.SourceName, s.DataType, s.Shape, s.File, s.FileOffset);
@@ -234,7 +241,7 @@ internal static unsafe class CheckpointAssembler
     /// A tensor in a block format: its blocks as they are (or with q/k rows un-permuted, whole rows
     /// of blocks moving together), and the f32 dequantization as the tensor's values.
     /// </summary>
-    static ModelTensor WrapQuantized(ExpectedTensor e, SourceTensor s, QuantFormat format, ModelConfig config,
+    static ModelTensor WrapQuantized(ExpectedTensor e, SourceTensor s, BlockFormat format, ModelConfig config,
         Normalisation normalisation, TensorStore store)
     {
         var mapped = QuantizedData.Mapped(store, format, s.Shape, s.File, s.FileOffset, $"tensor '{s.SourceName}'");
@@ -248,7 +255,7 @@ internal static unsafe class CheckpointAssembler
                 "rows un-permuted from adjacent-pair rotary order (llama.cpp / Meta) to transformers' half-split order");
         }
         if (normalisation.NormsStoreOffsetFromOne && e.Role is TensorRole.Norm)
-            throw new ModelFormatException(s.File.Path, $"tensor '{s.SourceName}' is a Gemma norm in {format.Name()}; norms must be F32, F16 or BF16");
+            throw new ModelFormatException(s.File.Path, $"tensor '{s.SourceName}' is a Gemma norm in {format.Name}; norms must be F32, F16 or BF16");
         return ModelTensor.Dequantized(store, e.Name, s.SourceName, s.File.Path, s.Shape, mapped, null);
     }
 }

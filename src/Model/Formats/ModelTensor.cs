@@ -66,7 +66,7 @@ public sealed unsafe class ModelTensor
         ImmutableArray<long> shape, QuantizedData blocks, string? rowTransformation)
     {
         string transformation = (rowTransformation is null ? "" : rowTransformation + "; ") +
-            $"dequantized from {blocks.Format.Name()} to f32 on first use";
+            $"dequantized from {blocks.Format.Name} to f32 on first use";
         return new ModelTensor(store, name, sourceName, sourcePath, StorageType.F32, shape, null, 0,
             destination => blocks.Dequantize(new Span<float>((void*)destination, checked((int)blocks.ElementCount))), transformation, blocks);
     }
@@ -74,9 +74,16 @@ public sealed unsafe class ModelTensor
     /// <summary>
     /// The weights in their block format, exactly as the file stores them apart from the row order
     /// of <see cref="Transformation"/>; null for f32, f16 and bf16 tensors. When it is set,
-    /// <see cref="DataType"/> and <see cref="Pointer"/> describe the f32 dequantization instead.
+    /// <see cref="DataType"/> and <see cref="Pointer"/> describe the f32 dequantization instead,
+    /// made only when something reads them: a model computes on the blocks.
     /// </summary>
     public QuantizedData? Quantized { get; }
+
+    /// <summary>The format the weights are kept in: the block format of a quantized tensor, else <see cref="DataType"/>.</summary>
+    public StorageType StoredType => Quantized?.Format.Type ?? DataType;
+
+    /// <summary>Bytes of the weights as kept: the blocks of a quantized tensor, else <see cref="ByteLength"/>.</summary>
+    public long StoredByteLength => Quantized?.ByteLength ?? ByteLength;
 
     /// <summary>Canonical name, e.g. <c>blk.0.attn_q.weight</c> (see <see cref="TensorNames"/>).</summary>
     public string Name { get; }
@@ -177,11 +184,11 @@ public sealed unsafe class ModelTensor
     }
 
     public override string ToString() =>
-        $"{Name} {(Quantized is { } q ? q.Format.Name() : DataType.ToString())} [{string.Join(", ", Shape)}]{(IsTransformed ? " (transformed)" : "")}";
+        $"{Name} {StoredType.Name()} [{string.Join(", ", Shape)}]{(IsTransformed ? " (transformed)" : "")}";
 }
 
 /// <summary>
-/// A weight's blocks in one of the <see cref="QuantFormat"/>s: rows of whole blocks, row-major like
+/// A weight's blocks in one of the <see cref="BlockFormat"/>s: rows of whole blocks, row-major like
 /// every tensor. The bytes are the file's memory map, or for rows the loader reordered a copy made
 /// on first access; valid until the owning <see cref="ModelCheckpoint"/> is disposed.
 /// </summary>
@@ -194,20 +201,20 @@ public sealed unsafe class QuantizedData
     readonly Lock _materialiseLock = new();
     byte* _materialised;
 
-    QuantizedData(TensorStore store, QuantFormat format, ImmutableArray<long> shape, MappedFile? file, long fileOffset, Action<IntPtr>? materialise)
+    QuantizedData(TensorStore store, BlockFormat format, ImmutableArray<long> shape, MappedFile? file, long fileOffset, Action<IntPtr>? materialise)
     {
         _store = store;
         Format = format;
         ElementCount = shape.Aggregate(1L, (a, b) => checked(a * b));
         RowLength = shape.IsEmpty ? 1 : shape[^1];
-        RowBytes = format.RowBytes(RowLength);
+        RowBytes = format.ByteLength(RowLength);
         ByteLength = checked(ElementCount / RowLength * RowBytes);
         _file = file;
         _fileOffset = fileOffset;
         _materialise = materialise;
     }
 
-    internal static QuantizedData Mapped(TensorStore store, QuantFormat format, ImmutableArray<long> shape, MappedFile file, long fileOffset, string what)
+    internal static QuantizedData Mapped(TensorStore store, BlockFormat format, ImmutableArray<long> shape, MappedFile file, long fileOffset, string what)
     {
         var data = new QuantizedData(store, format, shape, file, fileOffset, null);
         file.CheckRange(fileOffset, data.ByteLength, what);
@@ -215,10 +222,13 @@ public sealed unsafe class QuantizedData
     }
 
     /// <summary>Blocks computed on first access; <paramref name="fill"/> writes ByteLength bytes.</summary>
-    internal static QuantizedData Derived(TensorStore store, QuantFormat format, ImmutableArray<long> shape, Action<IntPtr> fill) =>
+    internal static QuantizedData Derived(TensorStore store, BlockFormat format, ImmutableArray<long> shape, Action<IntPtr> fill) =>
         new(store, format, shape, null, 0, fill);
 
-    public QuantFormat Format { get; }
+    public BlockFormat Format { get; }
+
+    /// <summary>True when the blocks are the file's memory map; false when they are a copy (reordered rows).</summary>
+    public bool IsMapped => _file is not null;
 
     public long ElementCount { get; }
 
@@ -254,7 +264,7 @@ public sealed unsafe class QuantizedData
     public ReadOnlySpan<byte> GetBytes(long offset, int length)
     {
         if (offset < 0 || length < 0 || offset > ByteLength - length)
-            throw new ArgumentOutOfRangeException(nameof(offset), $"[{offset}, {offset + length}) is outside {ByteLength} bytes of {Format.Name()} blocks");
+            throw new ArgumentOutOfRangeException(nameof(offset), $"[{offset}, {offset + length}) is outside {ByteLength} bytes of {Format.Name} blocks");
         return new ReadOnlySpan<byte>(Pointer + offset, length);
     }
 
@@ -262,25 +272,13 @@ public sealed unsafe class QuantizedData
     public void Dequantize(Span<float> destination)
     {
         if (destination.Length != ElementCount)
-            throw new ArgumentException($"{ElementCount} {Format.Name()} weights need {ElementCount} floats, not {destination.Length}");
+            throw new ArgumentException($"{ElementCount} {Format.Name} weights need {ElementCount} floats, not {destination.Length}");
         fixed (float* y = destination)
-            QuantizedSimd.Dequantize(SimdLevels.Best, Format, Pointer, y, ElementCount / Format.BlockSize());
+            Format.Dequantize(SimdLevels.Best, Pointer, y, ElementCount / Format.BlockElements);
     }
 
     /// <summary>The first block whose scales are NaN or infinite, or null (reads every block's scale fields).</summary>
-    public BadScale? FindBadScale()
-    {
-        long blockBytes = Format.BlockBytes();
-        // In slices of whole blocks: a span holds at most 2^31 bytes, a tensor may hold more.
-        long slice = int.MaxValue / blockBytes * blockBytes;
-        for (long offset = 0; offset < ByteLength; offset += slice)
-        {
-            int length = (int)Math.Min(slice, ByteLength - offset);
-            if (QuantizedBlocks.FindBadScale(Format, GetBytes(offset, length)) is { } bad)
-                return bad with { Block = bad.Block + offset / blockBytes };
-        }
-        return null;
-    }
+    public BadScale? FindBadScale() => Format.FindBadScale(Pointer, ByteLength / Format.BlockBytes);
 }
 
 /// <summary>
@@ -303,9 +301,13 @@ internal sealed unsafe class TensorStore : IDisposable
             ThrowIfDisposed();
             var buffer = (byte*)NativeMemory.AlignedAlloc((nuint)Math.Max(1, bytes), 64);
             _buffers.Add((IntPtr)buffer);
+            AllocatedBytes += bytes;
             return buffer;
         }
     }
+
+    /// <summary>Bytes of every buffer allocated so far (materialised tensors).</summary>
+    public long AllocatedBytes { get; private set; }
 
     public void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, typeof(ModelCheckpoint));
 

@@ -218,11 +218,11 @@ internal static class ModelWriting
     /// does (rows are quantized independently, so permuting before or after is the same).
     /// Rows of a chunk are quantized in parallel; each row's bytes depend on that row alone.
     /// </summary>
-    public static void CopyQuantized(Stream destination, TensorSource source, QuantFormat format, int? heads = null, int headDim = 0,
+    public static void CopyQuantized(Stream destination, TensorSource source, BlockFormat format, int? heads = null, int headDim = 0,
         CancellationToken cancellation = default)
     {
         long rowLength = source.RowLength, rows = source.RowCount;
-        int rowBytes = checked((int)format.RowBytes(rowLength));
+        int rowBytes = checked((int)format.ByteLength(rowLength));
         int width = checked((int)rowLength);
         // A chunk is whole heads when rows are permuted, so each chunk permutes on its own.
         int group = heads is null ? 1 : headDim;

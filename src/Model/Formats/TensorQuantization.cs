@@ -78,7 +78,7 @@ public sealed partial class TensorQuantization : ITensorQuantization
         QuantizationType.Q4_K_M => 15,
         QuantizationType.Q5_K => 16, // MOSTLY_Q5_K_S
         QuantizationType.Q5_K_M => 17,
-        _ => 18, // MOSTLY_Q6_K
+        QuantizationType.Q6_K => 18,
     };
 
     /// <summary>The type most matrices get.</summary>
@@ -91,7 +91,7 @@ public sealed partial class TensorQuantization : ITensorQuantization
         QuantizationType.Q8_0 => GgmlType.Q8_0,
         QuantizationType.Q4_K or QuantizationType.Q4_K_M => GgmlType.Q4_K,
         QuantizationType.Q5_K or QuantizationType.Q5_K_M => GgmlType.Q5_K,
-        _ => GgmlType.Q6_K,
+        QuantizationType.Q6_K => GgmlType.Q6_K,
     };
 
     bool Pure => Type is QuantizationType.Q4_K or QuantizationType.Q5_K;

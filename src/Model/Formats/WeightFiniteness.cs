@@ -25,7 +25,7 @@ public static unsafe class WeightFiniteness
             // them does not dequantize the tensor.
             if (blocks.FindBadScale() is { } bad)
                 throw new ModelFormatException(tensor.SourcePath,
-                    $"tensor '{tensor.Name}' (source '{tensor.SourceName}', {blocks.Format.Name()}): {bad}; quantization scales must be finite");
+                    $"tensor '{tensor.Name}' (source '{tensor.SourceName}', {blocks.Format.Name}): {bad}; quantization scales must be finite");
             return;
         }
         long index = IndexOfNonFinite(tensor.Pointer, tensor.ElementCount, tensor.DataType);

@@ -196,7 +196,6 @@ public sealed class IlgpuBackend : IBackend
 
     public void Embedding(Tensor table, Tensor ids, Tensor output, EmbeddingShape shape, float scale)
     {
-        shape.Validate(table.Length, ids.Length, output.Length);
         Kernels.Embedding.Run(kernels, Bytes(table), table.Type.Storage, I32(ids), F32(output), shape, scale);
     }
 
@@ -211,6 +210,7 @@ public sealed class IlgpuBackend : IBackend
 
     public void ScatterRows(Tensor source, Tensor destination, Tensor rowIndices, ScatterShape shape, ProblemFlags? overflowed)
     {
+        destination.Type.Storage.Format().EnsureNarrows($"scatter: {destination.Name}");
         overflowed?.Validate("scatter: overflow flags", shape.Rows);
         Scatter.Run(kernels, F32(source), Bytes(destination), destination.Type.Storage, I32(rowIndices), shape,
             overflowed is { } flags ? I32(flags.Flags) : default, overflowed?.Mark ?? 0);
@@ -220,6 +220,7 @@ public sealed class IlgpuBackend : IBackend
     {
         var sourceType = source.Type.Storage;
         var type = destination.Type.Storage;
+        type.Format().EnsureNarrows($"convert: {destination.Name}");
         Shapes.Expect($"convert: destination {destination.Name}", destination.Length, source.Length, $"the length of {source.Name}");
         var counter = convertOverflows ??= NewBuffer<long>(1);
         Zero(counter);
@@ -235,6 +236,7 @@ public sealed class IlgpuBackend : IBackend
     {
         if (keys.Type != values.Type)
             throw new ArgumentException($"attention: the key cache {keys.Name} holds {keys.Type.Name()} values and the value cache {values.Name} {values.Type.Name()}; both must share one storage type");
+        keys.Type.Storage.Format().EnsureNarrows($"attention: {keys.Name}");
         Shapes.Expect("attention: key ranges", ranges.Length, 3L * shape.Rows, $"three per row (slot, begin, end), rows {shape.Rows}");
         long groups = (long)shape.Rows * shape.Heads;
         fullyMasked?.Validate("attention: fully-masked flags", groups);

@@ -135,14 +135,14 @@ public sealed unsafe class SimdBackend : IBackend
 
     public void Embedding(Tensor table, Tensor ids, Tensor output, EmbeddingShape shape, float scale)
     {
-        shape.Validate(table.Length, ids.Length, output.Length);
+        shape.Validate(table.Type.Storage, table.Length, ids.Length, output.Length);
         shape.ValidateIds(Ints(ids, shape.Rows));
         EmbeddingSimd.Run(workers, level, embeddingJob, Pointer(table), table.Type.Storage, I32(ids), F32(output), shape, scale);
     }
 
     public void Linear(Tensor x, Tensor weight, Tensor? bias, Tensor y, LinearShape shape)
     {
-        shape.Validate(x.Length, weight.Length, bias?.Length, y.Length);
+        shape.Validate(x.Length, weight.Type.Storage, weight.Length, bias?.Length, y.Length);
         LinearSimd.Run(workers, level, linearJob, F32(x), Pointer(weight), weight.Type.Storage,
             bias is null ? null : F32(bias), F32(y), shape);
     }
@@ -166,6 +166,7 @@ public sealed unsafe class SimdBackend : IBackend
     public void ScatterRows(Tensor source, Tensor destination, Tensor rowIndices, ScatterShape shape, ProblemFlags? overflowed)
     {
         var type = destination.Type.Storage;
+        type.Format().EnsureNarrows($"scatter: {destination.Name}");
         shape.ValidateLengths(source.Length, destination.Length, rowIndices.Length);
         shape.ValidateRange(Ints(rowIndices, shape.Rows));
         ScatterSimd.Run(workers, level, scatterJob, F32(source), Pointer(destination), type, I32(rowIndices), shape,
@@ -176,6 +177,7 @@ public sealed unsafe class SimdBackend : IBackend
     {
         var sourceType = source.Type.Storage;
         var type = destination.Type.Storage;
+        type.Format().EnsureNarrows($"convert: {destination.Name}");
         Shapes.Expect($"convert: destination {destination.Name}", destination.Length, source.Length, $"the length of {source.Name}");
         return ScatterSimd.Convert(workers, level, convertJob, Pointer(source), sourceType, Pointer(destination), type, source.Length);
     }
@@ -186,6 +188,7 @@ public sealed unsafe class SimdBackend : IBackend
         if (keys.Type != values.Type)
             throw new ArgumentException($"attention: the key cache {keys.Name} holds {keys.Type.Name()} values and the value cache {values.Name} {values.Type.Name()}; both must share one storage type");
         var cacheType = keys.Type.Storage;
+        cacheType.Format().EnsureNarrows($"attention: {keys.Name}");
         Shapes.Expect("attention: key ranges", ranges.Length, 3L * shape.Rows, $"three per row (slot, begin, end), rows {shape.Rows}");
         var rangeList = (KeyRange*)I32(ranges);
         long groups = (long)shape.Rows * shape.Heads;
