@@ -66,7 +66,16 @@ public sealed class OpenAiServer : IAsyncDisposable
         CancellationToken cancellationToken = default)
     {
         var server = new OpenAiServer(options, load, logging);
-        await server.app.StartAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await server.app.StartAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException)
+        {
+            // Kestrel says "address already in use" or "cannot assign requested address" without the address.
+            _ = server.loading.ContinueWith(loaded => loaded.Result.Dispose(), TaskContinuationOptions.OnlyOnRanToCompletion);
+            throw new IOException($"cannot listen on {options.Host} port {options.Port}: {e.GetBaseException().Message}", e);
+        }
         return server;
     }
 

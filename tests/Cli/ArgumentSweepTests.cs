@@ -159,6 +159,28 @@ public sealed class ArgumentSweepTests(ITestOutputHelper log, ArgumentSweepTests
         Add(Failure, "--reference {missing}: no such file or folder", "compare", "-m", "{stories}", "--tokens", "1", "--reference", "{missing}");
         Add(Failure, "--reference {pipe}: a named pipe", "compare", "-m", "{stories}", "--tokens", "1", "--reference", "{pipe}");
 
+        // chat
+        string[] chat = ["chat", "-m", "{stories}", "--device", "cpu"];
+        Add(Usage, "--n-predict 0 is out of range", [.. chat, "-n", "0"]);
+        Add(Usage, "--temp -1 is out of range", [.. chat, "--temp", "-1"]);
+        Add(Usage, "--chat-template 'zz' is not one of", [.. chat, "--chat-template", "zz"]);
+        Add(Usage, "--system needs a value", [.. chat, "--system"]);
+        Add(Failure, "--model {missing}: no such file or folder", "chat", "-m", "{missing}");
+        Add(Failure, "--model {pipe}: a named pipe", "chat", "-m", "{pipe}");
+        Add(Failure, "config.json is missing", "chat", "-m", "{folder}");
+
+        // serve
+        string[] serve = ["serve", "-m", "{stories}", "--device", "cpu"];
+        Add(Usage, "--port 70000 is out of range", [.. serve, "--port", "70000"]);
+        Add(Usage, "--port 'http' is not a whole number", [.. serve, "--port", "http"]);
+        Add(Usage, "--parallel 0 is out of range", [.. serve, "-np", "0"]);
+        Add(Usage, "--queue -1 is out of range", [.. serve, "--queue", "-1"]);
+        Add(Usage, "host 'example.com' is not an IP address", [.. serve, "--host", "example.com"]);
+        Add(Usage, "--api-key needs a value", [.. serve, "--api-key"]);
+        Add(Usage, "--chat-template 'zz' is not one of", [.. serve, "--chat-template", "zz"]);
+        Add(Failure, "--model {missing}: no such file or folder", "serve", "-m", "{missing}");
+        Add(Failure, "--model {pipe}: a named pipe", "serve", "-m", "{pipe}");
+
         Add(Usage, "frobnicate", "frobnicate");
         return cases;
     }

@@ -5,6 +5,8 @@ using IlgpuLlm.Server;
 using IlgpuLlm.Tests.Support;
 using OpenAI.Chat;
 
+#pragma warning disable OPENAI001 // ChatCompletionOptions.Seed is marked experimental by the client
+
 namespace IlgpuLlm.Tests.Server;
 
 /// <summary>
@@ -46,6 +48,44 @@ public sealed class ServerLifecycleTests
         var answered = await ServerFixture.Client(server, "sesame").GetChatClient("tiny")
             .CompleteChatAsync([new UserChatMessage("Hi")], new ChatCompletionOptions { MaxOutputTokenCount = 2 });
         Assert.Equal(2, answered.Value.Usage.OutputTokenCount);
+    }
+
+    [Fact]
+    public async Task A_client_that_cancels_mid_stream_leaves_the_batch_and_the_server_goes_on()
+    {
+        // The CPU accelerator is slow enough that the reply cannot end on its own before the client leaves.
+        await using var server = await ServerFixture.Start(new ServerOptions { Port = 0, ModelName = "tiny" },
+            () => LanguageModel.Load(ServerFixture.Stories, new LanguageModelOptions { Device = ComputeDevice.IlgpuCpu, Threads = 1, Slots = 1 }));
+        var model = await server.Model;
+        var chat = ServerFixture.Client(server).GetChatClient("tiny");
+        var cancelled = server.Metrics.FailedRequests.WithLabels("cancelled");
+        using var cancellation = new CancellationTokenSource();
+        int updates = 0;
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(async () =>
+        {
+            var options = new ChatCompletionOptions { MaxOutputTokenCount = 480, Temperature = 1, Seed = 5 };
+            await foreach (var update in chat.CompleteChatStreamingAsync([new UserChatMessage("Tell me a long story")], options, cancellation.Token))
+                if (++updates == 3)
+                    cancellation.Cancel();
+        });
+        await ServerFixture.Until(() => model.Status.Running == 0, "the cancelled request left the batch");
+        // The handler counts the cancellation when its await ends, which may be just after the batch let go of it.
+        await ServerFixture.Until(() => cancelled.Value == 1, "the cancellation was counted");
+        using var http = new HttpClient { BaseAddress = server.Address };
+        Assert.Contains("ilgpullm_requests_failed_total{cause=\"cancelled\"", await http.GetStringAsync("/metrics"));
+        var after = await chat.CompleteChatAsync([new UserChatMessage("Hi")], new ChatCompletionOptions { MaxOutputTokenCount = 3, Temperature = 0 });
+        Assert.Equal(3, after.Value.Usage.OutputTokenCount);
+    }
+
+    [Fact]
+    public async Task A_port_already_taken_is_an_error_naming_the_address()
+    {
+        await using var first = await ServerFixture.Start(new ServerOptions { Port = 0, ModelName = "tiny" },
+            () => LanguageModel.Load(ServerFixture.Stories, new LanguageModelOptions { Threads = 1 }));
+        var error = await Assert.ThrowsAsync<IOException>(() => ServerFixture.Start(new ServerOptions { Port = first.Address.Port, ModelName = "tiny" },
+            () => LanguageModel.Load(ServerFixture.Stories, new LanguageModelOptions { Threads = 1 })));
+        Assert.Contains($"cannot listen on 127.0.0.1 port {first.Address.Port}", error.Message);
+        Assert.Contains("in use", error.Message);
     }
 
     [Fact]
