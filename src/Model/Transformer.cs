@@ -193,8 +193,10 @@ public sealed class Transformer : ILanguageModel, IDisposable
     /// feed-forward outputs to it. Only the batch's logits rows reach the classifier (RMSNorm is
     /// row-wise, so normalising after the gather is the same). Every per-row input (ids, cache
     /// rows, key ranges, rotary angles) is in the batch, uploaded once; problems are flagged there.
+    /// <paramref name="ops"/> is this model's backend or a decorator that hands every op to it
+    /// (a checker, a profiler).
     /// </summary>
-    Tensor Forward(StepBatch batch, IBackend ops)
+    public Tensor Forward(StepBatch batch, IBackend ops)
     {
         if (batch.Layout.Cache != cache.Layout || !ReferenceEquals(batch.Layout.RotaryTables, rotaryTables)
             || batch.Layout.MaxRows > MaxRowsPerForward || batch.Layout.Heads != config.HeadCount)
@@ -235,7 +237,7 @@ public sealed class Transformer : ILanguageModel, IDisposable
             var angles = batch.Angles(layer.RotaryTable);
             ops.Rotary(queries, angles, new RotaryShape(n, heads, headDim, config.RotaryLayout));
             ops.Rotary(keys, angles, new RotaryShape(n, kvHeads, headDim, config.RotaryLayout));
-            cache.Store(l, keys, v, batch.Destinations(layer.CacheKind), batch.Overflow(l));
+            cache.Store(l, keys, v, batch.Destinations(layer.CacheKind), batch.Overflow(l), ops);
             var attention = attentionShapes[l] with { Rows = n, MaxKeys = batch.MaxKeys(layer.CacheKind) };
             ops.Attention(queries, cache.Keys(l), cache.Values(l), attended, batch.Ranges(layer.CacheKind), attention, null,
                 batch.FullyMasked(l), batch.AttentionWorkspace);
