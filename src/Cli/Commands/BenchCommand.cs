@@ -59,7 +59,7 @@ public static class BenchCommand
             (int)(MemoryBandwidthProbe.DefaultBytes >> 20));
 
         var command = new Command("bench", "Measure prefill and decode tokens/s (like llama-bench) and decode's share of memory bandwidth");
-        foreach (var option in new Option[] { model.Model, model.Device, model.Threads, model.KvType })
+        foreach (var option in new Option[] { model.Model, model.Device, model.Threads, model.KvType, model.Mmap })
             command.Options.Add(option);
         foreach (var option in new Option[] { prompt, generate, repetitions, batch, json, profile, plot, plotContext, warmUp, baseline })
             command.Options.Add(option);

@@ -31,8 +31,9 @@ public interface IBackend : IDisposable
 
     /// <summary>
     /// A read-only tensor of weights held in host memory (a memory-mapped model file) that stays
-    /// valid as long as the tensor is used. The SIMD CPU backend uses it in place; device backends
-    /// copy it. <see cref="Free"/> releases only what the backend itself allocated.
+    /// valid as long as the tensor is used. The SIMD CPU backend copies it into huge pages or uses
+    /// it in place (<see cref="WeightMemory"/>); device backends copy it. <see cref="Free"/>
+    /// releases only what the backend itself allocated.
     /// </summary>
     unsafe Tensor Weights(TensorType type, long length, byte* data, string name);
 

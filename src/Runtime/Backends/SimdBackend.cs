@@ -17,12 +17,18 @@ public sealed unsafe class SimdBackend : IBackend
     readonly ScatterSimd.Job scatterJob = new();
     readonly ScatterSimd.ConvertJob convertJob = new();
 
-    public SimdBackend(int threads = 0, SimdLevel maxLevel = SimdLevel.Avx512)
+    /// <summary>Where weights go unless the caller says: chosen by measurement (docs/BENCHMARKS.md).</summary>
+    public const WeightMemory DefaultWeightMemory = WeightMemory.HugePages;
+
+    public SimdBackend(int threads = 0, SimdLevel maxLevel = SimdLevel.Avx512, WeightMemory weightMemory = DefaultWeightMemory)
     {
         if (threads <= 0)
             threads = Environment.ProcessorCount;
+        if (!Enum.IsDefined(weightMemory))
+            throw new ArgumentOutOfRangeException(nameof(weightMemory), weightMemory, $"weight memory {(int)weightMemory} is not one of {string.Join(", ", Enum.GetNames<WeightMemory>())}");
         workers = new CpuWorkers(threads);
         level = SimdLevels.AtMost(maxLevel);
+        WeightMemory = weightMemory;
         Name = $"simd-cpu ({level.Name()}, {threads} thread{(threads == 1 ? "" : "s")})";
     }
 
@@ -32,8 +38,16 @@ public sealed unsafe class SimdBackend : IBackend
     public SimdLevel Level => level;
     public int Threads => workers.Threads;
 
-    /// <summary>A block of native memory: 64-byte aligned when this backend allocated it, else borrowed.</summary>
-    sealed class NativeBlock(byte* pointer, long length, bool owned) : IDisposable
+    /// <summary>Whether <see cref="Weights"/> uses the caller's memory in place or copies it into huge pages.</summary>
+    public WeightMemory WeightMemory { get; }
+
+    readonly WeightArena weightArena = new();
+
+    /// <summary>
+    /// A block of native memory: 64-byte aligned when this backend allocated it, a weight copy in
+    /// the backend's <see cref="WeightArena"/> (with its region as handle), or borrowed.
+    /// </summary>
+    sealed class NativeBlock(byte* pointer, long length, bool owned, WeightArena? arena = null, object? region = null) : IDisposable
     {
         public byte* Pointer { get; private set; } = pointer;
         public long Length { get; } = length;
@@ -42,7 +56,12 @@ public sealed unsafe class SimdBackend : IBackend
         public void Dispose()
         {
             if (Pointer != null && owned)
-                NativeMemory.AlignedFree(Pointer);
+            {
+                if (arena != null)
+                    arena.Release(region!);
+                else
+                    NativeMemory.AlignedFree(Pointer);
+            }
             Pointer = null;
         }
     }
@@ -62,7 +81,12 @@ public sealed unsafe class SimdBackend : IBackend
     {
         if (length < 0 || data == null)
             throw new ArgumentException($"{name}: no data for {length} values");
-        return new Tensor(this, new NativeBlock(data, type.ByteLength(length), owned: false), type, 0, length, name);
+        long bytes = type.ByteLength(length);
+        if (WeightMemory == WeightMemory.Mapped)
+            return new Tensor(this, new NativeBlock(data, bytes, owned: false), type, 0, length, name);
+        byte* copy = weightArena.Copy(data, bytes, out object region);
+        workers.Counters.Allocation();
+        return new Tensor(this, new NativeBlock(copy, bytes, owned: true, weightArena, region), type, 0, length, name);
     }
 
     public void Free(Tensor tensor)
@@ -257,5 +281,9 @@ public sealed unsafe class SimdBackend : IBackend
         return FiniteCheckSimd.Run(workers, level, finiteCheckJob, F32(x), count);
     }
 
-    public void Dispose() => workers.Dispose();
+    public void Dispose()
+    {
+        workers.Dispose();
+        weightArena.Dispose();
+    }
 }
