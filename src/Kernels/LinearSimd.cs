@@ -7,6 +7,9 @@ namespace IlgpuLlm.Kernels;
 /// </summary>
 public static unsafe partial class LinearSimd
 {
+    /// <summary>Weight rows one decode dot product streams together (<see cref="SimdDot.Dot512x8{T}"/>).</summary>
+    const int RowsPerDot = 8;
+
     /// <summary>The reusable job object a backend keeps for its linear calls.</summary>
     public sealed class Job : IRangeJob
     {
@@ -80,7 +83,7 @@ public static unsafe partial class LinearSimd
             workers.For(blocks, 1, job);
         }
         else
-            workers.For(shape.OutFeatures, workers.ChunkFor(shape.OutFeatures), job);
+            workers.For(shape.OutFeatures, workers.StreamChunkFor(shape.OutFeatures, type.ByteLength(shape.InFeatures), RowsPerDot), job);
     }
 
     /// <summary>
