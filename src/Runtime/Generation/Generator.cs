@@ -1,3 +1,4 @@
+using System.Runtime;
 using System.Diagnostics;
 using IlgpuLlm.Kernels;
 using IlgpuLlm.Runtime.Backends;
@@ -28,8 +29,13 @@ public sealed record GenerationRequest(IReadOnlyList<int> Prompt, int MaxNewToke
 
 public sealed record GenerationResult(IReadOnlyList<int> Tokens, FinishReason Reason, string? Message);
 
-/// <summary>Token counts and wall time spent in prefill steps and in decode-only steps.</summary>
-public sealed record GenerationStats(int PromptTokens, TimeSpan PrefillTime, int DecodedTokens, TimeSpan DecodeTime)
+/// <summary>
+/// Token counts and wall time spent in prefill steps and in decode-only steps, and how much of each
+/// the process spent compiling code (.NET's JIT, on every thread): the first forward pass of a
+/// process compiles every kernel it runs, which on a small model takes longer than the pass itself.
+/// </summary>
+public sealed record GenerationStats(int PromptTokens, TimeSpan PrefillTime, int DecodedTokens, TimeSpan DecodeTime,
+    TimeSpan PrefillCompileTime = default, TimeSpan DecodeCompileTime = default)
 {
     public double PrefillTokensPerSecond => PrefillTime > TimeSpan.Zero ? PromptTokens / PrefillTime.TotalSeconds : 0;
     public double DecodeTokensPerSecond => DecodeTime > TimeSpan.Zero ? DecodedTokens / DecodeTime.TotalSeconds : 0;
@@ -131,6 +137,7 @@ public sealed class Generator
         int promptTokens = 0, decodedTokens = 0;
         var prefillTime = TimeSpan.Zero;
         var decodeTime = TimeSpan.Zero;
+        TimeSpan prefillCompileTime = default, decodeCompileTime = default;
         using var batch = model.CreateStepBatch();
 
         while (waiting.Count > 0 || active.Count > 0)
@@ -156,11 +163,13 @@ public sealed class Generator
                 continue;
 
             var clock = Stopwatch.StartNew();
+            var compiling = JitInfo.GetCompilationTime(currentThread: false);
             bool prefillStep = Step(active, batch, onToken, ref promptTokens, ref decodedTokens);
+            compiling = JitInfo.GetCompilationTime(currentThread: false) - compiling;
             if (prefillStep)
-                prefillTime += clock.Elapsed;
+                (prefillTime, prefillCompileTime) = (prefillTime + clock.Elapsed, prefillCompileTime + compiling);
             else
-                decodeTime += clock.Elapsed;
+                (decodeTime, decodeCompileTime) = (decodeTime + clock.Elapsed, decodeCompileTime + compiling);
 
             for (int i = active.Count - 1; i >= 0; i--)
             {
@@ -173,7 +182,7 @@ public sealed class Generator
                 active.RemoveAt(i);
             }
         }
-        Stats = new GenerationStats(promptTokens, prefillTime, decodedTokens, decodeTime);
+        Stats = new GenerationStats(promptTokens, prefillTime, decodedTokens, decodeTime, prefillCompileTime, decodeCompileTime);
         return results.Select(r => r!).ToArray();
     }
 
