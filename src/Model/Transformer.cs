@@ -223,9 +223,10 @@ public sealed class Transformer : ILanguageModel, IDisposable
             var layer = layers[l];
             // attention: rmsnorm → q, k, v projections (+ bias) → [q/k norm] → rotary → cache → attend → output projection
             ops.RmsNorm(x, layer.AttentionNorm, normed, rowNorm);
-            ops.Linear(normed, layer.Query, layer.QueryBias, q, new LinearShape(n, QueryWidth, hidden));
-            ops.Linear(normed, layer.Key, layer.KeyBias, k, new LinearShape(n, KeyValueWidth, hidden));
-            ops.Linear(normed, layer.Value, layer.ValueBias, v, new LinearShape(n, KeyValueWidth, hidden));
+            ops.Linears(normed,
+                [new(layer.Query, layer.QueryBias, q, QueryWidth), new(layer.Key, layer.KeyBias, k, KeyValueWidth),
+                 new(layer.Value, layer.ValueBias, v, KeyValueWidth)],
+                n, hidden);
             var (queries, keys) = (q, k);
             if (layer.QueryNorm != null && layer.KeyNorm != null)
             {
@@ -252,8 +253,8 @@ public sealed class Transformer : ILanguageModel, IDisposable
 
             // feed-forward: rmsnorm → act(gate) · up → down projection → [post norm] → residual
             ops.RmsNorm(x, layer.FeedForwardNorm, normed, rowNorm);
-            ops.Linear(normed, layer.Gate, null, gate, new LinearShape(n, config.IntermediateSize, hidden));
-            ops.Linear(normed, layer.Up, null, up, new LinearShape(n, config.IntermediateSize, hidden));
+            ops.Linears(normed, [new(layer.Gate, null, gate, config.IntermediateSize), new(layer.Up, null, up, config.IntermediateSize)],
+                n, hidden);
             ops.GatedActivation(gate, up, gate, gate.Length, config.Activation);
             ops.Linear(gate, layer.Down, null, projected, new LinearShape(n, hidden, config.IntermediateSize));
             if (layer.PostFeedForwardNorm != null)

@@ -19,8 +19,8 @@ public class ProfileTests
     /// <summary>The ops of one layer of a Llama block, in the order the forward pass makes them.</summary>
     static readonly string[] LayerOps =
     [
-        "rmsnorm attn_norm", "linear attn_q", "linear attn_k", "linear attn_v", "rotary", "rotary", "kv store", "kv store",
-        "attention", "linear attn_output", "add", "rmsnorm ffn_norm", "linear ffn_gate", "linear ffn_up", "gated activation",
+        "rmsnorm attn_norm", "linear attn_q+attn_k+attn_v", "rotary", "rotary", "kv store", "kv store",
+        "attention", "linear attn_output", "add", "rmsnorm ffn_norm", "linear ffn_gate+ffn_up", "gated activation",
         "linear ffn_down", "add",
     ];
 
@@ -46,10 +46,13 @@ public class ProfileTests
         Assert.All(profile.Ops, o => Assert.True(o.Bytes > 0 && o.Seconds >= 0 && !(o.CpuSeconds < 0), $"{o}"));
         Assert.True(profile.StepSeconds > 0 && profile.ProfiledStepSeconds >= profile.OpSeconds * 0.5);
 
-        // Linear bytes are the weights plus x and y; attention reads q, writes its output and reads
-        // each slot's keys and values once (decode: the median step's depth).
+        // Linear bytes are the weights plus x and y (fused projections: x once, every weight and
+        // y); attention reads q, writes its output and reads each slot's keys and values once
+        // (decode: the median step's depth).
         int rows = kind == ThroughputTestKind.Decode ? batch : tokens, hidden = 64, kvWidth = 32;
-        Assert.Equal(64L * 64 * 4 + 2L * rows * hidden * 4, profile.Ops.First(o => o.Op == "linear attn_q").Bytes);
+        Assert.Equal(64L * 64 * 4 + 2L * rows * hidden * 4, profile.Ops.First(o => o.Op == "linear attn_output").Bytes);
+        Assert.Equal((64L + 2 * kvWidth) * hidden * 4 + rows * (hidden + 64L + 2 * kvWidth) * 4,
+            profile.Ops.First(o => o.Op == "linear attn_q+attn_k+attn_v").Bytes);
         double cachePositions = kind == ThroughputTestKind.Decode ? batch * (tokens + 1) / 2.0 : tokens;
         Assert.All(profile.Ops.Where(o => o.Op == "attention"), o =>
             Assert.Equal((long)(2L * rows * hidden * 4 + 2 * cachePositions * kvWidth * 4), o.Bytes));
@@ -97,7 +100,7 @@ public class ProfileTests
         Assert.True(code == 0, error);
         Assert.Contains("profile of a decode step (tg4: 1 row per step, median of 4 steps per op):", output);
         Assert.Contains("profile of a prefill step (pp8: 8 rows in one forward pass, median of 1 passes per op):", output);
-        Assert.Matches(@"\| linear attn_q +\| +5 \| +[0-9.]+ \| +[0-9.]* \| +[0-9.]+ % \|", output);
+        Assert.Matches(@"\| linear attn_q\+attn_k\+attn_v +\| +5 \| +[0-9.]+ \| +[0-9.]* \| +[0-9.]+ % \|", output);
         Assert.Matches(@"\| outside the blocks +\| +6 \|", output);
         Assert.Matches(@"thread hand-off \(.*\): [0-9.]+ µs on 1 thread, [0-9.]+ µs on 2 threads", output);
     }

@@ -102,6 +102,34 @@ public sealed class ProfilingBackend(IBackend inner) : IBackend
         Stop(Named("linear", weight), weight.ByteLength + x.ByteLength + y.ByteLength + (bias?.ByteLength ?? 0));
     }
 
+    /// <summary>Projections fused into one call are one op, named after all its weights: "linear attn_q+attn_k+attn_v".</summary>
+    public void Linears(Tensor x, ReadOnlySpan<LinearTarget> targets, int rows, int inFeatures)
+    {
+        Start();
+        inner.Linears(x, targets, rows, inFeatures);
+        long bytes = x.ByteLength;
+        foreach (var target in targets)
+            bytes += target.Weight.ByteLength + target.Y.ByteLength + (target.Bias?.ByteLength ?? 0);
+        Stop(FusedName(targets), bytes);
+    }
+
+    string FusedName(ReadOnlySpan<LinearTarget> targets)
+    {
+        string op = Named("linear", targets[0].Weight);
+        int firstLayer = layer;
+        if (!fusedNames.TryGetValue(targets[0].Weight.Name, out var fused))
+        {
+            fused = op;
+            for (int i = 1; i < targets.Length; i++)
+                fused += "+" + Named("linear", targets[i].Weight)["linear ".Length..];
+            fusedNames[targets[0].Weight.Name] = fused;
+        }
+        layer = firstLayer;
+        return fused;
+    }
+
+    readonly Dictionary<string, string> fusedNames = [];
+
     public void RmsNorm(Tensor x, Tensor weight, Tensor y, RmsNormShape shape)
     {
         Start();

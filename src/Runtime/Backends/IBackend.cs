@@ -55,6 +55,19 @@ public interface IBackend : IDisposable
     /// <summary>y = x·Wᵀ (+ bias); see <see cref="Kernels.Linear"/>.</summary>
     void Linear(Tensor x, Tensor weight, Tensor? bias, Tensor y, LinearShape shape);
 
+    /// <summary>
+    /// Several projections of the same x (a block's q, k and v, or its gate and up): for each
+    /// target y = x·Wᵀ (+ bias), every output computed exactly as <see cref="Linear"/> computes it,
+    /// so the bits are those of the separate calls. A backend may stream the weights of all the
+    /// targets in one parallel pass (one hand-off between threads instead of one per target);
+    /// by default the targets run one after the other.
+    /// </summary>
+    void Linears(Tensor x, ReadOnlySpan<LinearTarget> targets, int rows, int inFeatures)
+    {
+        foreach (var target in targets)
+            Linear(x, target.Weight, target.Bias, target.Y, new LinearShape(rows, target.OutFeatures, inFeatures));
+    }
+
     /// <summary>Row-wise RMSNorm with weight w or (1 + w); see <see cref="Kernels.RmsNorm"/>.</summary>
     void RmsNorm(Tensor x, Tensor weight, Tensor y, RmsNormShape shape);
 
@@ -146,3 +159,6 @@ public readonly record struct SamplingShape(int Rows, int Vocabulary)
             Shapes.ExpectAtLeast("sampling: skipped rows", skip, Rows, $"one per row, rows {Rows}");
     }
 }
+
+/// <summary>One projection of <see cref="IBackend.Linears"/>: its weight (out features × in features), bias and output.</summary>
+public readonly record struct LinearTarget(Tensor Weight, Tensor? Bias, Tensor Y, int OutFeatures);

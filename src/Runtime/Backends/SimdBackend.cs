@@ -171,6 +171,34 @@ public sealed unsafe class SimdBackend : IBackend
             bias is null ? null : F32(bias), F32(y), shape);
     }
 
+    /// <summary>A block's q, k and v are the most projections the model fuses.</summary>
+    readonly LinearSimd.FusedJob fusedLinearJob = new(capacity: 3);
+
+    public void Linears(Tensor x, ReadOnlySpan<LinearTarget> targets, int rows, int inFeatures)
+    {
+        if (targets.Length > fusedLinearJob.Capacity)
+        {
+            foreach (var target in targets)
+                Linear(x, target.Weight, target.Bias, target.Y, new LinearShape(rows, target.OutFeatures, inFeatures));
+            return;
+        }
+        Span<LinearSimd.Part> parts = stackalloc LinearSimd.Part[targets.Length];
+        for (int i = 0; i < targets.Length; i++)
+        {
+            var (weight, bias, y, outFeatures) = targets[i];
+            try
+            {
+                new LinearShape(rows, outFeatures, inFeatures).Validate(x.Length, weight.Length, bias?.Length, y.Length);
+            }
+            catch (ArgumentException e)
+            {
+                throw new ArgumentException($"{e.Message} (fused projection {i}: weight {weight.Name}, y {y.Name})", e);
+            }
+            parts[i] = new LinearSimd.Part(Pointer(weight), weight.Type.Storage, bias is null ? null : F32(bias), F32(y), outFeatures);
+        }
+        LinearSimd.RunFused(workers, level, fusedLinearJob, F32(x), parts, rows, inFeatures);
+    }
+
     readonly RmsNormSimd.Job rmsNormJob = new();
 
     public void RmsNorm(Tensor x, Tensor weight, Tensor y, RmsNormShape shape)
