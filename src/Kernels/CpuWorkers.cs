@@ -64,7 +64,8 @@ public interface IRangeJob
 public sealed class CpuWorkers : IDisposable
 {
     readonly Thread[] threads;
-    readonly SemaphoreSlim wake = new(0);
+    /// <summary>Workers that stopped spinning wait on this for the next call; each call pulses it when any do.</summary>
+    readonly object wake = new();
     /// <summary>The caller blocks on this when the workers take longer than the spin; the last worker pulses it.</summary>
     readonly object finished = new();
     readonly long spinTicks;
@@ -78,7 +79,7 @@ public sealed class CpuWorkers : IDisposable
     /// <summary>Bumped by each call that hands work to the workers; a worker runs each new value once.</summary>
     int epoch;
 
-    /// <summary>Workers blocked on <see cref="wake"/>, to be released by the next call.</summary>
+    /// <summary>Workers waiting on <see cref="wake"/> or about to, to be woken by the next call.</summary>
     int sleeping;
 
     /// <summary>Workers that have not finished the current call.</summary>
@@ -145,9 +146,7 @@ public sealed class CpuWorkers : IDisposable
         // The increment is a full fence: a worker that sees the new epoch sees the job above, and
         // of a worker going to sleep and this call, at least one sees the other (see NextEpoch).
         Interlocked.Increment(ref epoch);
-        int asleep = Volatile.Read(ref sleeping);
-        if (asleep > 0)
-            wake.Release(asleep);
+        WakeSleepers();
         RunChunks();
         WaitForWorkers();
         job = null;
@@ -231,11 +230,20 @@ public sealed class CpuWorkers : IDisposable
         }
     }
 
+    /// <summary>Wakes every worker that has stopped spinning; called after the epoch has moved on.</summary>
+    void WakeSleepers()
+    {
+        if (Volatile.Read(ref sleeping) > 0)
+            lock (wake)
+                Monitor.PulseAll(wake);
+    }
+
     /// <summary>
     /// Waits for a call after <paramref name="seen"/>: spinning for <see cref="SpinTime"/>, then
-    /// asleep. A worker counts itself asleep before its last look at the epoch, and a call bumps
-    /// the epoch before it counts the sleepers, so no call is missed; a wake-up left over from a
-    /// worker that saw the call before sleeping only costs a second look.
+    /// asleep. A worker counts itself asleep before it looks at the epoch under the lock, and a
+    /// call moves the epoch on before it counts the sleepers, so either the worker sees the new
+    /// epoch or the call sees the sleeper and pulses the lock; every sleeper wakes on the pulse
+    /// and looks for itself, so no wake-up meant for one worker can be taken by another.
     /// </summary>
     int NextEpoch(int seen)
     {
@@ -249,29 +257,21 @@ public sealed class CpuWorkers : IDisposable
                 return current;
         }
         while (System.Diagnostics.Stopwatch.GetTimestamp() < until);
-        while (true)
-        {
-            Interlocked.Increment(ref sleeping);
-            int current = Volatile.Read(ref epoch);
-            if (current == seen)
-            {
-                wake.Wait();
-                current = Volatile.Read(ref epoch);
-            }
-            Interlocked.Decrement(ref sleeping);
-            if (current != seen)
-                return current;
-        }
+        Interlocked.Increment(ref sleeping);
+        int next;
+        lock (wake)
+            while ((next = Volatile.Read(ref epoch)) == seen)
+                Monitor.Wait(wake);
+        Interlocked.Decrement(ref sleeping);
+        return next;
     }
 
     public void Dispose()
     {
         stopping = true;
         Interlocked.Increment(ref epoch);
-        if (threads.Length > 0)
-            wake.Release(threads.Length);
+        WakeSleepers();
         foreach (var thread in threads)
             thread.Join();
-        wake.Dispose();
     }
 }

@@ -29,6 +29,7 @@ public class CpuWorkersTests
     [InlineData(2, 0)]
     [InlineData(2, 50)]
     [InlineData(3, 100)]
+    [InlineData(4, 0)]
     public void Every_item_runs_once_whether_the_workers_spin_or_sleep(int threads, int spinMicroseconds)
     {
         using var workers = new CpuWorkers(threads, TimeSpan.FromMicroseconds(spinMicroseconds));
