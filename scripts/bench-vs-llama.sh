@@ -102,6 +102,7 @@ for file in "${files[@]}"; do
                 fi
             done
             printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(basename "$file")" "$t" "$llama_pp" "$ours_pp" "$llama_tg" "$ours_tg" "$ours_mem" >> "$rows"
+            echo "  llama.cpp pp $llama_pp tg $llama_tg; ours pp $ours_pp tg $ours_tg (vs memory $ours_mem)" >&2
         done
     done
 done
