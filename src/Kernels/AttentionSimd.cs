@@ -37,6 +37,22 @@ public static unsafe class AttentionSimd
         /// <summary>Work buffers of finished chunks, reused by the next (one per concurrent thread at most).</summary>
         readonly Stack<Work> idle = new();
 
+        /// <summary>
+        /// Before a call: work buffers for this call's shape for every thread that may take an
+        /// item, so that what a step allocates depends on the shapes alone, never on how many
+        /// threads happened to run items at once.
+        /// </summary>
+        internal void Reserve(int threads)
+        {
+            lock (idle)
+            {
+                while (idle.Count < threads)
+                    idle.Push(new Work());
+                foreach (var work in idle)
+                    work.Reserve(HeadsPerItem, Math.Max(Longest, Shape.Capacity), Shape.HeadDim, Counters);
+            }
+        }
+
         public void Run(int start, int end)
         {
             Work work;
@@ -159,7 +175,9 @@ public static unsafe class AttentionSimd
         job.Level = SimdLevels.AtMost(level);
         job.HeadsPerItem = HeadsPerItem(shape, workers.Threads);
         int items = shape.Rows * (shape.Heads / job.HeadsPerItem);
-        workers.For(items, workers.ChunkFor(items), job);
+        int chunk = workers.ChunkFor(items);
+        job.Reserve(Math.Min(workers.Threads, (items + chunk - 1) / chunk));
+        workers.For(items, chunk, job);
     }
 
     /// <summary>

@@ -8,6 +8,9 @@ namespace IlgpuLlm.Kernels;
 /// </summary>
 public static unsafe partial class LinearSimd
 {
+    /// <summary>Weight rows one decode dot product streams together (<see cref="SimdDot.Dot512x8{T}"/>).</summary>
+    const int RowsPerDot = 8;
+
     /// <summary>The reusable job object a backend keeps for its linear calls.</summary>
     public sealed class Job : IRangeJob
     {
@@ -71,16 +74,7 @@ public static unsafe partial class LinearSimd
             QuantizedSimd.Linear(workers, level, job.Blocks ??= new(), x, w, blockFormat, bias, y, shape);
             return;
         }
-        job.X = x;
-        job.W = w;
-        job.Bias = bias;
-        job.Y = y;
-        job.Shape = shape;
-        job.Level = SimdLevels.AtMost(level);
-        job.Counters = workers.Counters;
-        job.Tiled = job.Level == SimdLevel.Avx512 && shape.Rows >= TiledFromRows;
-        var select = new SelectBody { Job = job };
-        type.Format().Dispatch(ref select);
+        Prepare(workers, level, job, x, w, type, bias, y, shape);
         if (job.Tiled)
         {
             PackRows(job);
@@ -89,7 +83,122 @@ public static unsafe partial class LinearSimd
             workers.For(blocks, 1, job);
         }
         else
-            workers.For(shape.OutFeatures, workers.ChunkFor(shape.OutFeatures), job);
+            workers.For(shape.OutFeatures, workers.StreamChunkFor(shape.OutFeatures, type.ByteLength(shape.InFeatures), RowsPerDot), job);
+    }
+
+    /// <summary>One projection of a fused call (<see cref="RunFused"/>): its weights, their format, bias (or null), output and out features.</summary>
+    public readonly struct Part(byte* weights, StorageType type, float* bias, float* y, int outFeatures)
+    {
+        public readonly byte* Weights = weights;
+        public readonly StorageType Type = type;
+        public readonly float* Bias = bias;
+        public readonly float* Y = y;
+        public readonly int OutFeatures = outFeatures;
+    }
+
+    /// <summary>
+    /// The reusable job of fused calls: one <see cref="Job"/> per part, and the parts' outputs laid
+    /// end to end as one range of items, so that one parallel call streams them all.
+    /// </summary>
+    public sealed class FusedJob : IRangeJob
+    {
+        internal readonly Job[] Parts;
+        internal readonly int[] Ends;
+        internal int Count;
+
+        /// <param name="capacity">The most parts one call may have.</param>
+        public FusedJob(int capacity)
+        {
+            Parts = new Job[capacity];
+            for (int i = 0; i < capacity; i++)
+                Parts[i] = new Job();
+            Ends = new int[capacity];
+        }
+
+        public int Capacity => Parts.Length;
+
+        public void Run(int start, int end)
+        {
+            int begin = 0;
+            for (int i = 0; i < Count && start < end; i++)
+            {
+                int partEnd = Ends[i];
+                if (start < partEnd)
+                {
+                    int stop = Math.Min(end, partEnd);
+                    var part = Parts[i];
+                    part.Body(part, start - begin, stop - begin);
+                    start = stop;
+                }
+                begin = partEnd;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Several projections of the same x in one parallel call when they stream their weights row
+    /// by row (decode): each output is the dot product <see cref="Run"/> computes for it, whichever
+    /// chunk it falls in, so the bits are those of separate calls; the threads hand off once
+    /// instead of once per part, and finish together once instead of once per part. The tiled
+    /// path (prefill) runs the parts one after the other: there each call is long, and its
+    /// hand-off costs nothing next to it. Quantized parts also run one after the other.
+    /// </summary>
+    public static void RunFused(CpuWorkers workers, SimdLevel level, FusedJob fused, float* x, ReadOnlySpan<Part> parts,
+        int rows, int inFeatures)
+    {
+        if (parts.Length > fused.Capacity)
+            throw new ArgumentException($"linear: {parts.Length} fused projections; this job takes at most {fused.Capacity}", nameof(parts));
+        if (Tiles(SimdLevels.AtMost(level), rows) || AnyBlockFormat(parts))
+        {
+            for (int i = 0; i < parts.Length; i++)
+            {
+                var part = parts[i];
+                Run(workers, level, fused.Parts[i], x, part.Weights, part.Type, part.Bias, part.Y,
+                    new LinearShape(rows, part.OutFeatures, inFeatures));
+            }
+            return;
+        }
+        int total = 0;
+        long rowBytes = 0;
+        for (int i = 0; i < parts.Length; i++)
+        {
+            var part = parts[i];
+            Prepare(workers, level, fused.Parts[i], x, part.Weights, part.Type, part.Bias, part.Y,
+                new LinearShape(rows, part.OutFeatures, inFeatures));
+            total = checked(total + part.OutFeatures);
+            fused.Ends[i] = total;
+            rowBytes = Math.Max(rowBytes, part.Type.ByteLength(inFeatures));
+        }
+        fused.Count = parts.Length;
+        workers.For(total, workers.StreamChunkFor(total, rowBytes, RowsPerDot), fused);
+    }
+
+    /// <summary>Block formats have their own streaming loops (<see cref="QuantizedSimd"/>), run part by part.</summary>
+    static bool AnyBlockFormat(ReadOnlySpan<Part> parts)
+    {
+        foreach (var part in parts)
+            if (part.Type.Format() is BlockFormat)
+                return true;
+        return false;
+    }
+
+    /// <summary>Whether a call of <paramref name="rows"/> rows takes the tiled path (prefill) rather than streaming weight rows (decode).</summary>
+    static bool Tiles(SimdLevel level, int rows) => level == SimdLevel.Avx512 && rows >= TiledFromRows;
+
+    /// <summary>Sets a job up for one call: its pointers and shape, and the loop for the weight format and path.</summary>
+    static void Prepare(CpuWorkers workers, SimdLevel level, Job job, float* x, byte* w, StorageType type,
+        float* bias, float* y, LinearShape shape)
+    {
+        job.X = x;
+        job.W = w;
+        job.Bias = bias;
+        job.Y = y;
+        job.Shape = shape;
+        job.Level = SimdLevels.AtMost(level);
+        job.Counters = workers.Counters;
+        job.Tiled = Tiles(job.Level, shape.Rows);
+        var select = new SelectBody { Job = job };
+        type.Format().Dispatch(ref select);
     }
 
     /// <summary>

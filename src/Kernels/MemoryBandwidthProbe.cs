@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 
 namespace IlgpuLlm.Kernels;
@@ -8,7 +7,8 @@ namespace IlgpuLlm.Kernels;
 /// The memory-bandwidth baseline weight-streaming work is compared with: a vectorised sum over a
 /// buffer far larger than the caches (1 GiB by default), split over the same number of threads the
 /// kernels use. Decode reads every weight once per token, so weight bytes per second over this
-/// figure says how close a decode step comes to what the machine's memory can deliver. Used by the
+/// figure says how close a decode step comes to what the machine's memory can deliver. The buffer
+/// lies in huge pages where the system has them, as the SIMD backend's weights do. Used by the
 /// BenchmarkDotNet suites and by the <c>bench</c> command, so both measure the same thing.
 /// </summary>
 public sealed unsafe class MemoryBandwidthProbe : IDisposable
@@ -19,6 +19,7 @@ public sealed unsafe class MemoryBandwidthProbe : IDisposable
     const int ChunkFloats = 1 << 20;
 
     readonly SumJob job = new();
+    readonly HugePages.Block block;
     float* data;
 
     /// <param name="bytes">Buffer size; rounded down to whole 4 MiB chunks (at least one).</param>
@@ -29,7 +30,10 @@ public sealed unsafe class MemoryBandwidthProbe : IDisposable
             throw new ArgumentOutOfRangeException(nameof(bytes), $"a {bytes}-byte probe buffer is too large");
         Chunks = (int)chunks;
         Bytes = chunks * ChunkFloats * 4L;
-        data = (float*)NativeMemory.AlignedAlloc((nuint)Bytes, 64);
+        // In huge pages, as the weights are (WeightMemory.HugePages): 4 KiB pages would make the
+        // baseline a measure of TLB misses rather than of the memory.
+        block = HugePages.Allocate(Bytes);
+        data = (float*)block.Pointer;
         // Touch every page now, so the first timed read does not measure page faults.
         new Span<float>(data, checked((int)(Bytes / 4))).Fill(1f);
         job.Data = data;
@@ -80,8 +84,7 @@ public sealed unsafe class MemoryBandwidthProbe : IDisposable
 
     public void Dispose()
     {
-        if (data != null)
-            NativeMemory.AlignedFree(data);
+        block.Dispose();
         data = null;
     }
 

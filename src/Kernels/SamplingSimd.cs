@@ -24,19 +24,69 @@ public static unsafe class SamplingSimd
         internal SimdLevel Level;
         internal DeviceCounters Counters = new();
 
+        /// <summary>Work space of finished chunks, reused by the next (one per concurrent thread at most).</summary>
+        readonly Stack<Scratch> idle = new();
+
+        /// <summary>
+        /// Before a call: work space of a whole vocabulary for every thread that may take a row,
+        /// so that what a step allocates depends on the shapes alone, never on how many threads
+        /// happened to draw rows at once.
+        /// </summary>
+        internal void Reserve(int threads)
+        {
+            lock (idle)
+            {
+                while (idle.Count < threads)
+                    idle.Push(new Scratch());
+                foreach (var scratch in idle)
+                    scratch.Reserve(Vocabulary, Counters);
+            }
+        }
+
         public void Run(int start, int end)
         {
-            var parameters = new ReadOnlySpan<int>(Parameters, RowCount * Sampling.ParameterInts);
-            for (int r = start; r < end; r++)
+            Scratch scratch;
+            lock (idle)
+                scratch = idle.Count > 0 ? idle.Pop() : new Scratch();
+            try
             {
-                if (Skip != null && Skip[r] != 0)
+                var parameters = new ReadOnlySpan<int>(Parameters, RowCount * Sampling.ParameterInts);
+                for (int r = start; r < end; r++)
                 {
-                    Tokens[r] = -1;
-                    continue;
+                    if (Skip != null && Skip[r] != 0)
+                    {
+                        Tokens[r] = -1;
+                        continue;
+                    }
+                    var row = Sampling.Unpack(parameters, r);
+                    int n = row.Drawable(Vocabulary);
+                    scratch.Reserve(n, Counters);
+                    fixed (float* x = scratch.Values)
+                    fixed (int* keys = scratch.Keys)
+                        Tokens[r] = SampleRow(Logits + (long)r * Vocabulary, x, keys, n, row, Penalized, Level);
                 }
-                var row = Sampling.Unpack(parameters, r);
-                Tokens[r] = SampleRow(Logits + (long)r * Vocabulary, row.Drawable(Vocabulary), row, Penalized, Level, Counters);
             }
+            finally
+            {
+                lock (idle)
+                    idle.Push(scratch);
+            }
+        }
+    }
+
+    /// <summary>One thread's work space: the filtered logits / weights and top-k's order keys, pinned, grown to the largest vocabulary seen.</summary>
+    sealed class Scratch
+    {
+        public float[] Values = [];
+        public int[] Keys = [];
+
+        public void Reserve(int n, DeviceCounters counters)
+        {
+            if (Values.Length >= n)
+                return;
+            counters.Allocation();
+            Values = GC.AllocateUninitializedArray<float>(n, pinned: true);
+            Keys = GC.AllocateUninitializedArray<int>(n, pinned: true);
         }
     }
 
@@ -57,25 +107,8 @@ public static unsafe class SamplingSimd
         job.Skip = skip;
         job.Level = SimdLevels.AtMost(level);
         job.Counters = workers.Counters;
+        job.Reserve(Math.Min(workers.Threads, rows));
         workers.For(rows, 1, job);
-    }
-
-    // Work space per thread, grown to the largest vocabulary seen: the filtered logits / weights,
-    // and top-k's order keys. Allocated once per worker thread, never per call.
-    [ThreadStatic] static float[]? threadValues;
-    [ThreadStatic] static int[]? threadKeys;
-
-    static int SampleRow(float* logits, int n, SamplingRow row, int* penalized, SimdLevel level, DeviceCounters counters)
-    {
-        if (threadValues == null || threadValues.Length < n)
-        {
-            counters.Allocation();
-            threadValues = GC.AllocateUninitializedArray<float>(n, pinned: true);
-            threadKeys = GC.AllocateUninitializedArray<int>(n, pinned: true);
-        }
-        fixed (float* x = threadValues)
-        fixed (int* keys = threadKeys)
-            return SampleRow(logits, x, keys, n, row, penalized, level);
     }
 
     static int SampleRow(float* logits, float* x, int* keys, int n, SamplingRow row, int* penalized, SimdLevel level)

@@ -1,5 +1,3 @@
-using System.Globalization;
-using System.Text.RegularExpressions;
 using IlgpuLlm.Kernels;
 using IlgpuLlm.Model.Formats;
 using IlgpuLlm.Runtime.Backends;
@@ -15,7 +13,7 @@ namespace IlgpuLlm.Model;
 /// per row per op. Rows are the step's token rows until the gather of the logits rows (the
 /// embedding op reading <c>logitRowsOnDevice</c>), then the logits rows.
 /// </summary>
-sealed partial class CheckingBackend(IBackend inner, int rows, ReadOnlySpan<int> logitRows, Tensor logitRowsOnDevice) : IBackend
+sealed class CheckingBackend(IBackend inner, int rows, ReadOnlySpan<int> logitRows, Tensor logitRowsOnDevice) : IBackend
 {
     readonly int[] logitRows = logitRows.ToArray();
     readonly Dictionary<int, string> byRow = [];
@@ -74,8 +72,8 @@ sealed partial class CheckingBackend(IBackend inner, int rows, ReadOnlySpan<int>
         ProblemFlags? fullyMasked, Tensor? workspace = null)
     {
         inner.Attention(q, keys, values, output, ranges, shape, bias, fullyMasked, workspace);
-        if (CacheLayer().Match(keys.Name) is { Success: true } match)
-            layer = int.Parse(match.Groups[1].Value, CultureInfo.InvariantCulture);
+        if (OpNames.TryCacheLayer(keys.Name, out int cacheLayer))
+            layer = cacheLayer;
         Check(output, InLayer("attention"));
     }
 
@@ -106,29 +104,11 @@ sealed partial class CheckingBackend(IBackend inner, int rows, ReadOnlySpan<int>
     /// <summary>What an op reading weight <paramref name="name"/> computes, in the words of its layer.</summary>
     string Describe(string name, string fallback)
     {
-        if (BlockWeight().Match(name) is { Success: true } match)
+        if (OpNames.TryBlockWeight(name, out int blockLayer, out string? role))
         {
-            layer = int.Parse(match.Groups[1].Value, CultureInfo.InvariantCulture);
-            string role = match.Groups[2].Value;
+            layer = blockLayer;
             lastWeight = role;
-            string what = role switch
-            {
-                "attn_norm" => "attention norm",
-                "attn_q" => "attention q projection",
-                "attn_k" => "attention k projection",
-                "attn_v" => "attention v projection",
-                "attn_q_norm" => "attention q norm",
-                "attn_k_norm" => "attention k norm",
-                "attn_output" => "attention output projection",
-                "post_attention_norm" => "attention output norm",
-                "ffn_norm" => "feed-forward norm",
-                "ffn_gate" => "feed-forward gate projection",
-                "ffn_up" => "feed-forward up projection",
-                "ffn_down" => "feed-forward down projection",
-                "post_ffw_norm" => "feed-forward output norm",
-                _ => "weight",
-            };
-            return $"layer {layer} {what} ({role})";
+            return $"layer {layer} {OpNames.Describe(role)} ({role})";
         }
         return name switch
         {
@@ -154,10 +134,4 @@ sealed partial class CheckingBackend(IBackend inner, int rows, ReadOnlySpan<int>
                 byRow[row] = $"{op} (element {at} of row {row})";
         }
     }
-
-    [GeneratedRegex(@"^blk\.(\d+)\.([a-z_]+)\.(weight|bias)$")]
-    private static partial Regex BlockWeight();
-
-    [GeneratedRegex(@"^layer (\d+) key cache$")]
-    private static partial Regex CacheLayer();
 }

@@ -9,7 +9,8 @@ namespace IlgpuLlm.Model;
 
 /// <summary>
 /// The host memory a decoder will allocate, worked out before any of it is: weights the backend
-/// copies (the SIMD backend maps file weights in place and copies only transformed ones), the KV
+/// copies (the SIMD backend copies them all into huge pages unless it uses the mapped file in
+/// place, where it copies only transformed ones), the KV
 /// cache of every layer (sliding-window layers hold a ring), the work buffers of one forward pass
 /// and the logits. All sums are in long arithmetic, so a context, window or slot count from an
 /// option or a file cannot overflow them. A request that does not fit the memory the machine has
@@ -26,7 +27,7 @@ public sealed record MemoryPlan(long WeightBytes, long CacheBytes, long WorkByte
     public static MemoryPlan For(ModelCheckpoint checkpoint, IBackend backend, int slots, int context, int rowsPerForward, StorageType kvType)
     {
         var config = checkpoint.Config;
-        bool copiesWeights = backend is not SimdBackend;
+        bool copiesWeights = backend is not SimdBackend { WeightMemory: WeightMemory.Mapped };
         long weights = 0;
         foreach (var tensor in checkpoint.Tensors)
             if (tensor.Quantized is { } blocks)

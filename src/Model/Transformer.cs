@@ -193,8 +193,10 @@ public sealed class Transformer : ILanguageModel, IDisposable
     /// feed-forward outputs to it. Only the batch's logits rows reach the classifier (RMSNorm is
     /// row-wise, so normalising after the gather is the same). Every per-row input (ids, cache
     /// rows, key ranges, rotary angles) is in the batch, uploaded once; problems are flagged there.
+    /// <paramref name="ops"/> is this model's backend or a decorator that hands every op to it
+    /// (a checker, a profiler).
     /// </summary>
-    Tensor Forward(StepBatch batch, IBackend ops)
+    public Tensor Forward(StepBatch batch, IBackend ops)
     {
         if (batch.Layout.Cache != cache.Layout || !ReferenceEquals(batch.Layout.RotaryTables, rotaryTables)
             || batch.Layout.MaxRows > MaxRowsPerForward || batch.Layout.Heads != config.HeadCount)
@@ -221,9 +223,10 @@ public sealed class Transformer : ILanguageModel, IDisposable
             var layer = layers[l];
             // attention: rmsnorm → q, k, v projections (+ bias) → [q/k norm] → rotary → cache → attend → output projection
             ops.RmsNorm(x, layer.AttentionNorm, normed, rowNorm);
-            ops.Linear(normed, layer.Query, layer.QueryBias, q, new LinearShape(n, QueryWidth, hidden));
-            ops.Linear(normed, layer.Key, layer.KeyBias, k, new LinearShape(n, KeyValueWidth, hidden));
-            ops.Linear(normed, layer.Value, layer.ValueBias, v, new LinearShape(n, KeyValueWidth, hidden));
+            ops.Linears(normed,
+                [new(layer.Query, layer.QueryBias, q, QueryWidth), new(layer.Key, layer.KeyBias, k, KeyValueWidth),
+                 new(layer.Value, layer.ValueBias, v, KeyValueWidth)],
+                n, hidden);
             var (queries, keys) = (q, k);
             if (layer.QueryNorm != null && layer.KeyNorm != null)
             {
@@ -235,7 +238,7 @@ public sealed class Transformer : ILanguageModel, IDisposable
             var angles = batch.Angles(layer.RotaryTable);
             ops.Rotary(queries, angles, new RotaryShape(n, heads, headDim, config.RotaryLayout));
             ops.Rotary(keys, angles, new RotaryShape(n, kvHeads, headDim, config.RotaryLayout));
-            cache.Store(l, keys, v, batch.Destinations(layer.CacheKind), batch.Overflow(l));
+            cache.Store(l, keys, v, batch.Destinations(layer.CacheKind), batch.Overflow(l), ops);
             var attention = attentionShapes[l] with { Rows = n, MaxKeys = batch.MaxKeys(layer.CacheKind) };
             ops.Attention(queries, cache.Keys(l), cache.Values(l), attended, batch.Ranges(layer.CacheKind), attention, null,
                 batch.FullyMasked(l), batch.AttentionWorkspace);
@@ -250,8 +253,8 @@ public sealed class Transformer : ILanguageModel, IDisposable
 
             // feed-forward: rmsnorm → act(gate) · up → down projection → [post norm] → residual
             ops.RmsNorm(x, layer.FeedForwardNorm, normed, rowNorm);
-            ops.Linear(normed, layer.Gate, null, gate, new LinearShape(n, config.IntermediateSize, hidden));
-            ops.Linear(normed, layer.Up, null, up, new LinearShape(n, config.IntermediateSize, hidden));
+            ops.Linears(normed, [new(layer.Gate, null, gate, config.IntermediateSize), new(layer.Up, null, up, config.IntermediateSize)],
+                n, hidden);
             ops.GatedActivation(gate, up, gate, gate.Length, config.Activation);
             ops.Linear(gate, layer.Down, null, projected, new LinearShape(n, hidden, config.IntermediateSize));
             if (layer.PostFeedForwardNorm != null)

@@ -133,13 +133,15 @@ public sealed class KvCache : IDisposable
     /// Writes one layer's new keys and values ([rows, kv_heads·head_dim] f32) at the cache rows in
     /// <paramref name="destinations"/> (i32, one per row; see <see cref="CacheKind.Destination"/>).
     /// A row with a value that overflows f16 has its flag in <paramref name="overflowed"/> raised.
+    /// The stores run on <paramref name="ops"/> when given: the cache's backend or a decorator of it.
     /// </summary>
-    public void Store(int layer, Tensor newKeys, Tensor newValues, Tensor destinations, ProblemFlags? overflowed)
+    public void Store(int layer, Tensor newKeys, Tensor newValues, Tensor destinations, ProblemFlags? overflowed, IBackend? ops = null)
     {
+        ops ??= backend;
         int rows = checked((int)(newKeys.Length / Layout.RowWidth));
         var shape = new ScatterShape(rows, Layout.RowWidth, (long)Layout.Slots * Layout.Capacity(layer));
-        backend.ScatterRows(newKeys, keys[layer], destinations, shape, overflowed);
-        backend.ScatterRows(newValues, values[layer], destinations, shape, overflowed);
+        ops.ScatterRows(newKeys, keys[layer], destinations, shape, overflowed);
+        ops.ScatterRows(newValues, values[layer], destinations, shape, overflowed);
     }
 
     /// <summary>

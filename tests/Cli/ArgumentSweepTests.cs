@@ -65,6 +65,7 @@ public sealed class ArgumentSweepTests(ITestOutputHelper log, ArgumentSweepTests
         }
         // generate: values from lists, missing values, conflicts, unknown options, empty strings
         Add(Usage, "--kv-dtype 'f8' is not one of f32, f16, bf16", [.. Generate, "--kv-dtype", "f8"]);
+        Add(Usage, "--mmap '2' is not one of 0, 1", [.. Generate, "--mmap", "2"]);
         Add(Usage, "--device 'tpu' is not one of", "generate", "--device", "tpu");
         Add(Usage, "--device was given 2 times; give it once", [.. Generate, "--device", "cpu"]);
         Add(Usage, "--device needs a value", "generate", "--device");

@@ -63,7 +63,8 @@ public static class CliChecks
 {
     /// <summary>The summary generate writes to stderr after a run.</summary>
     public static readonly Regex Summary = new(
-        @"^prompt \d+ tokens, prefill [\d.]+ tokens/s; generated \d+ tokens after the first, decode [\d.]+ tokens/s; [^;]+; seed \d+$");
+        @"^prompt \d+ tokens, prefill [\d.]+ tokens/s( \(\d+ of its \d+ ms compiling code on first use\))?; " +
+        @"generated \d+ tokens after the first, decode [\d.]+ tokens/s( \(\d+ of its \d+ ms compiling code on first use\))?; [^;]+; seed \d+$");
 
     /// <summary>Exit 0, stdout the prompt (as given) and the text, one newline at the end, the summary alone on stderr.</summary>
     public static void AssertGenerated(CliResult result, string prompt)

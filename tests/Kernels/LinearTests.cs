@@ -99,6 +99,93 @@ public class LinearTests
             backend.Free(t);
     }
 
+    public static IEnumerable<object[]> FusedCases() =>
+        from backend in TestBackends.All
+        from types in new[] { "f32", "f16", "bf16", "f16,bf16,f32" }
+        from rows in new[] { 1, 3, 17 }
+        select new object[] { backend[0], types, rows };
+
+    /// <summary>
+    /// Projections of one x fused into one call (a block's q, k, v: the first with a bias; gate
+    /// and up) give each part the reference's bits, whichever chunk of the joined range an output
+    /// falls in: part sizes that are not multiples of the 8-row dots (17, 3, 70) put the joins
+    /// inside chunks; rows 1 and 3 stream, 17 tiles. Four parts are more than the SIMD backend
+    /// fuses and run one by one.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(FusedCases))]
+    public void Fused_projections_match_the_reference_bit_for_bit(string backendName, string types, int rows)
+    {
+        var backend = TestBackends.Get(backendName);
+        var typeList = types.Split(',').Select(StorageTypes.Parse).ToArray();
+        foreach (int[] outs in new[] { new[] { 17, 3, 70 }, new[] { 24, 8 }, new[] { 5, 9, 2, 11 } })
+        {
+            const int inFeatures = 100;
+            var x = TestValues.WithEdges(rows * inFeatures, seed: rows + outs.Length, nonFinite: false);
+            var xs = backend.Upload(x, "x");
+            var targets = new LinearTarget[outs.Length];
+            var expected = new float[outs.Length][];
+            var made = new List<Tensor> { xs };
+            for (int p = 0; p < outs.Length; p++)
+            {
+                var type = typeList[p % typeList.Length];
+                var shape = new LinearShape(rows, outs[p], inFeatures);
+                var weights = TestValues.FiniteForStorage(TestValues.WithEdges(outs[p] * inFeatures, seed: 40 + p, nonFinite: false), type);
+                var stored = TestValues.Stored(weights, type);
+                var bias = TestValues.Random(outs[p], seed: 50 + p);
+                bool hasBias = p == 0;
+                expected[p] = new float[rows * outs[p]];
+                Linear.Reference(x, new HostStorage(stored, type), bias, hasBias, expected[p], shape);
+                var w = backend.Allocate(type, weights.Length, $"w{p}");
+                backend.Upload(w, stored);
+                var b = hasBias ? backend.Upload(bias, $"bias{p}") : null;
+                var y = backend.Allocate(TensorType.F32, rows * outs[p], $"y{p}");
+                targets[p] = new LinearTarget(w, b, y, outs[p]);
+                made.AddRange(b is null ? [w, y] : [w, b, y]);
+            }
+            backend.Linears(xs, targets, rows, inFeatures);
+            for (int p = 0; p < outs.Length; p++)
+                Bits.Equal(expected[p], backend.DownloadFloats(targets[p].Y), $"{backend.Name} {types} rows {rows} parts {string.Join(",", outs)}: part {p}");
+            foreach (var t in made)
+                backend.Free(t);
+        }
+    }
+
+    /// <summary>On the SIMD backend streaming projections fuse into one parallel call; tiled ones (prefill) run one by one.</summary>
+    [Theory]
+    [InlineData(1, 1)]
+    [InlineData(3, 1)]
+    [InlineData(16, 3)]
+    public void The_simd_backend_streams_fused_projections_in_one_parallel_call(int rows, int expectedLaunches)
+    {
+        using var backend = new SimdBackend(2, SimdLevel.Avx512);
+        const int inFeatures = 64;
+        var x = backend.Upload(TestValues.Random(rows * inFeatures, seed: 1), "x");
+        var targets = new[] { 64, 16, 16 }.Select((outs, p) => new LinearTarget(
+            backend.Upload(TestValues.Random(outs * inFeatures, seed: 2 + p), $"w{p}"), null,
+            backend.Allocate(TensorType.F32, rows * outs, $"y{p}"), outs)).ToArray();
+        var before = backend.Counters.Snapshot();
+        backend.Linears(x, targets, rows, inFeatures);
+        long launches = (backend.Counters.Snapshot() - before).Launches;
+        // Below AVX-512 nothing tiles, so 16 rows stream too.
+        Assert.Equal(SimdLevels.Best == SimdLevel.Avx512 ? expectedLaunches : 1, launches);
+    }
+
+    [Fact]
+    public void Fused_projections_reject_a_mismatched_output_naming_it()
+    {
+        var backend = TestBackends.Get("simd-scalar-t2");
+        var x = backend.Upload(new float[6], "x");
+        var w = backend.Upload(new float[6], "w");
+        var y = backend.Allocate(TensorType.F32, 4, "y");
+        var y2 = backend.Allocate(TensorType.F32, 5, "y2");
+        var error = Assert.Throws<ArgumentException>(() => backend.Linears(x, [new(w, null, y, 2), new(w, null, y2, 2)], 2, 3));
+        Assert.Contains("linear: y holds 5 values; expected 4 (rows 2 × out features 2)", error.Message);
+        Assert.Contains("fused projection 1: weight w, y y2", error.Message);
+        foreach (var t in new[] { x, w, y, y2 })
+            backend.Free(t);
+    }
+
     [Fact]
     public void Rejects_mismatched_shapes_with_a_message_naming_the_tensor()
     {

@@ -43,6 +43,11 @@ public static class BenchCommand
             DefaultValueFactory = _ => "1",
         };
         var json = new Option<string?>("--json") { Description = "Write the results as JSON to this file" };
+        var profile = new Option<bool>("--profile")
+        {
+            Description = "Also profile one decode step and one prefill step of the first tests: time per op kind and per layer, "
+                + "share of the step, bytes moved, GB/s, and the cost of a thread hand-off",
+        };
         var plot = new Option<string?>("--plot") { Description = "Draw tokens/s against context depth, prompt length and batch size into this PNG (runs a sweep)" };
         var plotContext = NumberOptions.Int("--plot-context", [],
             "Longest context of the --plot sweep; it measures at this length and at halvings of it", Accepts<int>.AtLeast(2), 1024);
@@ -54,9 +59,9 @@ public static class BenchCommand
             (int)(MemoryBandwidthProbe.DefaultBytes >> 20));
 
         var command = new Command("bench", "Measure prefill and decode tokens/s (like llama-bench) and decode's share of memory bandwidth");
-        foreach (var option in new Option[] { model.Model, model.Device, model.Threads, model.KvType })
+        foreach (var option in new Option[] { model.Model, model.Device, model.Threads, model.KvType, model.Mmap })
             command.Options.Add(option);
-        foreach (var option in new Option[] { prompt, generate, repetitions, batch, json, plot, plotContext, warmUp, baseline })
+        foreach (var option in new Option[] { prompt, generate, repetitions, batch, json, profile, plot, plotContext, warmUp, baseline })
             command.Options.Add(option);
 
         command.SetAction(parse =>
@@ -68,7 +73,8 @@ public static class BenchCommand
                 parse.GetValue(repetitions),
                 parse.GetValue(plot) != null ? parse.GetValue(plotContext) : 0,
                 parse.GetValue(baseline),
-                parse.GetValue(warmUp));
+                parse.GetValue(warmUp),
+                parse.GetValue(profile));
             if (!(settings.WarmUpSeconds >= 0) || double.IsInfinity(settings.WarmUpSeconds))
                 throw new UsageException($"--warmup-seconds {settings.WarmUpSeconds} must be a finite number of seconds, 0 or more");
             if (settings.Repetitions < 1)
@@ -89,7 +95,8 @@ public static class BenchCommand
         return command;
     }
 
-    sealed record Settings(int[] Prompts, int[] Steps, int[] Batches, int Repetitions, int PlotContext, int Baseline, double WarmUpSeconds);
+    sealed record Settings(int[] Prompts, int[] Steps, int[] Batches, int Repetitions, int PlotContext, int Baseline, double WarmUpSeconds,
+        bool Profile);
 
     static int Run(ModelOptions modelOptions, ParseResult parse, Settings settings, string? jsonPath, string? plotPath)
     {
@@ -152,14 +159,47 @@ public static class BenchCommand
             var results = tests.Select(Measure).ToArray();
             var promptResults = promptSweep.Select(Measure).ToArray();
             var depthResults = depthSweep.Select(Measure).ToArray();
+            var profiles = settings.Profile ? Profiles(transformer, tests, settings) : [];
             Status(null);
-            return Output(path, settings, backend, footprint, threads, kvType, results, promptResults, depthResults, depthSweep,
+            int exit = Output(path, settings, backend, footprint, threads, kvType, results, promptResults, depthResults, depthSweep,
                 jsonPath, plotPath);
+            if (settings.Profile)
+                PrintProfiles(profiles, backend, threads);
+            return exit;
         }
         finally
         {
             probeWorkers?.Dispose();
             probe?.Dispose();
+        }
+    }
+
+    /// <summary>The profile of the first decode test's steps and of the first prefill test's pass.</summary>
+    static StepProfile[] Profiles(Transformer transformer, List<ThroughputTest> tests, Settings settings)
+    {
+        var profiler = new StepProfiler(transformer) { WarmUpSeconds = settings.WarmUpSeconds };
+        var chosen = new[] { ThroughputTestKind.Decode, ThroughputTestKind.Prefill }
+            .Select(kind => tests.FirstOrDefault(t => t.Kind == kind)).OfType<ThroughputTest>();
+        return chosen.Select(test =>
+        {
+            Status($"{test.Name}: profiling");
+            return profiler.Profile(test, settings.Repetitions);
+        }).ToArray();
+    }
+
+    static void PrintProfiles(StepProfile[] profiles, IBackend backend, int threads)
+    {
+        foreach (var profile in profiles)
+        {
+            Console.Out.WriteLine();
+            Console.Out.Write(ProfileTables.Render(profile));
+        }
+        if (backend is SimdBackend)
+        {
+            Console.Out.WriteLine();
+            var counts = threads == 1 ? new[] { 1 } : [1, threads];
+            var costs = counts.Select(t => string.Create(Invariant, $"{HandOffProbe.SecondsPerFor(t) * 1e6:0.0} µs on {t} thread{(t == 1 ? "" : "s")}"));
+            Console.Out.WriteLine($"thread hand-off (an empty parallel For, median of 11 rounds of 200): {string.Join(", ", costs)}");
         }
     }
 

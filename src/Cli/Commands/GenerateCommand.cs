@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Globalization;
 using System.Text.Json;
 using IlgpuLlm.Kernels;
 using IlgpuLlm.Model;
@@ -152,9 +153,20 @@ public static class GenerateCommand
 
     static void Report(GenerationStats stats, string device, SamplerSettings settings) =>
         Console.Error.WriteLine(
-            $"prompt {stats.PromptTokens} tokens, prefill {stats.PrefillTokensPerSecond:F1} tokens/s; " +
-            $"generated {stats.DecodedTokens} tokens after the first, decode {stats.DecodeTokensPerSecond:F1} tokens/s; " +
+            $"prompt {stats.PromptTokens} tokens, prefill {stats.PrefillTokensPerSecond:F1} tokens/s{Compiling(stats.PrefillTime, stats.PrefillCompileTime)}; " +
+            $"generated {stats.DecodedTokens} tokens after the first, decode {stats.DecodeTokensPerSecond:F1} tokens/s{Compiling(stats.DecodeTime, stats.DecodeCompileTime)}; " +
             $"{device}; seed {settings.Seed}");
+
+    /// <summary>
+    /// Says how much of a phase went into compiling code on first use when that is a noticeable part
+    /// of it, so that a small model's prefill speed is not mistaken for the engine's (bench warms up
+    /// first and measures the speed itself).
+    /// </summary>
+    static string Compiling(TimeSpan phase, TimeSpan compiling) =>
+        phase > TimeSpan.Zero && compiling.TotalSeconds >= 0.05 * phase.TotalSeconds
+            ? string.Create(CultureInfo.InvariantCulture,
+                $" ({Math.Min(compiling.TotalMilliseconds, phase.TotalMilliseconds):F0} of its {phase.TotalMilliseconds:F0} ms compiling code on first use)")
+            : "";
 
     /// <summary>
     /// The results in input order: as JSON (prompt, tokens, text, finish_reason, error) or as text.

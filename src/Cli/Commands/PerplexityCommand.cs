@@ -23,7 +23,7 @@ public static class PerplexityCommand
             Accepts<int>.AtLeast(4), 512);
         var chunks = NumberOptions.Int("--chunks", [], "Score at most this many windows", Accepts<int>.AtLeast(0, "0: all"), 0);
         var command = new Command("perplexity", "Perplexity of a model over a text, as llama.cpp's llama-perplexity computes it");
-        foreach (var option in new Option[] { model.Model, model.Tokenizer, model.Device, model.Threads, model.KvType, file, window, chunks })
+        foreach (var option in new Option[] { model.Model, model.Tokenizer, model.Device, model.Threads, model.KvType, model.Mmap, file, window, chunks })
             command.Options.Add(option);
         command.SetAction(parse =>
         {

@@ -11,14 +11,15 @@ public static class Devices
     /// auto: CUDA when a device is present, else the SIMD CPU backend. cpu: the SIMD CPU backend.
     /// ilgpu-cpu: ILGPU's CPU accelerator (slow; for verifying bits). cuda: the first CUDA device.
     /// </summary>
-    public static IBackend Create(string device, int threads = 0, SimdLevel simd = SimdLevel.Avx512)
+    public static IBackend Create(string device, int threads = 0, SimdLevel simd = SimdLevel.Avx512,
+        WeightMemory weightMemory = SimdBackend.DefaultWeightMemory)
     {
         switch (device)
         {
             case "auto":
-                return (IBackend?)IlgpuBackend.TryCreateCuda() ?? new SimdBackend(threads, simd);
+                return (IBackend?)IlgpuBackend.TryCreateCuda() ?? new SimdBackend(threads, simd, weightMemory);
             case "cpu":
-                return new SimdBackend(threads, simd);
+                return new SimdBackend(threads, simd, weightMemory);
             case "ilgpu-cpu":
                 return IlgpuBackend.CreateCpu(threads);
             case "cuda":

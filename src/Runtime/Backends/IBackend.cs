@@ -31,8 +31,9 @@ public interface IBackend : IDisposable
 
     /// <summary>
     /// A read-only tensor of weights held in host memory (a memory-mapped model file) that stays
-    /// valid as long as the tensor is used. The SIMD CPU backend uses it in place; device backends
-    /// copy it. <see cref="Free"/> releases only what the backend itself allocated.
+    /// valid as long as the tensor is used. The SIMD CPU backend copies it into huge pages or uses
+    /// it in place (<see cref="WeightMemory"/>); device backends copy it. <see cref="Free"/>
+    /// releases only what the backend itself allocated.
     /// </summary>
     unsafe Tensor Weights(TensorType type, long length, byte* data, string name);
 
@@ -53,6 +54,19 @@ public interface IBackend : IDisposable
 
     /// <summary>y = x·Wᵀ (+ bias); see <see cref="Kernels.Linear"/>.</summary>
     void Linear(Tensor x, Tensor weight, Tensor? bias, Tensor y, LinearShape shape);
+
+    /// <summary>
+    /// Several projections of the same x (a block's q, k and v, or its gate and up): for each
+    /// target y = x·Wᵀ (+ bias), every output computed exactly as <see cref="Linear"/> computes it,
+    /// so the bits are those of the separate calls. A backend may stream the weights of all the
+    /// targets in one parallel pass (one hand-off between threads instead of one per target);
+    /// by default the targets run one after the other.
+    /// </summary>
+    void Linears(Tensor x, ReadOnlySpan<LinearTarget> targets, int rows, int inFeatures)
+    {
+        foreach (var target in targets)
+            Linear(x, target.Weight, target.Bias, target.Y, new LinearShape(rows, target.OutFeatures, inFeatures));
+    }
 
     /// <summary>Row-wise RMSNorm with weight w or (1 + w); see <see cref="Kernels.RmsNorm"/>.</summary>
     void RmsNorm(Tensor x, Tensor weight, Tensor y, RmsNormShape shape);
@@ -145,3 +159,6 @@ public readonly record struct SamplingShape(int Rows, int Vocabulary)
             Shapes.ExpectAtLeast("sampling: skipped rows", skip, Rows, $"one per row, rows {Rows}");
     }
 }
+
+/// <summary>One projection of <see cref="IBackend.Linears"/>: its weight (out features × in features), bias and output.</summary>
+public readonly record struct LinearTarget(Tensor Weight, Tensor? Bias, Tensor Y, int OutFeatures);

@@ -17,12 +17,18 @@ public sealed unsafe class SimdBackend : IBackend
     readonly ScatterSimd.Job scatterJob = new();
     readonly ScatterSimd.ConvertJob convertJob = new();
 
-    public SimdBackend(int threads = 0, SimdLevel maxLevel = SimdLevel.Avx512)
+    /// <summary>Where weights go unless the caller says: chosen by measurement (docs/BENCHMARKS.md).</summary>
+    public const WeightMemory DefaultWeightMemory = WeightMemory.HugePages;
+
+    public SimdBackend(int threads = 0, SimdLevel maxLevel = SimdLevel.Avx512, WeightMemory weightMemory = DefaultWeightMemory)
     {
         if (threads <= 0)
             threads = Environment.ProcessorCount;
+        if (!Enum.IsDefined(weightMemory))
+            throw new ArgumentOutOfRangeException(nameof(weightMemory), weightMemory, $"weight memory {(int)weightMemory} is not one of {string.Join(", ", Enum.GetNames<WeightMemory>())}");
         workers = new CpuWorkers(threads);
         level = SimdLevels.AtMost(maxLevel);
+        WeightMemory = weightMemory;
         Name = $"simd-cpu ({level.Name()}, {threads} thread{(threads == 1 ? "" : "s")})";
     }
 
@@ -32,8 +38,16 @@ public sealed unsafe class SimdBackend : IBackend
     public SimdLevel Level => level;
     public int Threads => workers.Threads;
 
-    /// <summary>A block of native memory: 64-byte aligned when this backend allocated it, else borrowed.</summary>
-    sealed class NativeBlock(byte* pointer, long length, bool owned) : IDisposable
+    /// <summary>Whether <see cref="Weights"/> uses the caller's memory in place or copies it into huge pages.</summary>
+    public WeightMemory WeightMemory { get; }
+
+    readonly WeightArena weightArena = new();
+
+    /// <summary>
+    /// A block of native memory: 64-byte aligned when this backend allocated it, a weight copy in
+    /// the backend's <see cref="WeightArena"/> (with its region as handle), or borrowed.
+    /// </summary>
+    sealed class NativeBlock(byte* pointer, long length, bool owned, WeightArena? arena = null, object? region = null) : IDisposable
     {
         public byte* Pointer { get; private set; } = pointer;
         public long Length { get; } = length;
@@ -42,7 +56,12 @@ public sealed unsafe class SimdBackend : IBackend
         public void Dispose()
         {
             if (Pointer != null && owned)
-                NativeMemory.AlignedFree(Pointer);
+            {
+                if (arena != null)
+                    arena.Release(region!);
+                else
+                    NativeMemory.AlignedFree(Pointer);
+            }
             Pointer = null;
         }
     }
@@ -62,7 +81,12 @@ public sealed unsafe class SimdBackend : IBackend
     {
         if (length < 0 || data == null)
             throw new ArgumentException($"{name}: no data for {length} values");
-        return new Tensor(this, new NativeBlock(data, type.ByteLength(length), owned: false), type, 0, length, name);
+        long bytes = type.ByteLength(length);
+        if (WeightMemory == WeightMemory.Mapped)
+            return new Tensor(this, new NativeBlock(data, bytes, owned: false), type, 0, length, name);
+        byte* copy = weightArena.Copy(data, bytes, out object region);
+        workers.Counters.Allocation();
+        return new Tensor(this, new NativeBlock(copy, bytes, owned: true, weightArena, region), type, 0, length, name);
     }
 
     public void Free(Tensor tensor)
@@ -145,6 +169,34 @@ public sealed unsafe class SimdBackend : IBackend
         shape.Validate(x.Length, weight.Type.Storage, weight.Length, bias?.Length, y.Length);
         LinearSimd.Run(workers, level, linearJob, F32(x), Pointer(weight), weight.Type.Storage,
             bias is null ? null : F32(bias), F32(y), shape);
+    }
+
+    /// <summary>A block's q, k and v are the most projections the model fuses.</summary>
+    readonly LinearSimd.FusedJob fusedLinearJob = new(capacity: 3);
+
+    public void Linears(Tensor x, ReadOnlySpan<LinearTarget> targets, int rows, int inFeatures)
+    {
+        if (targets.Length > fusedLinearJob.Capacity)
+        {
+            foreach (var target in targets)
+                Linear(x, target.Weight, target.Bias, target.Y, new LinearShape(rows, target.OutFeatures, inFeatures));
+            return;
+        }
+        Span<LinearSimd.Part> parts = stackalloc LinearSimd.Part[targets.Length];
+        for (int i = 0; i < targets.Length; i++)
+        {
+            var (weight, bias, y, outFeatures) = targets[i];
+            try
+            {
+                new LinearShape(rows, outFeatures, inFeatures).Validate(x.Length, weight.Length, bias?.Length, y.Length);
+            }
+            catch (ArgumentException e)
+            {
+                throw new ArgumentException($"{e.Message} (fused projection {i}: weight {weight.Name}, y {y.Name})", e);
+            }
+            parts[i] = new LinearSimd.Part(Pointer(weight), weight.Type.Storage, bias is null ? null : F32(bias), F32(y), outFeatures);
+        }
+        LinearSimd.RunFused(workers, level, fusedLinearJob, F32(x), parts, rows, inFeatures);
     }
 
     readonly RmsNormSimd.Job rmsNormJob = new();
@@ -260,5 +312,9 @@ public sealed unsafe class SimdBackend : IBackend
         return FiniteCheckSimd.Run(workers, level, finiteCheckJob, F32(x), count);
     }
 
-    public void Dispose() => workers.Dispose();
+    public void Dispose()
+    {
+        workers.Dispose();
+        weightArena.Dispose();
+    }
 }

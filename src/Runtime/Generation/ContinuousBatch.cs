@@ -154,7 +154,7 @@ public sealed class ContinuousBatch : IDisposable
     readonly Dictionary<GenerationSequence, int> logitRows = [];
 
     long promptTokens, decodedTokens;
-    TimeSpan prefillTime, decodeTime;
+    TimeSpan prefillTime, decodeTime, prefillCompileTime, decodeCompileTime;
 
     /// <param name="stopTokens">Ids that end a sequence (the model's EOS/EOT ids; never its pad id).</param>
     /// <param name="drawableTokens">Ids from this one up are never drawn (see <see cref="Generator.DrawableTokens"/>); null: every id.</param>
@@ -187,7 +187,8 @@ public sealed class ContinuousBatch : IDisposable
     public int ContextLength => model.ContextLength;
 
     /// <summary>Every step so far: prompt tokens fed and the time of steps that fed any, tokens drawn in decode-only steps and their time.</summary>
-    public GenerationStats Stats => new((int)Math.Min(promptTokens, int.MaxValue), prefillTime, (int)Math.Min(decodedTokens, int.MaxValue), decodeTime);
+    public GenerationStats Stats => new((int)Math.Min(promptTokens, int.MaxValue), prefillTime, (int)Math.Min(decodedTokens, int.MaxValue), decodeTime,
+        prefillCompileTime, decodeCompileTime);
 
     /// <summary>
     /// Takes a sequence into a free slot (or the one it kept), unless its request cannot run: a
@@ -257,11 +258,13 @@ public sealed class ContinuousBatch : IDisposable
         if (active.Count > 0)
         {
             var clock = Stopwatch.StartNew();
+            var compiling = System.Runtime.JitInfo.GetCompilationTime(currentThread: false);
             bool prefill = Forward();
+            compiling = System.Runtime.JitInfo.GetCompilationTime(currentThread: false) - compiling;
             if (prefill)
-                prefillTime += clock.Elapsed;
+                (prefillTime, prefillCompileTime) = (prefillTime + clock.Elapsed, prefillCompileTime + compiling);
             else
-                decodeTime += clock.Elapsed;
+                (decodeTime, decodeCompileTime) = (decodeTime + clock.Elapsed, decodeCompileTime + compiling);
             RetireWhere(s => s.Reason != null);
         }
         return retired;

@@ -24,8 +24,13 @@ public sealed record GenerationRequest(IReadOnlyList<int> Prompt, int MaxNewToke
 
 public sealed record GenerationResult(IReadOnlyList<int> Tokens, FinishReason Reason, string? Message);
 
-/// <summary>Token counts and wall time spent in prefill steps and in decode-only steps.</summary>
-public sealed record GenerationStats(int PromptTokens, TimeSpan PrefillTime, int DecodedTokens, TimeSpan DecodeTime)
+/// <summary>
+/// Token counts and wall time spent in prefill steps and in decode-only steps, and how much of each
+/// the process spent compiling code (.NET's JIT, on every thread): the first forward pass of a
+/// process compiles every kernel it runs, which on a small model takes longer than the pass itself.
+/// </summary>
+public sealed record GenerationStats(int PromptTokens, TimeSpan PrefillTime, int DecodedTokens, TimeSpan DecodeTime,
+    TimeSpan PrefillCompileTime = default, TimeSpan DecodeCompileTime = default)
 {
     public double PrefillTokensPerSecond => PrefillTime > TimeSpan.Zero ? PromptTokens / PrefillTime.TotalSeconds : 0;
     public double DecodeTokensPerSecond => DecodeTime > TimeSpan.Zero ? DecodedTokens / DecodeTime.TotalSeconds : 0;
