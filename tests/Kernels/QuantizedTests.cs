@@ -127,11 +127,14 @@ public unsafe class QuantizedTests
         Shapes().Append((2, 9, 4096 / format.BlockSize()));
 
     public static IEnumerable<object[]> LinearCases() =>
-        from format in Formats from shape in ShapesFor(format) select new object[] { format, shape.Rows, shape.Out, shape.Blocks };
+        from format in Formats
+        from shape in ShapesFor(format)
+        from profile in Enum.GetValues<LaunchProfile>()
+        select new object[] { format, shape.Rows, shape.Out, shape.Blocks, profile };
 
     [Theory]
     [MemberData(nameof(LinearCases))]
-    public void Ilgpu_linear_matches_the_reference(QuantFormat format, int rows, int outFeatures, int blocksPerRow)
+    public void Ilgpu_linear_matches_the_reference(QuantFormat format, int rows, int outFeatures, int blocksPerRow, LaunchProfile profile)
     {
         var (x, w, bias, shape) = LinearInputs(format, rows, outFeatures, blocksPerRow);
         var accelerator = IlgpuCpuLibrary.Accelerator;
@@ -142,9 +145,9 @@ public unsafe class QuantizedTests
             using var ws = accelerator.Allocate1D(w);
             using var bs = accelerator.Allocate1D(bias);
             using var ys = accelerator.Allocate1D<float>(rows * outFeatures);
-            QuantizedLinear.Run(IlgpuCpuLibrary.Library, xs.View, ws.View, format, hasBias ? bs.View : null, ys.View, shape);
+            QuantizedLinear.Run(IlgpuCpuLibrary.For(profile), xs.View, ws.View, format, hasBias ? bs.View : null, ys.View, shape);
             accelerator.Synchronize();
-            Bits.Equal(expected, ys.GetAsArray1D(), $"ilgpu-cpu {format.Name()} {shape} bias={hasBias}");
+            Bits.Equal(expected, ys.GetAsArray1D(), $"ilgpu-cpu ({profile} shapes) {format.Name()} {shape} bias={hasBias}");
         }
     }
 
