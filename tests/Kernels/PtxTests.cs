@@ -102,6 +102,10 @@ public class PtxTests(ITestOutputHelper output)
         var ptx = Ptx(kernel, sm);
         Assert.True(Regex.IsMatch(ptx, @"^\s*ld(\.global)?(\.nc)?\.v4\.(b32|u32|f32)\s", RegexOptions.Multiline),
             $"{kernel} sm_{sm}: no 128-bit load (ld.v4) in its PTX");
+        // Activations are f32; 16-bit stored data (weights, the cache) is read as 16-byte units of words.
+        if (Kernels[kernel].GetGenericArguments().Any(t => t == typeof(F16Storage) || t == typeof(Bf16Storage)))
+            Assert.True(Regex.IsMatch(ptx, @"^\s*ld(\.global)?(\.nc)?\.v4\.(b32|u32)\s", RegexOptions.Multiline),
+                $"{kernel} sm_{sm}: its 16-bit stored values are not read with 128-bit loads");
     }
 
     [Fact]
@@ -111,6 +115,8 @@ public class PtxTests(ITestOutputHelper output)
         Assert.Contains("Linear.DecodeKernel<Bf16Storage>", streaming);
         Assert.Contains("Linear.DecodeKernel<F16Storage>", streaming);
         Assert.Contains("Linear.DecodeKernel<F32Storage>", streaming);
+        Assert.Contains("Attention.ScoresKernel<F16Storage>", streaming);
+        Assert.Contains("Attention.ValuesKernel<Bf16Storage>", streaming);
     }
 
     /// <summary>What <c>ptxas -v</c> reports for one kernel.</summary>
