@@ -11,7 +11,8 @@
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 results=$(mkdir -p "${1:-gpu-check-results}" && cd "${1:-gpu-check-results}" && pwd)
-work=${GPU_CHECK_WORK:-$results/models}
+# The generated models (2–3 GB each) stay beside the bundle, out of the results.
+work=${GPU_CHECK_WORK:-$here/models}
 mkdir -p "$work"
 cli=$here/cli/ilgpullm
 tests=$here/tests/IlgpuLlm.Tests
