@@ -400,7 +400,7 @@ public static partial class Attention
             SharedMemoryConfig.RequestDynamic<float>(tileKeys * TilePitch(shape.HeadDim)));
         var launch = new Launch
         {
-            Library = library, Config = config, Keys = keys, Values = values, Arguments = new Args<F32Storage>
+            Library = library, Config = config, Keys = keys, Values = values, Rows = shape.Rows, Arguments = new Args<F32Storage>
             {
                 Q = q, Output = output, Ranges = ranges, Bias = bias ?? q, Scores = scores, FullyMasked = mark > 0 ? fullyMasked : ranges,
                 Heads = shape.Heads, KvHeads = shape.KvHeads, HeadDim = shape.HeadDim, Slots = shape.Slots, Capacity = shape.Capacity,
@@ -419,11 +419,17 @@ public static partial class Attention
         public KernelConfig Config;
         public ArrayView<byte> Keys, Values;
         public Args<F32Storage> Arguments;
+        public int Rows;
 
         public readonly void Run<TStorage, TWeights, TExact>()
             where TStorage : struct, IStorageView<TStorage> where TWeights : struct, IStoredVectors where TExact : struct, IStoredVectors
         {
             var a = Arguments;
+            if (UsesSplitKernels(Library))
+            {
+                LaunchSplit<TStorage>(Library, a, Keys, Values, Rows);
+                return;
+            }
             Library.Get<Args<TStorage>>(Kernel)(Config, new Args<TStorage>
             {
                 Q = a.Q, Keys = TStorage.Over(Keys), Values = TStorage.Over(Values), Output = a.Output, Ranges = a.Ranges, Bias = a.Bias,

@@ -39,6 +39,19 @@ public static class KernelContext
 }
 
 /// <summary>
+/// The launch shapes kernels are given: a GPU's (many small groups, several warps on one row,
+/// the decode variants with 128-bit loads) or the CPU accelerator's (few large groups: there every
+/// barrier and warp shuffle is a software barrier across OS threads). The shape never changes a
+/// result's bits (docs/NUMERICS.md), so ILGPU's CPU accelerator runs the GPU shapes in tests to
+/// prove exactly the code CUDA runs.
+/// </summary>
+public enum LaunchProfile
+{
+    Cpu,
+    Gpu,
+}
+
+/// <summary>
 /// Kernels loaded for one accelerator, each compiled once on first use. Every kernel takes one
 /// argument struct (its views and sizes), so one loader serves them all, and every launch goes
 /// through it and is counted in <see cref="Counters"/>.
@@ -47,16 +60,33 @@ public sealed class KernelLibrary : IDisposable
 {
     readonly ConcurrentDictionary<System.Reflection.MethodInfo, Delegate> loaded = new();
 
-    public KernelLibrary(Accelerator accelerator, DeviceCounters? counters = null)
+    /// <param name="profile">The launch shapes; by default the accelerator's own (GPU shapes on CUDA).</param>
+    public KernelLibrary(Accelerator accelerator, DeviceCounters? counters = null, LaunchProfile? profile = null)
     {
         Counters = counters ?? new DeviceCounters();
         if (accelerator.WarpSize != KernelContext.WarpSize)
             throw new NotSupportedException(
                 $"{accelerator.Name} has {accelerator.WarpSize}-thread warps; the canonical reduction order needs {KernelContext.WarpSize}");
         Accelerator = accelerator;
+        Profile = profile ?? (accelerator.AcceleratorType == AcceleratorType.CPU ? LaunchProfile.Cpu : LaunchProfile.Gpu);
     }
 
     public Accelerator Accelerator { get; }
+
+    /// <summary>The launch shapes the kernels are given.</summary>
+    public LaunchProfile Profile { get; }
+
+    /// <summary>True when kernels take their GPU launch shapes (on CUDA, or on the CPU accelerator proving them).</summary>
+    public bool GpuShapes => Profile == LaunchProfile.Gpu;
+
+    /// <summary>
+    /// Multiprocessors the GPU shapes fill: the device's on CUDA; on the CPU accelerator an H200's
+    /// 132, so the shapes proven there are the ones a large GPU gets.
+    /// </summary>
+    public int Multiprocessors => Accelerator.AcceleratorType == AcceleratorType.CPU ? ReferenceMultiprocessors : Accelerator.NumMultiprocessors;
+
+    /// <summary>Streaming multiprocessors of an NVIDIA H200 (and H100 SXM).</summary>
+    public const int ReferenceMultiprocessors = 132;
 
     /// <summary>Launches of this library's kernels are counted here.</summary>
     public DeviceCounters Counters { get; }

@@ -37,7 +37,7 @@ public readonly record struct LinearShape(int Rows, int OutFeatures, int InFeatu
     }
 }
 
-public static class Linear
+public static partial class Linear
 {
     /// <summary>Rows of x one warp multiplies with the weight row it has loaded.</summary>
     public const int RowsPerGroup = 4;
@@ -130,8 +130,8 @@ public static class Linear
     /// barrier across 32 OS threads); on a GPU few enough to keep every multiprocessor busy in
     /// decode, where there is only one x row.
     /// </summary>
-    public static int OutputsPerGroup(Accelerator accelerator, int outFeatures) =>
-        accelerator.AcceleratorType == AcceleratorType.CPU
+    public static int OutputsPerGroup(KernelLibrary library, int outFeatures) =>
+        !library.GpuShapes
             ? MaxOutputsPerGroup
             : Math.Clamp(outFeatures / 1024, 1, MaxOutputsPerGroup);
 
@@ -139,8 +139,13 @@ public static class Linear
     static void LaunchOn<TWeights>(KernelLibrary library, ArrayView<float> x, TWeights w, ArrayView<float>? bias,
         ArrayView<float> y, LinearShape shape) where TWeights : struct, IStorage
     {
+        if (UsesDecodeKernel(library, shape))
+        {
+            LaunchDecode(library, x, new ScalarOctets<TWeights>(w), weightsAligned: false, bias, y, shape);
+            return;
+        }
         int rowTiles = (shape.Rows + RowsPerGroup - 1) / RowsPerGroup;
-        int perGroup = OutputsPerGroup(library.Accelerator, shape.OutFeatures);
+        int perGroup = OutputsPerGroup(library, shape.OutFeatures);
         int outputTiles = (shape.OutFeatures + perGroup - 1) / perGroup;
         library.Get<Args<TWeights>>(Kernel)(new KernelConfig(checked(rowTiles * outputTiles), KernelContext.WarpSize), new Args<TWeights>
         {
@@ -166,7 +171,12 @@ public static class Linear
         public LinearShape Shape;
 
         public readonly void Run<TStorage, TWeights, TExact>()
-            where TStorage : struct, IStorageView<TStorage> where TWeights : struct, IStoredVectors where TExact : struct, IStoredVectors =>
-            LaunchOn(Library, X, TStorage.Over(W), Bias, Y, Shape);
+            where TStorage : struct, IStorageView<TStorage> where TWeights : struct, IStoredVectors where TExact : struct, IStoredVectors
+        {
+            if (UsesDecodeKernel(Library, Shape))
+                LaunchDecode(Library, X, TStorage.Over(W), OctetViews.Aligned(W), Bias, Y, Shape);
+            else
+                LaunchOn(Library, X, TStorage.Over(W), Bias, Y, Shape);
+        }
     }
 }

@@ -13,6 +13,17 @@ public sealed class GpuKernelAttribute : Attribute
 {
     /// <summary>Whether its storage parameter holds weights, which may also be in a quantized block format.</summary>
     public bool ReadsWeights { get; init; }
+
+    /// <summary>
+    /// Whether the kernel streams memory with 128-bit loads (the decode kernels): the PTX checks
+    /// require <c>ld.v4</c> in its plain-format instantiations, and at most
+    /// <see cref="MaxStreamingRegisters"/> registers per thread, so that enough warps fit on a
+    /// multiprocessor to keep the loads HBM needs in flight.
+    /// </summary>
+    public bool StreamsVectors { get; init; }
+
+    /// <summary>Registers per thread a streaming kernel may use: 128 leaves room for 16 warps per multiprocessor.</summary>
+    public const int MaxStreamingRegisters = 128;
 }
 
 /// <summary>
@@ -87,6 +98,8 @@ public static class KernelCatalog
         {
             var constraints = parameter.GetGenericParameterConstraints();
             var choices = constraints.Contains(typeof(IStorage)) ? loads
+                : constraints.Contains(typeof(IOctetLoads))
+                    ? [.. loads.Select(t => typeof(IOctetLoads).IsAssignableFrom(t) ? t : typeof(ScalarOctets<>).MakeGenericType(t))]
                 : constraints.Any(c => c.IsGenericType && c.GetGenericTypeDefinition() == typeof(IStorageStore<>)) ? Stores
                 : throw new NotSupportedException($"kernel type parameter {parameter.Name} has no known instantiations");
             result = result.SelectMany(prefix => choices.Select(choice => prefix.Append(choice).ToArray()));
@@ -96,7 +109,11 @@ public static class KernelCatalog
 
     public static string DisplayName(MethodInfo kernel) =>
         kernel.DeclaringType!.Name + "." + kernel.Name +
-        (kernel.IsGenericMethod ? "<" + string.Join(",", kernel.GetGenericArguments().Select(a => a.Name)) + ">" : "");
+        (kernel.IsGenericMethod ? "<" + string.Join(",", kernel.GetGenericArguments().Select(TypeName)) + ">" : "");
+
+    static string TypeName(Type type) =>
+        !type.IsGenericType ? type.Name
+            : type.Name[..type.Name.IndexOf('`')] + "<" + string.Join(",", type.GetGenericArguments().Select(TypeName)) + ">";
 }
 
 /// <summary>

@@ -23,6 +23,10 @@ public readonly struct Q4_0Storage(ArrayView<byte> blocks) : IStorageView<Q4_0St
 
     public static Q4_0Storage Over(ArrayView<byte> bytes) => new(bytes);
 
+    /// <summary>Block bytes do not fall on 16-byte units of whole values: eight single loads.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public Octet Load8(long index) => ScalarOctets<Q4_0Storage>.OneByOne(this, index);
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public float Load(long index)
     {
@@ -40,6 +44,10 @@ public readonly struct Q4_1Storage(ArrayView<byte> blocks) : IStorageView<Q4_1St
 
     public static Q4_1Storage Over(ArrayView<byte> bytes) => new(bytes);
 
+    /// <summary>Block bytes do not fall on 16-byte units of whole values: eight single loads.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public Octet Load8(long index) => ScalarOctets<Q4_1Storage>.OneByOne(this, index);
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public float Load(long index)
     {
@@ -56,6 +64,10 @@ public readonly struct Q5_0Storage(ArrayView<byte> blocks) : IStorageView<Q5_0St
     readonly ArrayView<byte> blocks = blocks;
 
     public static Q5_0Storage Over(ArrayView<byte> bytes) => new(bytes);
+
+    /// <summary>Block bytes do not fall on 16-byte units of whole values: eight single loads.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public Octet Load8(long index) => ScalarOctets<Q5_0Storage>.OneByOne(this, index);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public float Load(long index)
@@ -75,6 +87,10 @@ public readonly struct Q5_1Storage(ArrayView<byte> blocks) : IStorageView<Q5_1St
 
     public static Q5_1Storage Over(ArrayView<byte> bytes) => new(bytes);
 
+    /// <summary>Block bytes do not fall on 16-byte units of whole values: eight single loads.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public Octet Load8(long index) => ScalarOctets<Q5_1Storage>.OneByOne(this, index);
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public float Load(long index)
     {
@@ -93,6 +109,10 @@ public readonly struct Q8_0Storage(ArrayView<byte> blocks) : IStorageView<Q8_0St
 
     public static Q8_0Storage Over(ArrayView<byte> bytes) => new(bytes);
 
+    /// <summary>Block bytes do not fall on 16-byte units of whole values: eight single loads.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public Octet Load8(long index) => ScalarOctets<Q8_0Storage>.OneByOne(this, index);
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public float Load(long index)
     {
@@ -106,6 +126,10 @@ public readonly struct Q2_KStorage(ArrayView<byte> blocks) : IStorageView<Q2_KSt
     readonly ArrayView<byte> blocks = blocks;
 
     public static Q2_KStorage Over(ArrayView<byte> bytes) => new(bytes);
+
+    /// <summary>Block bytes do not fall on 16-byte units of whole values: eight single loads.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public Octet Load8(long index) => ScalarOctets<Q2_KStorage>.OneByOne(this, index);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public float Load(long index)
@@ -126,6 +150,10 @@ public readonly struct Q3_KStorage(ArrayView<byte> blocks) : IStorageView<Q3_KSt
     readonly ArrayView<byte> blocks = blocks;
 
     public static Q3_KStorage Over(ArrayView<byte> bytes) => new(bytes);
+
+    /// <summary>Block bytes do not fall on 16-byte units of whole values: eight single loads.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public Octet Load8(long index) => ScalarOctets<Q3_KStorage>.OneByOne(this, index);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public float Load(long index)
@@ -148,6 +176,10 @@ public readonly struct Q4_KStorage(ArrayView<byte> blocks) : IStorageView<Q4_KSt
     readonly ArrayView<byte> blocks = blocks;
 
     public static Q4_KStorage Over(ArrayView<byte> bytes) => new(bytes);
+
+    /// <summary>Block bytes do not fall on 16-byte units of whole values: eight single loads.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public Octet Load8(long index) => ScalarOctets<Q4_KStorage>.OneByOne(this, index);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public float Load(long index)
@@ -187,6 +219,10 @@ public readonly struct Q5_KStorage(ArrayView<byte> blocks) : IStorageView<Q5_KSt
 
     public static Q5_KStorage Over(ArrayView<byte> bytes) => new(bytes);
 
+    /// <summary>Block bytes do not fall on 16-byte units of whole values: eight single loads.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public Octet Load8(long index) => ScalarOctets<Q5_KStorage>.OneByOne(this, index);
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public float Load(long index)
     {
@@ -204,6 +240,10 @@ public readonly struct Q6_KStorage(ArrayView<byte> blocks) : IStorageView<Q6_KSt
     readonly ArrayView<byte> blocks = blocks;
 
     public static Q6_KStorage Over(ArrayView<byte> bytes) => new(bytes);
+
+    /// <summary>Block bytes do not fall on 16-byte units of whole values: eight single loads.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public Octet Load8(long index) => ScalarOctets<Q6_KStorage>.OneByOne(this, index);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public float Load(long index)

@@ -717,7 +717,7 @@ public static partial class Sampling
         if (skipping)
             Shapes.ExpectAtLeast("sampling: skipped rows", skip.Length, rows, "one per row");
         if (warpsPerRow == 0)
-            warpsPerRow = library.Accelerator.AcceleratorType == AcceleratorType.CPU ? 1 : GpuWarps;
+            warpsPerRow = library.GpuShapes ? GpuWarps : 1;
         if (warpsPerRow < 1 || warpsPerRow > GpuWarps)
             throw new ArgumentOutOfRangeException(nameof(warpsPerRow), $"sampling: {warpsPerRow} warps per row; 1 to {GpuWarps} are supported");
         library.Get<Args>(Kernel)(new KernelConfig(rows, warpsPerRow * KernelContext.WarpSize), new Args

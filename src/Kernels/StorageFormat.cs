@@ -155,8 +155,11 @@ public interface INarrowingAction
         where TNarrowing : struct, IVectorNarrowing;
 }
 
-/// <summary>An ILGPU load of one format, made over the raw bytes of a tensor.</summary>
-public interface IStorageView<TSelf> : IStorage where TSelf : struct, IStorageView<TSelf>
+/// <summary>
+/// An ILGPU load of one format, made over the raw bytes of a tensor: one value at a time, or eight
+/// with 128-bit loads where the bytes start 16-byte aligned (<see cref="OctetViews.Units{TUnit}"/>).
+/// </summary>
+public interface IStorageView<TSelf> : IOctetLoads where TSelf : struct, IStorageView<TSelf>
 {
     static abstract TSelf Over(ArrayView<byte> bytes);
 }

@@ -64,4 +64,28 @@ public class StepBudgetTests(ITestOutputHelper output)
         // No op is launched per row or per sequence: every decode step of this model launches the same.
         Assert.Single(launches);
     }
+
+    /// <summary>
+    /// Launches per decode step of one sequence in CUDA's launch shapes (ILGPU's CPU accelerator
+    /// running the kernels CUDA gets), for Llama 3.2 1B's op structure: a step's launches are a
+    /// fixed number plus the same number per layer, so counting one and two layers gives the
+    /// preset's 16. The budget is today's count, so a change that adds launches fails here;
+    /// docs/BENCHMARKS.md lists them kernel by kernel.
+    /// </summary>
+    [Fact]
+    public void A_decode_step_of_the_1B_structure_in_gpu_shapes_keeps_its_launch_budget()
+    {
+        const int PresetLayers = 16, Budget = 294;
+        var one = DecodeSteps("ilgpu-cpu-gpu-shapes", layers: 1, slots: 1, steps: 2);
+        var two = DecodeSteps("ilgpu-cpu-gpu-shapes", layers: 2, slots: 1, steps: 2);
+        foreach (var step in one.Concat(two))
+            Assert.True(step.Allocations == 0 && step.Waits <= 1 && step.Uploads <= 1 && step.Downloads <= 1, step.ToString());
+        Assert.Single(one.Select(s => s.Launches).Distinct());
+        Assert.Single(two.Select(s => s.Launches).Distinct());
+        long perLayer = two[0].Launches - one[0].Launches;
+        long perStep = one[0].Launches - perLayer;
+        long total = perStep + PresetLayers * perLayer;
+        output.WriteLine($"GPU shapes, one sequence: {perLayer} launches per layer, {perStep} per step: {total} for {PresetLayers} layers");
+        Assert.True(total <= Budget, $"{total} launches per decode step of {PresetLayers} layers ({perLayer} per layer, {perStep} per step); the budget is {Budget}");
+    }
 }

@@ -15,7 +15,7 @@ public class LinearTests
         // (17), whole steps (64, 96) and a partial last step (1100), several blocks (130).
         (int rows, int outFeatures, int inFeatures)[] shapes =
             [(1, 1, 1), (1, 3, 33), (3, 17, 17), (5, 3, 127), (1, 33, 3), (6, 5, 64), (2, 4, 1000), (9, 50, 1100),
-             (1, 70, 100), (17, 50, 1100), (16, 7, 17), (33, 13, 64), (20, 130, 96)];
+             (1, 70, 100), (4, 9, 264), (17, 50, 1100), (16, 7, 17), (33, 13, 64), (20, 130, 96)];
         foreach (var backend in TestBackends.All)
             foreach (var type in TestValues.ElementTypes)
                 foreach (var (m, n, k) in shapes)

@@ -18,7 +18,15 @@ public static class IlgpuCpuLibrary
         return new KernelLibrary(context.CreateCPUAccelerator(0, CPUAcceleratorMode.Parallel));
     });
 
+    static readonly Lazy<KernelLibrary> GpuShaped = new(() => new KernelLibrary(Instance.Value.Accelerator, profile: LaunchProfile.Gpu));
+
     public static KernelLibrary Library => Instance.Value;
+
+    /// <summary>The same accelerator with CUDA's launch shapes (<see cref="LaunchProfile.Gpu"/>).</summary>
+    public static KernelLibrary GpuShapes => GpuShaped.Value;
+
+    /// <summary>The library of one launch profile.</summary>
+    public static KernelLibrary For(LaunchProfile profile) => profile == LaunchProfile.Gpu ? GpuShapes : Library;
 
     public static Accelerator Accelerator => Instance.Value.Accelerator;
 }

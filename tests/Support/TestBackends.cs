@@ -5,8 +5,8 @@ namespace IlgpuLlm.Tests.Support;
 
 /// <summary>
 /// Every backend present on this machine, by name, created once per test run: the ILGPU CPU
-/// accelerator, CUDA where a device exists, and the SIMD CPU backend with 1 and 2 threads at every
-/// SIMD level the machine runs. A test that takes a backend name runs once per entry, so a new
+/// accelerator in its own launch shapes and in CUDA's, CUDA where a device exists, and the SIMD CPU
+/// backend with 1 and 2 threads at every SIMD level the machine runs. A test that takes a backend name runs once per entry, so a new
 /// backend only has to add itself here.
 /// </summary>
 public static class TestBackends
@@ -24,6 +24,8 @@ public static class TestBackends
         var backends = new Dictionary<string, Lazy<IBackend>>
         {
             ["ilgpu-cpu"] = new(() => IlgpuBackend.CreateCpu(2)),
+            // The kernels and launch shapes CUDA gets, proven on the CPU accelerator.
+            ["ilgpu-cpu-gpu-shapes"] = new(() => IlgpuBackend.CreateCpu(2, LaunchProfile.Gpu)),
         };
         var cuda = new Lazy<IBackend?>(IlgpuBackend.TryCreateCuda);
         if (CudaPresent.Value)
@@ -38,4 +40,7 @@ public static class TestBackends
     public static IEnumerable<object[]> All => Registry.Keys.Select(name => new object[] { name });
 
     public static IBackend Get(string name) => Registry[name].Value;
+
+    /// <summary>True for ILGPU's CPU accelerator (either launch shapes): it runs every GPU thread in software, so sweeps there are sparser.</summary>
+    public static bool IsCpuAccelerator(string name) => name.StartsWith("ilgpu-cpu", StringComparison.Ordinal);
 }

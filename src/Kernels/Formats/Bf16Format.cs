@@ -76,14 +76,29 @@ public sealed class Bf16Format : StorageFormat
     public override void DispatchNarrowing<TAction>(ref TAction action) => action.Run<Bf16Storage, Bf16Narrowing>();
 }
 
-public readonly struct Bf16Storage(ArrayView<ushort> bits) : IStorageView<Bf16Storage>, IStorageStore<Bf16Storage>
+public readonly struct Bf16Storage(ArrayView<ushort> bits, ArrayView<Bytes16> units) : IStorageView<Bf16Storage>, IStorageStore<Bf16Storage>
 {
     readonly ArrayView<ushort> bits = bits;
+    readonly ArrayView<Bytes16> units = units;
 
-    public static Bf16Storage Over(ArrayView<byte> bytes) => new(bytes.Cast<ushort>());
+    public static Bf16Storage Over(ArrayView<byte> bytes) => new(bytes.Cast<ushort>(), OctetViews.Units<Bytes16>(bytes));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public float Load(long index) => HalfBits.Bf16ToF32(bits[index]);
+
+    /// <summary>One 128-bit load: eight halves, the lower one of each word first (little-endian).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public Octet Load8(long index)
+    {
+        var u = units[index >> 3];
+        return new Octet
+        {
+            V0 = HalfBits.Bf16ToF32((ushort)u.X), V1 = HalfBits.Bf16ToF32((ushort)(u.X >> 16)),
+            V2 = HalfBits.Bf16ToF32((ushort)u.Y), V3 = HalfBits.Bf16ToF32((ushort)(u.Y >> 16)),
+            V4 = HalfBits.Bf16ToF32((ushort)u.Z), V5 = HalfBits.Bf16ToF32((ushort)(u.Z >> 16)),
+            V6 = HalfBits.Bf16ToF32((ushort)u.W), V7 = HalfBits.Bf16ToF32((ushort)(u.W >> 16)),
+        };
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Store(long index, float value) => bits[index] = HalfBits.F32ToBf16(value);

@@ -63,14 +63,29 @@ public sealed class F16Format : StorageFormat
     public override void DispatchNarrowing<TAction>(ref TAction action) => action.Run<F16Storage, F16Narrowing>();
 }
 
-public readonly struct F16Storage(ArrayView<ushort> bits) : IStorageView<F16Storage>, IStorageStore<F16Storage>
+public readonly struct F16Storage(ArrayView<ushort> bits, ArrayView<Bytes16> units) : IStorageView<F16Storage>, IStorageStore<F16Storage>
 {
     readonly ArrayView<ushort> bits = bits;
+    readonly ArrayView<Bytes16> units = units;
 
-    public static F16Storage Over(ArrayView<byte> bytes) => new(bytes.Cast<ushort>());
+    public static F16Storage Over(ArrayView<byte> bytes) => new(bytes.Cast<ushort>(), OctetViews.Units<Bytes16>(bytes));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public float Load(long index) => HalfBits.F16ToF32(bits[index]);
+
+    /// <summary>One 128-bit load: eight halves, the lower one of each word first (little-endian).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public Octet Load8(long index)
+    {
+        var u = units[index >> 3];
+        return new Octet
+        {
+            V0 = HalfBits.F16ToF32((ushort)u.X), V1 = HalfBits.F16ToF32((ushort)(u.X >> 16)),
+            V2 = HalfBits.F16ToF32((ushort)u.Y), V3 = HalfBits.F16ToF32((ushort)(u.Y >> 16)),
+            V4 = HalfBits.F16ToF32((ushort)u.Z), V5 = HalfBits.F16ToF32((ushort)(u.Z >> 16)),
+            V6 = HalfBits.F16ToF32((ushort)u.W), V7 = HalfBits.F16ToF32((ushort)(u.W >> 16)),
+        };
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Store(long index, float value) => bits[index] = HalfBits.F32ToF16(value);

@@ -47,14 +47,24 @@ public sealed class F32Format : StorageFormat
     public override void DispatchNarrowing<TAction>(ref TAction action) => action.Run<F32Storage, F32Narrowing>();
 }
 
-public readonly struct F32Storage(ArrayView<float> values) : IStorageView<F32Storage>, IStorageStore<F32Storage>
+public readonly struct F32Storage(ArrayView<float> values, ArrayView<Float4> quads) : IStorageView<F32Storage>, IStorageStore<F32Storage>
 {
     readonly ArrayView<float> values = values;
+    readonly ArrayView<Float4> quads = quads;
 
-    public static F32Storage Over(ArrayView<byte> bytes) => new(bytes.Cast<float>());
+    public static F32Storage Over(ArrayView<byte> bytes) => new(bytes.Cast<float>(), OctetViews.Units<Float4>(bytes));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public float Load(long index) => values[index];
+
+    /// <summary>Two 128-bit loads.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public Octet Load8(long index)
+    {
+        var low = quads[index >> 2];
+        var high = quads[(index >> 2) + 1];
+        return new Octet { V0 = low.X, V1 = low.Y, V2 = low.Z, V3 = low.W, V4 = high.X, V5 = high.Y, V6 = high.Z, V7 = high.W };
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Store(long index, float value) => values[index] = value;

@@ -17,22 +17,26 @@ public sealed class IlgpuBackend : IBackend
     readonly KernelLibrary kernels;
     readonly DeviceCounters counters = new();
 
-    IlgpuBackend(Context context, Accelerator accelerator, string kind)
+    IlgpuBackend(Context context, Accelerator accelerator, string kind, LaunchProfile? profile = null)
     {
         this.context = context;
         this.accelerator = accelerator;
-        kernels = new KernelLibrary(accelerator, counters);
+        kernels = new KernelLibrary(accelerator, counters, profile);
         Kind = kind;
-        Name = kind == "cuda" ? $"cuda ({accelerator.Name})" : $"ilgpu-cpu ({accelerator.NumMultiprocessors} threads)";
+        Name = kind == "cuda" ? $"cuda ({accelerator.Name})"
+            : $"ilgpu-cpu ({accelerator.NumMultiprocessors} threads{(kernels.GpuShapes ? ", GPU launch shapes" : "")})";
     }
 
-    /// <summary>ILGPU's CPU accelerator with <paramref name="threads"/> worker threads.</summary>
-    public static IlgpuBackend CreateCpu(int threads = 0)
+    /// <summary>
+    /// ILGPU's CPU accelerator with <paramref name="threads"/> worker threads; with
+    /// <see cref="LaunchProfile.Gpu"/> it runs the kernels CUDA runs, in CUDA's launch shapes (slower).
+    /// </summary>
+    public static IlgpuBackend CreateCpu(int threads = 0, LaunchProfile profile = LaunchProfile.Cpu)
     {
         var context = KernelContext.Create(threads);
         try
         {
-            return new IlgpuBackend(context, context.CreateCPUAccelerator(0, CPUAcceleratorMode.Parallel), "ilgpu-cpu");
+            return new IlgpuBackend(context, context.CreateCPUAccelerator(0, CPUAcceleratorMode.Parallel), "ilgpu-cpu", profile);
         }
         catch
         {
