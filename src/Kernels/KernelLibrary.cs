@@ -39,6 +39,20 @@ public static class KernelContext
 }
 
 /// <summary>
+/// How launchers shape their grids (groups per output tile, warps per row). The shape changes the
+/// speed, never the bits (docs/NUMERICS.md §4), so any accelerator may run either profile: ILGPU's
+/// CPU accelerator runs the CUDA shapes in tests, which is how they are checked without a GPU.
+/// </summary>
+public enum LaunchProfile
+{
+    /// <summary>For ILGPU's CPU accelerator: few, large groups, since every group costs barriers across 32 OS threads.</summary>
+    Cpu,
+
+    /// <summary>For a GPU: enough groups to keep every multiprocessor busy.</summary>
+    Cuda,
+}
+
+/// <summary>
 /// Kernels loaded for one accelerator, each compiled once on first use. Every kernel takes one
 /// argument struct (its views and sizes), so one loader serves them all.
 /// </summary>
@@ -46,15 +60,21 @@ public sealed class KernelLibrary : IDisposable
 {
     readonly ConcurrentDictionary<System.Reflection.MethodInfo, Delegate> loaded = new();
 
-    public KernelLibrary(Accelerator accelerator)
+    /// <param name="accelerator">Where the kernels run.</param>
+    /// <param name="profile">The launch shapes; by default the accelerator's own (CPU for ILGPU's CPU accelerator, else CUDA).</param>
+    public KernelLibrary(Accelerator accelerator, LaunchProfile? profile = null)
     {
         if (accelerator.WarpSize != KernelContext.WarpSize)
             throw new NotSupportedException(
                 $"{accelerator.Name} has {accelerator.WarpSize}-thread warps; the canonical reduction order needs {KernelContext.WarpSize}");
         Accelerator = accelerator;
+        Profile = profile ?? (accelerator.AcceleratorType == AcceleratorType.CPU ? LaunchProfile.Cpu : LaunchProfile.Cuda);
     }
 
     public Accelerator Accelerator { get; }
+
+    /// <summary>The launch shapes every launcher of this library uses.</summary>
+    public LaunchProfile Profile { get; }
 
     /// <summary>The loaded form of <paramref name="kernel"/>, compiled on first request.</summary>
     public Action<KernelConfig, TArgs> Get<TArgs>(Action<TArgs> kernel) where TArgs : struct =>

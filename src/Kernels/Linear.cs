@@ -112,12 +112,12 @@ public static class Linear
     const int RowStride = MaxOutputsPerGroup * LaneStride;
 
     /// <summary>
-    /// Weight rows per group: on the CPU accelerator as many as possible (each group costs a
-    /// barrier across 32 OS threads); on a GPU few enough to keep every multiprocessor busy in
+    /// Weight rows per group: for the CPU accelerator as many as possible (each group costs a
+    /// barrier across 32 OS threads); for a GPU few enough to keep every multiprocessor busy in
     /// decode, where there is only one x row.
     /// </summary>
-    public static int OutputsPerGroup(Accelerator accelerator, int outFeatures) =>
-        accelerator.AcceleratorType == AcceleratorType.CPU
+    public static int OutputsPerGroup(LaunchProfile profile, int outFeatures) =>
+        profile == LaunchProfile.Cpu
             ? MaxOutputsPerGroup
             : Math.Clamp(outFeatures / 1024, 1, MaxOutputsPerGroup);
 
@@ -126,7 +126,7 @@ public static class Linear
     {
         shape.Validate(x.Length, w.Length / wType.SizeOf(), bias?.Length, y.Length);
         int rowTiles = (shape.Rows + RowsPerGroup - 1) / RowsPerGroup;
-        int perGroup = OutputsPerGroup(library.Accelerator, shape.OutFeatures);
+        int perGroup = OutputsPerGroup(library.Profile, shape.OutFeatures);
         int outputTiles = (shape.OutFeatures + perGroup - 1) / perGroup;
         var config = new KernelConfig(checked(rowTiles * outputTiles), KernelContext.WarpSize);
         var biasView = bias ?? x;

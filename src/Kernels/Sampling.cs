@@ -649,8 +649,8 @@ public static partial class Sampling
     }
 
     /// <summary>
-    /// Launches one group per row: <see cref="GpuWarps"/> warps on CUDA, one on the CPU accelerator
-    /// (or <paramref name="warpsPerRow"/> when given; the result never depends on it).
+    /// Launches one group per row: <see cref="GpuWarps"/> warps in the CUDA launch profile, one in the
+    /// CPU profile (or <paramref name="warpsPerRow"/> when given; the result never depends on it).
     /// <paramref name="weights"/> is work space of at least rows × vocabulary values;
     /// <paramref name="parameters"/> holds <see cref="PackParameters"/>'s output. The rows must have
     /// been validated (<see cref="Validate"/>) against the penalized list.
@@ -666,7 +666,7 @@ public static partial class Sampling
         Shapes.ExpectAtLeast("sampling: parameters", parameters.Length, (long)rows * ParameterInts, $"{ParameterInts} per row");
         Shapes.ExpectAtLeast("sampling: tokens", tokens.Length, rows, "one per row");
         if (warpsPerRow == 0)
-            warpsPerRow = library.Accelerator.AcceleratorType == AcceleratorType.CPU ? 1 : GpuWarps;
+            warpsPerRow = library.Profile == LaunchProfile.Cpu ? 1 : GpuWarps;
         if (warpsPerRow < 1 || warpsPerRow > GpuWarps)
             throw new ArgumentOutOfRangeException(nameof(warpsPerRow), $"sampling: {warpsPerRow} warps per row; 1 to {GpuWarps} are supported");
         library.Get<Args>(Kernel)(new KernelConfig(rows, warpsPerRow * KernelContext.WarpSize), new Args

@@ -19,13 +19,13 @@ public static class TestModels
         return path;
     });
 
-    /// <summary>The backend's model: the micro model on ILGPU (slow per op), stories260K elsewhere.</summary>
+    /// <summary>The backend's model: the micro model on ILGPU's CPU accelerator (slow per op), stories260K elsewhere.</summary>
     public static LoadedModel Open(string backendName, int slots, int maxRowsPerForward = 512) =>
         ModelLoader.Open(PathFor(backendName), TestBackends.Get(backendName),
             new TransformerOptions { Slots = slots, MaxRowsPerForward = maxRowsPerForward });
 
     public static string PathFor(string backendName) =>
-        backendName.StartsWith("simd", StringComparison.Ordinal) ? References.Stories("stories260K-f32.gguf") : MicroPath.Value;
+        TestBackends.IsSlow(backendName) ? MicroPath.Value : References.Stories("stories260K-f32.gguf");
 
     /// <summary>Prompts of the given lengths with ids drawn from a fixed seed, BOS first.</summary>
     public static int[][] Prompts(int vocabulary, params int[] lengths)
@@ -34,12 +34,17 @@ public static class TestModels
         return lengths.Select(n => Enumerable.Range(0, n).Select(i => i == 0 ? 1 : random.Next(3, vocabulary)).ToArray()).ToArray();
     }
 
-    /// <summary>Backends for end-to-end bit-identity checks: SIMD (best level) with 1 and 2 threads, and ILGPU's CPU accelerator.</summary>
+    /// <summary>
+    /// Backends for end-to-end bit-identity checks: SIMD (best level) with 1 and 2 threads, ILGPU's
+    /// CPU accelerator, and CUDA where a device exists.
+    /// </summary>
     public static IEnumerable<object[]> Backends()
     {
         string best = IlgpuLlm.Kernels.SimdLevels.Name(IlgpuLlm.Kernels.SimdLevels.Best);
         yield return [$"simd-{best}-t1"];
         yield return [$"simd-{best}-t2"];
         yield return ["ilgpu-cpu"];
+        if (TestBackends.HasCuda)
+            yield return ["cuda"];
     }
 }

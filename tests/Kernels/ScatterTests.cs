@@ -102,7 +102,7 @@ public class ScatterTests
     {
         var backend = TestBackends.Get(backendName);
         // ILGPU's CPU accelerator runs each GPU thread in software: a sparser sweep there.
-        var patterns = BitPatterns(backendName == "ilgpu-cpu" ? 61 : 1);
+        var patterns = BitPatterns(TestBackends.IsSlow(backendName) ? 61 : 1);
         const int width = 13 * 64;
         int rows = patterns.Length / width;
         var source = patterns.AsSpan(0, rows * width).ToArray();

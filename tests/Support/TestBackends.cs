@@ -5,9 +5,10 @@ namespace IlgpuLlm.Tests.Support;
 
 /// <summary>
 /// Every backend present on this machine, by name, created once per test run: the ILGPU CPU
-/// accelerator, CUDA where a device exists, and the SIMD CPU backend with 1 and 2 threads at every
-/// SIMD level the machine runs. A test that takes a backend name runs once per entry, so a new
-/// backend only has to add itself here.
+/// accelerator with its own launch shapes and with CUDA's (so the GPU's grid shapes are checked
+/// without a GPU), CUDA where a device exists, and the SIMD CPU backend with 1 and 2 threads at
+/// every SIMD level the machine runs. A test that takes a backend name runs once per entry, so a
+/// new backend only has to add itself here.
 /// </summary>
 public static class TestBackends
 {
@@ -24,6 +25,7 @@ public static class TestBackends
         var backends = new Dictionary<string, Lazy<IBackend>>
         {
             ["ilgpu-cpu"] = new(() => IlgpuBackend.CreateCpu(2)),
+            [CudaShapesOnCpu] = new(() => IlgpuBackend.CreateCpu(2, LaunchProfile.Cuda)),
         };
         var cuda = new Lazy<IBackend?>(IlgpuBackend.TryCreateCuda);
         if (CudaPresent.Value)
@@ -33,6 +35,15 @@ public static class TestBackends
                 backends[$"simd-{level.Name()}-t{threads}"] = new(() => new SimdBackend(threads, level));
         return backends;
     }
+
+    /// <summary>ILGPU's CPU accelerator launching every kernel with the CUDA launch profile.</summary>
+    public const string CudaShapesOnCpu = "ilgpu-cpu-cuda-launch";
+
+    /// <summary>Whether a backend is ILGPU's CPU accelerator (either launch profile), where every barrier is slow: tests keep its shapes small.</summary>
+    public static bool IsSlow(string name) => name.StartsWith("ilgpu-cpu", StringComparison.Ordinal);
+
+    /// <summary>Whether CUDA is among the backends.</summary>
+    public static bool HasCuda => CudaPresent.Value;
 
     /// <summary>Backend names for [MemberData].</summary>
     public static IEnumerable<object[]> All => Registry.Keys.Select(name => new object[] { name });

@@ -16,22 +16,26 @@ public sealed class IlgpuBackend : IBackend
     readonly Accelerator accelerator;
     readonly KernelLibrary kernels;
 
-    IlgpuBackend(Context context, Accelerator accelerator, string kind)
+    IlgpuBackend(Context context, Accelerator accelerator, string kind, LaunchProfile? profile = null)
     {
         this.context = context;
         this.accelerator = accelerator;
-        kernels = new KernelLibrary(accelerator);
+        kernels = new KernelLibrary(accelerator, profile);
         Kind = kind;
-        Name = kind == "cuda" ? $"cuda ({accelerator.Name})" : $"ilgpu-cpu ({accelerator.NumMultiprocessors} threads)";
+        string shapes = kind != "cuda" && kernels.Profile == LaunchProfile.Cuda ? ", CUDA launch shapes" : "";
+        Name = kind == "cuda" ? $"cuda ({accelerator.Name})" : $"ilgpu-cpu ({accelerator.NumMultiprocessors} threads{shapes})";
     }
 
-    /// <summary>ILGPU's CPU accelerator with <paramref name="threads"/> worker threads.</summary>
-    public static IlgpuBackend CreateCpu(int threads = 0)
+    /// <summary>
+    /// ILGPU's CPU accelerator with <paramref name="threads"/> worker threads, launching with the CPU
+    /// shapes or, to check the GPU's shapes without a GPU, with <see cref="LaunchProfile.Cuda"/>.
+    /// </summary>
+    public static IlgpuBackend CreateCpu(int threads = 0, LaunchProfile profile = LaunchProfile.Cpu)
     {
         var context = KernelContext.Create(threads);
         try
         {
-            return new IlgpuBackend(context, context.CreateCPUAccelerator(0, CPUAcceleratorMode.Parallel), "ilgpu-cpu");
+            return new IlgpuBackend(context, context.CreateCPUAccelerator(0, CPUAcceleratorMode.Parallel), "ilgpu-cpu", profile);
         }
         catch
         {
