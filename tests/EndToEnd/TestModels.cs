@@ -1,3 +1,4 @@
+using IlgpuLlm.Kernels;
 using IlgpuLlm.Model;
 using IlgpuLlm.Runtime.Backends;
 using IlgpuLlm.Tests.Formats;
@@ -23,6 +24,21 @@ public static class TestModels
     public static LoadedModel Open(string backendName, int slots, int maxRowsPerForward = 512) =>
         ModelLoader.Open(PathFor(backendName), TestBackends.Get(backendName),
             new TransformerOptions { Slots = slots, MaxRowsPerForward = maxRowsPerForward });
+
+    /// <summary>
+    /// A model by name: "default" is <see cref="PathFor"/>'s model for the backend, "set/family" a
+    /// family model's GGUF (../shared/models/families).
+    /// </summary>
+    public static LoadedModel Open(string backendName, string model, int slots, StorageType kvType = StorageType.F32) =>
+        ModelLoader.Open(model == "default" ? PathFor(backendName) : References.Family(model.Split('/')[0], model.Split('/')[1], "model.gguf"),
+            TestBackends.Get(backendName), new TransformerOptions { Slots = slots, KvType = kvType });
+
+    /// <summary>"set/family" of every family model.</summary>
+    public static IEnumerable<string> Families() =>
+        SharedModels.FamilySets.SelectMany(set => SharedModels.Families.Select(family => $"{set}/{family}"));
+
+    /// <summary>Backends that run the family models in batch-invariance checks: SIMD (best level) with 1 and 2 threads, and CUDA where a device exists.</summary>
+    public static IEnumerable<string> FamilyBackends() => Backends().Select(b => (string)b[0]).Where(name => !TestBackends.IsSlow(name));
 
     public static string PathFor(string backendName) =>
         TestBackends.IsSlow(backendName) ? MicroPath.Value : References.Stories("stories260K-f32.gguf");
