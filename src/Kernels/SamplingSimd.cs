@@ -20,33 +20,42 @@ public static unsafe class SamplingSimd
         internal SamplingRow* Rows;
         internal int* Penalized;
         internal int* Tokens;
+        internal float* Trace;
         internal SimdLevel Level;
 
         public void Run(int start, int end)
         {
             for (int r = start; r < end; r++)
-                Tokens[r] = SampleRow(Logits + (long)r * Vocabulary, Vocabulary, Rows[r], Penalized, Level);
+                Tokens[r] = SampleRow(Logits + (long)r * Vocabulary, Vocabulary, Rows[r], Penalized, Level,
+                    Trace == null ? null : Trace + (long)r * SamplingTrace.Slots);
         }
     }
 
-    /// <summary>Draws one token per row. The rows must have been validated (<see cref="Sampling.Validate"/>).</summary>
+    /// <summary>
+    /// Draws one token per row. The rows must have been validated (<see cref="Sampling.Validate"/>).
+    /// <paramref name="trace"/>: empty, or <see cref="SamplingTrace.Slots"/> per row to receive the values each draw passes through.
+    /// </summary>
     public static void Run(CpuWorkers workers, SimdLevel level, Job job, float* logits, int vocabulary,
-        ReadOnlySpan<SamplingRow> rows, ReadOnlySpan<int> penalizedTokens, Span<int> tokens)
+        ReadOnlySpan<SamplingRow> rows, ReadOnlySpan<int> penalizedTokens, Span<int> tokens, Span<float> trace = default)
     {
+        SamplingTrace.Validate(trace.Length, rows.Length);
         fixed (SamplingRow* rowPointer = rows)
         fixed (int* penalizedPointer = penalizedTokens)
         fixed (int* tokenPointer = tokens)
+        fixed (float* tracePointer = trace)
         {
             job.Logits = logits;
             job.Vocabulary = vocabulary;
             job.Rows = rowPointer;
             job.Penalized = penalizedPointer;
             job.Tokens = tokenPointer;
+            job.Trace = trace.IsEmpty ? null : tracePointer;
             job.Level = SimdLevels.AtMost(level);
             workers.For(rows.Length, 1, job);
             job.Rows = null;
             job.Penalized = null;
             job.Tokens = null;
+            job.Trace = null;
         }
     }
 
@@ -55,7 +64,7 @@ public static unsafe class SamplingSimd
     [ThreadStatic] static float[]? threadValues;
     [ThreadStatic] static int[]? threadKeys;
 
-    static int SampleRow(float* logits, int n, SamplingRow row, int* penalized, SimdLevel level)
+    static int SampleRow(float* logits, int n, SamplingRow row, int* penalized, SimdLevel level, float* trace)
     {
         if (threadValues == null || threadValues.Length < n)
         {
@@ -64,10 +73,10 @@ public static unsafe class SamplingSimd
         }
         fixed (float* x = threadValues)
         fixed (int* keys = threadKeys)
-            return SampleRow(logits, x, keys, n, row, penalized, level);
+            return SampleRow(logits, x, keys, n, row, penalized, level, trace);
     }
 
-    static int SampleRow(float* logits, float* x, int* keys, int n, SamplingRow row, int* penalized, SimdLevel level)
+    static int SampleRow(float* logits, float* x, int* keys, int n, SamplingRow row, int* penalized, SimdLevel level, float* trace)
     {
         float temperature = row.Temperature;
         bool greedy = temperature == 0f;
@@ -89,9 +98,13 @@ public static unsafe class SamplingSimd
         {
             ToKeys(x, keys, n, level);
             int threshold = KthLargestKey(keys, n, row.TopK, level);
+            if (trace != null)
+                trace[SamplingTrace.TopKKey] = BitConverter.Int32BitsToSingle(threshold);
             KeepAtOrAboveKey(x, keys, n, threshold, level);
         }
         float max = Max(x, n, level);
+        if (trace != null)
+            trace[SamplingTrace.Max] = max;
         if (!(max > float.NegativeInfinity))
             return Argmax(x, n, level);
         float total = level switch
@@ -103,13 +116,18 @@ public static unsafe class SamplingSimd
         bool topP = row.TopP < 1f, minP = row.MinP > 0f;
         if (topP || minP)
         {
-            float tau = topP ? TopPThreshold(x, n, row.TopP * total, level) : float.NegativeInfinity;
+            float topPTarget = row.TopP * total;
+            float tau = topP ? TopPThreshold(x, n, topPTarget, level) : float.NegativeInfinity;
+            if (topP && trace != null)
+                (trace[SamplingTrace.TopPTarget], trace[SamplingTrace.Tau]) = (topPTarget, tau);
             // A disabled floor is −inf, which only NaN fails, and NaN fails the enabled floor too.
             Filter(x, n, tau, minP ? row.MinP : float.NegativeInfinity, level);
             total = Sum(x, n, level);
         }
         float target = Philox.Uniform(row.Seed, row.Sequence, row.Step) * total;
-        return total > target ? InverseCdf(x, n, target, level) : LastPositive(x, n);
+        if (trace != null)
+            (trace[SamplingTrace.Total], trace[SamplingTrace.Target]) = (total, target);
+        return total > target ? InverseCdf(x, n, target, level, trace) : LastPositive(x, n);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -481,7 +499,7 @@ public static unsafe class SamplingSimd
     /// terms of the block that crosses, one lane at a time.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static int InverseCdf(float* e, int n, float target, SimdLevel level)
+    static int InverseCdf(float* e, int n, float target, SimdLevel level, float* trace)
     {
         var lanes = stackalloc float[Canonical.Lanes];
         int full = n & ~31;
@@ -541,20 +559,33 @@ public static unsafe class SamplingSimd
                     lanes[j] += e[block + j];
             }
         }
-        return WithinBlock(e, n, block, target, lanes);
+        return WithinBlock(e, n, block, target, lanes, trace);
     }
 
-    /// <summary>Prefix lengths block+1 … block+32 (or n) one at a time, from the lanes of prefix(block).</summary>
-    static int WithinBlock(float* e, int n, int block, float target, float* lanes)
+    /// <summary>
+    /// Prefix lengths block+1 … block+32 (or n) one at a time, from the lanes of prefix(block); the
+    /// prefix sums before and through the drawn token go to <paramref name="trace"/> when it is not null.
+    /// </summary>
+    static int WithinBlock(float* e, int n, int block, float target, float* lanes, float* trace)
     {
         int active = Math.Min(Canonical.Lanes, n - block);
         var trial = stackalloc float[Canonical.Lanes];
         for (int r = 0; r < active; r++)
         {
+            float before = lanes[r];
             lanes[r] += e[block + r];
             new Span<float>(lanes, Canonical.Lanes).CopyTo(new Span<float>(trial, Canonical.Lanes));
-            if (Canonical.SumTree(new Span<float>(trial, Canonical.Lanes)) > target)
+            float through = Canonical.SumTree(new Span<float>(trial, Canonical.Lanes));
+            if (through > target)
+            {
+                if (trace != null)
+                {
+                    lanes[r] = before;
+                    trace[SamplingTrace.PrefixBefore] = Canonical.SumTree(new Span<float>(lanes, Canonical.Lanes));
+                    trace[SamplingTrace.PrefixThrough] = through;
+                }
                 return block + r;
+            }
         }
         return block + active - 1; // not reached: prefix(n), the total, exceeds the target
     }

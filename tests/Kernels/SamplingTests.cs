@@ -43,7 +43,7 @@ public class SamplingTests
     public static IEnumerable<object[]> Cases()
     {
         foreach (var backend in TestBackends.All)
-            foreach (int vocabulary in new[] { 1, 3, 17, 33, 127, 1000 })
+            foreach (int vocabulary in TraceVocabularies)
                 yield return [backend[0], vocabulary];
     }
 
@@ -113,13 +113,9 @@ public class SamplingTests
     {
         var backend = TestBackends.Get(backendName);
         int[] list = PenalizedList(vocabulary);
-        var allRows = ParameterRows(vocabulary, list.Length);
         foreach (var kind in new[] { "plain", "ties-and-masks", "edges" })
         {
-            // Every combination on plain logits; on the special logits the ones whose paths differ
-            // there (argmax ties, top-k ties, top-p, everything at once), which keeps the slow ILGPU
-            // CPU accelerator's share of the test time small.
-            var rows = kind == "plain" ? allRows : allRows.Where((_, r) => r is 0 or 1 or 5 or 6 or 9 or 12 or 15).ToArray();
+            var rows = TraceRows(vocabulary, kind, list.Length);
             var logits = Logits(kind, rows.Length, vocabulary);
             var expected = new int[rows.Length];
             Sampling.Reference(logits, vocabulary, rows, list, expected);
@@ -187,6 +183,135 @@ public class SamplingTests
             warpsPerRow: Sampling.GpuWarps);
         accelerator.Synchronize();
         Assert.Equal(expected, tokens.GetAsArray1D());
+    }
+
+    // ---- the values each draw passes through, bit for bit on every evaluation ----
+
+    /// <summary>
+    /// Every evaluation of the sampler that can report its trace: the SIMD twin at each level with
+    /// 1 and 2 threads, and the ILGPU kernel with the CPU's launch shapes (one warp per row) and
+    /// CUDA's (four), and on CUDA where a device exists.
+    /// </summary>
+    static IEnumerable<string> TraceRunners() =>
+        SimdLevels.Available.SelectMany(level => new[] { $"simd-{level.Name()}-t1", $"simd-{level.Name()}-t2" })
+            .Concat(KernelLibraries.Names);
+
+    /// <summary>
+    /// Widths around the 32 canonical lanes (one term per lane, whole blocks, a tail), the vector
+    /// widths, several blocks, and a real vocabulary (Llama 3's 128256), where sums have thousands
+    /// of terms per lane.
+    /// </summary>
+    static readonly int[] TraceVocabularies = [1, 3, 17, 31, 32, 33, 64, 127, 512, 1000, 128256];
+
+    public static IEnumerable<object[]> TraceCases() =>
+        from runner in TraceRunners()
+        from vocabulary in TraceVocabularies
+        select new object[] { runner, vocabulary };
+
+    const uint Unwritten = 0xDEADBEEF;
+
+    static readonly Dictionary<string, (CpuWorkers Workers, SamplingSimd.Job Job)> SimdRunners = [];
+
+    /// <summary>Draws with one evaluation, returning its trace (slots it does not reach keep <see cref="Unwritten"/>).</summary>
+    static unsafe float[] Traced(string runner, float[] logits, int vocabulary, SamplingRow[] rows, int[] penalized, int[] tokens)
+    {
+        var trace = new float[rows.Length * SamplingTrace.Slots];
+        Array.Fill(trace, BitConverter.UInt32BitsToSingle(Unwritten));
+        if (runner == "reference")
+        {
+            Sampling.Reference(logits, vocabulary, rows, penalized, tokens, trace);
+            return trace;
+        }
+        Sampling.Validate(logits.Length, vocabulary, rows, penalized, tokens.Length);
+        if (runner.StartsWith("simd-", StringComparison.Ordinal))
+        {
+            (CpuWorkers Workers, SamplingSimd.Job Job) simd;
+            lock (SimdRunners)
+                if (!SimdRunners.TryGetValue(runner, out simd))
+                    SimdRunners[runner] = simd = (new CpuWorkers(runner.EndsWith("-t2", StringComparison.Ordinal) ? 2 : 1), new SamplingSimd.Job());
+            var level = SimdLevels.Available.Single(l => runner.StartsWith($"simd-{l.Name()}-", StringComparison.Ordinal));
+            fixed (float* logitPointer = logits)
+                SamplingSimd.Run(simd.Workers, level, simd.Job, logitPointer, vocabulary, rows, penalized, tokens, trace);
+            return trace;
+        }
+        var library = KernelLibraries.Get(runner);
+        var accelerator = library.Accelerator;
+        var packed = new int[rows.Length * Sampling.ParameterInts];
+        Sampling.PackParameters(rows, packed);
+        using var logitBuffer = accelerator.Allocate1D(logits);
+        using var weights = accelerator.Allocate1D<float>(logits.Length);
+        using var parameters = accelerator.Allocate1D(packed);
+        using var penalizedBuffer = accelerator.Allocate1D(penalized.Length == 0 ? [0] : penalized);
+        using var tokenBuffer = accelerator.Allocate1D<int>(rows.Length);
+        using var traceBuffer = accelerator.Allocate1D(trace);
+        Sampling.Run(library, logitBuffer.View, weights.View, parameters.View, penalizedBuffer.View, tokenBuffer.View, vocabulary,
+            rows.Length, trace: traceBuffer.View);
+        accelerator.Synchronize();
+        tokenBuffer.GetAsArray1D().CopyTo(tokens, 0);
+        return traceBuffer.GetAsArray1D();
+    }
+
+    static readonly Dictionary<(int, string), (int[] Tokens, float[] Trace)> ReferenceTraces = [];
+
+    /// <summary>
+    /// The rows a trace case draws: on the ordinary logits every parameter combination; on the
+    /// special ones those whose paths differ there; at a real vocabulary a few that reach every
+    /// slot (the ILGPU CPU accelerator's cost grows with the vocabulary).
+    /// </summary>
+    static SamplingRow[] TraceRows(int vocabulary, string kind, int listLength)
+    {
+        var all = ParameterRows(vocabulary, listLength);
+        if (vocabulary > 1000)
+            return kind == "plain" ? all.Where((_, r) => r is 0 or 6 or 9 or 12 or 15).ToArray() : all.Where((_, r) => r is 12).ToArray();
+        return kind == "plain" ? all : all.Where((_, r) => r is 0 or 1 or 5 or 6 or 9 or 12 or 15).ToArray();
+    }
+
+    /// <summary>
+    /// Top-k's threshold, the maximum, top-p's target and τ, the filtered total, the draw's target
+    /// and the prefix sums on either side of the drawn token are the reference's bits on every
+    /// evaluation: a sum or a search in another order shows here even when the token stays.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(TraceCases))]
+    public void The_trace_of_every_draw_matches_the_reference_bit_for_bit(string runner, int vocabulary)
+    {
+        int[] list = PenalizedList(vocabulary);
+        foreach (var kind in new[] { "plain", "ties-and-masks", "edges" })
+        {
+            var rows = TraceRows(vocabulary, kind, list.Length);
+            var logits = Logits(kind, rows.Length, vocabulary);
+            (int[] Tokens, float[] Trace) expected;
+            lock (ReferenceTraces)
+                if (!ReferenceTraces.TryGetValue((vocabulary, kind), out expected))
+                {
+                    var referenceTokens = new int[rows.Length];
+                    ReferenceTraces[(vocabulary, kind)] = expected = (referenceTokens, Traced("reference", logits, vocabulary, rows, list, referenceTokens));
+                }
+            var tokens = new int[rows.Length];
+            var trace = Traced(runner, logits, vocabulary, rows, list, tokens);
+            for (int r = 0; r < rows.Length; r++)
+            {
+                string context = $"{runner} vocabulary {vocabulary} {kind} row {r} {rows[r]}";
+                Assert.True(expected.Tokens[r] == tokens[r], $"{context}: token {tokens[r]}, expected {expected.Tokens[r]}");
+                Bits.Equal(expected.Trace.AsSpan(r * SamplingTrace.Slots, SamplingTrace.Slots), trace.AsSpan(r * SamplingTrace.Slots, SamplingTrace.Slots),
+                    $"{context}: trace (slots: top-k key, max, top-p target, tau, total, target, prefix before, prefix through)");
+            }
+        }
+    }
+
+    [Fact]
+    public void The_trace_cases_reach_every_slot_and_every_prefix_block()
+    {
+        // A test that never fills a slot cannot see it change: every slot must be written by some
+        // row, and the drawn tokens must lie in more than one block of 32 at the real vocabulary.
+        const int vocabulary = 1000;
+        int[] list = PenalizedList(vocabulary);
+        var rows = TraceRows(vocabulary, "plain", list.Length);
+        var tokens = new int[rows.Length];
+        var trace = Traced("reference", Logits("plain", rows.Length, vocabulary), vocabulary, rows, list, tokens);
+        for (int slot = 0; slot < SamplingTrace.Slots; slot++)
+            Assert.Contains(Enumerable.Range(0, rows.Length), r => BitConverter.SingleToUInt32Bits(trace[r * SamplingTrace.Slots + slot]) != Unwritten);
+        Assert.True(tokens.Select(t => t / Canonical.Lanes).Distinct().Count() > 3, $"tokens {string.Join(", ", tokens)}");
     }
 
     // ---- what the sampler means ----
