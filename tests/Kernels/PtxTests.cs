@@ -33,21 +33,40 @@ public class PtxTests
         var lines = ptx.Split('\n').Select(l => Regex.Replace(l, "//.*$", "").Trim()).Where(l => l.Length > 0).ToArray();
         foreach (var line in lines)
         {
+            // A guard predicate (@%p1, @!%p2) may precede any instruction: the checks read past it.
+            string instruction = Regex.Replace(line, @"^@!?%[\w$]+\s+", "");
+            string opcode = Regex.Match(instruction, @"^[a-z][\w.]*").Value;
+            string[] parts = opcode.Split('.');
+            bool floating = parts.Skip(1).Any(p => p is "f16" or "f16x2" or "bf16" or "bf16x2" or "f32" or "f64" or "tf32");
             if (Regex.IsMatch(line, @"\.approx\b"))
                 yield return $"approximate instruction: {line}";
             if (Regex.IsMatch(line, @"\.full\b"))
                 yield return $"non-IEEE division: {line}";
             if (Regex.IsMatch(line, @"\.ftz\b"))
                 yield return $"flush-to-zero: {line}";
+            if (floating && parts.Contains("sat"))
+                yield return $"saturating floating-point instruction (clamps to [0, 1], NaN to 0): {line}";
             if (Regex.IsMatch(line, @"\.extern\s+\.func"))
                 yield return $"unresolved external function: {line}";
-            if (Regex.IsMatch(line, @"^(mul|add|sub|fma|mad|div|sqrt|rcp)\.(f32|f64)\b"))
-                yield return $"floating-point instruction without an explicit rounding mode (ptxas may contract or approximate it): {line}";
-            if (Regex.IsMatch(line, @"^(ex2|lg2|sin|cos|rsqrt|tanh)\."))
+            if (floating && parts[0] is "mul" or "add" or "sub" or "fma" or "mad" or "div" or "sqrt" or "rcp")
+            {
+                if (!parts.Contains("rn"))
+                    yield return parts.Any(p => p is "rz" or "rm" or "rp")
+                        ? $"floating-point instruction rounding other than to nearest even: {line}"
+                        : $"floating-point instruction without an explicit rounding mode (ptxas may contract or approximate it): {line}";
+            }
+            if (floating && parts[0] is "min" or "max")
+                yield return $"hardware {parts[0]} (drops NaN, orders ±0 its own way; the contract's max propagates NaN): {line}";
+            if (floating && parts[0] is "abs" or "neg" && opcode is not ("abs.f32" or "abs.f64" or "neg.f32" or "neg.f64"))
+                yield return $"{parts[0]} in a form other than the exact sign operation on f32/f64: {line}";
+            if (floating && parts[0] is "ex2" or "lg2" or "sin" or "cos" or "rsqrt" or "tanh")
                 yield return $"hardware transcendental: {line}";
+            if (parts[0] == "cvt")
+                foreach (var problem in ConversionViolations(parts))
+                    yield return $"{problem}: {line}";
             if (Regex.IsMatch(line, @"\.local\b"))
                 yield return $"local memory: {line}";
-            var call = Regex.Match(line, @"^call(\.uni)?\s.*?,?\s*\(?\s*(?<target>[A-Za-z_][A-Za-z0-9_$]*)\s*,");
+            var call = Regex.Match(instruction, @"^call(\.uni)?\s.*?,?\s*\(?\s*(?<target>[A-Za-z_][A-Za-z0-9_$]*)\s*,");
             if (call.Success)
                 stubs.Add(call.Groups["target"].Value);
         }
@@ -55,6 +74,59 @@ public class PtxTests
             if (Regex.IsMatch(target, @"^(Add|Sub|Mul|Div|Fma|Sqrt)_\d+$"))
                 yield return $"call to an ExactMath stub that was not lowered to an instruction: {target}";
     }
+
+    /// <summary>
+    /// What a cvt may do under the contract: narrow to f16/bf16 never (that rounding is done in
+    /// integer arithmetic, docs/NUMERICS.md §1); float to integer only truncating (.rzi, C#'s cast);
+    /// integer or f64 to f32 only rounding to nearest even; widening exactly, with no rounding modifier.
+    /// </summary>
+    static IEnumerable<string> ConversionViolations(string[] parts)
+    {
+        var types = parts.Where(p => Regex.IsMatch(p, @"^(f16|f16x2|bf16|bf16x2|tf32|e4m3x2|e5m2x2|f32|f64|[su](8|16|32|64)|b(8|16|32|64))$")).ToArray();
+        if (types.Length != 2)
+            yield break;
+        string destination = types[0], source = types[1];
+        string? rounding = parts.FirstOrDefault(p => p is "rn" or "rz" or "rm" or "rp" or "rna" or "rni" or "rzi" or "rmi" or "rpi");
+        bool toFloat = destination[0] is 'f' or 't' or 'e' || destination.StartsWith("bf", StringComparison.Ordinal);
+        bool fromFloat = source[0] is 'f' or 't' or 'e' || source.StartsWith("bf", StringComparison.Ordinal);
+        if (destination is "f16" or "f16x2" or "bf16" or "bf16x2" or "tf32" or "e4m3x2" or "e5m2x2")
+            yield return "hardware narrowing to a 16-bit or smaller float";
+        else if (fromFloat && !toFloat && rounding != "rzi")
+            yield return "float to integer conversion other than truncation (.rzi, as C# casts)";
+        else if (toFloat && !fromFloat && rounding != "rn")
+            yield return "integer to float conversion rounding other than to nearest even";
+        else if (destination == "f32" && source == "f64" && rounding != "rn")
+            yield return "f64 to f32 conversion rounding other than to nearest even";
+    }
+
+    /// <summary>Lines the lint must reject, one per rule and form (a guard predicate in front included).</summary>
+    public static readonly string[] ForbiddenLines =
+    [
+        "mul.f32 %f1, %f2, %f3;", "add.f32 %f1, %f2, %f3;", "sub.f32 %f1, %f2, %f3;", "fma.f32 %f1, %f2, %f3, %f4;",
+        "@%p1 add.f32 %f1, %f2, %f3;", "@!%p2 mul.f32 %f1, %f2, %f3;", "@%p3 fma.rz.f32 %f1, %f2, %f3, %f4;",
+        "add.rz.f32 %f1, %f2, %f3;", "mul.rm.f32 %f1, %f2, %f3;", "div.rp.f32 %f1, %f2, %f3;", "sqrt.rz.f32 %f1, %f2;",
+        "mad.f32 %f1, %f2, %f3, %f4;", "add.rn.sat.f32 %f1, %f2, %f3;", "cvt.rn.sat.f32.f64 %f1, %fd1;",
+        "ex2.approx.f32 %f1, %f2;", "@%p1 ex2.approx.ftz.f32 %f1, %f2;", "lg2.approx.f32 %f1, %f2;", "@%p4 tanh.approx.f32 %f1, %f2;",
+        "div.full.f32 %f1, %f2, %f3;", "div.approx.f32 %f1, %f2, %f3;", "rcp.approx.ftz.f32 %f1, %f2;", "add.rn.ftz.f32 %f1, %f2, %f3;",
+        "min.f32 %f1, %f2, %f3;", "max.f32 %f1, %f2, %f3;", "@%p1 max.f32 %f1, %f2, %f3;", "max.NaN.f32 %f1, %f2, %f3;",
+        "min.ftz.NaN.f32 %f1, %f2, %f3;", "max.f64 %fd1, %fd2, %fd3;",
+        "abs.ftz.f32 %f1, %f2;", "neg.ftz.f32 %f1, %f2;", "abs.bf16 %rs1, %rs2;", "@%p2 neg.f16 %rs1, %rs2;",
+        "cvt.rn.f16.f32 %rs1, %f1;", "cvt.rz.bf16.f32 %rs1, %f1;", "cvt.rn.bf16x2.f32 %r1, %f1, %f2;",
+        "cvt.rni.s32.f32 %r1, %f1;", "cvt.rmi.s32.f32 %r1, %f1;", "@%p1 cvt.rpi.u32.f32 %r1, %f1;",
+        "cvt.rz.f32.s32 %f1, %r1;", "cvt.rm.f32.u32 %f1, %r1;", "cvt.rz.f32.f64 %f1, %fd1;",
+        ".extern .func (.param .b32 r) fmaf(.param .b32 a);", "ld.local.f32 %f1, [%rd1];", "@%p1 st.local.u32 [%rd1], %r1;",
+    ];
+
+    /// <summary>Lines the lint must accept: the exact forms kernels use.</summary>
+    public static readonly string[] AllowedLines =
+    [
+        "fma.rn.f32 %f1, %f2, %f3, %f4;", "add.rn.f32 %f1, %f2, %f3;", "@%p1 mul.rn.f32 %f1, %f2, %f3;", "div.rn.f32 %f1, %f2, %f3;",
+        "sqrt.rn.f32 %f1, %f2;", "mul.wide.u32 %rd1, %r1, 4;", "add.u64 %rd1, %rd2, %rd3;", "@!%p1 add.s32 %r1, %r2, 1;",
+        "max.s32 %r1, %r2, %r3;", "min.u32 %r1, %r2, %r3;", "abs.f32 %f1, %f2;", "neg.f32 %f1, %f2;", "abs.s32 %r1, %r2;",
+        "cvt.rzi.s32.f32 %r1, %f1;", "cvt.rn.f32.s32 %f1, %r1;", "cvt.rn.f32.u32 %f1, %r1;", "cvt.f64.f32 %fd1, %f1;",
+        "cvt.u32.u16 %r1, %rs1;", "cvt.s64.s32 %rd1, %r1;", "setp.gt.f32 %p1, %f1, %f2;", "selp.f32 %f1, %f2, %f3, %p1;",
+        "testp.notanumber.f32 %p1, %f1;", "ld.global.f32 %f1, [%rd1];", "mov.b32 %f1, %r1;",
+    ];
 
     [Theory]
     [MemberData(nameof(Cases))]
@@ -69,15 +141,10 @@ public class PtxTests
     [Fact]
     public void The_lint_catches_what_the_contract_forbids()
     {
-        string[] forbidden =
-        [
-            "mul.f32 %f1, %f2, %f3;", "add.f32 %f1, %f2, %f3;", "sub.f32 %f1, %f2, %f3;", "ex2.approx.f32 %f1, %f2;",
-            "div.full.f32 %f1, %f2, %f3;", "add.rn.ftz.f32 %f1, %f2, %f3;", ".extern .func (.param .b32 r) fmaf(.param .b32 a);",
-            "ld.local.f32 %f1, [%rd1];",
-        ];
-        foreach (var line in forbidden)
-            Assert.NotEmpty(Violations(line));
-        Assert.Empty(Violations("fma.rn.f32 %f1, %f2, %f3, %f4;\nadd.rn.f32 %f1, %f2, %f3;\nmul.wide.u32 %rd1, %r1, 4;\nadd.u64 %rd1, %rd2, %rd3;"));
+        foreach (var line in ForbiddenLines)
+            Assert.True(Violations(line).Any(), $"the lint accepts {line}");
+        foreach (var line in AllowedLines)
+            Assert.True(!Violations(line).Any(), $"the lint rejects {line}: {string.Join("; ", Violations(line))}");
     }
 
     [SkippableTheory]
