@@ -1,5 +1,7 @@
 using System.Diagnostics;
 using System.Text.RegularExpressions;
+using ILGPU;
+using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
 using IlgpuLlm.Kernels;
 
@@ -145,6 +147,46 @@ public class PtxTests
             Assert.True(Violations(line).Any(), $"the lint accepts {line}");
         foreach (var line in AllowedLines)
             Assert.True(!Violations(line).Any(), $"the lint rejects {line}: {string.Join("; ", Violations(line))}");
+    }
+
+    /// <summary>Kernels of one exact operation each, to see what it lowers to.</summary>
+    static class Probes
+    {
+        public static void Add(Index1D i, ArrayView<float> a) => a[i] = ExactMath.Add(a[i + 1], a[i + 2]);
+        public static void Sub(Index1D i, ArrayView<float> a) => a[i] = ExactMath.Sub(a[i + 1], a[i + 2]);
+        public static void Mul(Index1D i, ArrayView<float> a) => a[i] = ExactMath.Mul(a[i + 1], a[i + 2]);
+        public static void Div(Index1D i, ArrayView<float> a) => a[i] = ExactMath.Div(a[i + 1], a[i + 2]);
+        public static void Fma(Index1D i, ArrayView<float> a) => a[i] = ExactMath.Fma(a[i + 1], a[i + 2], a[i + 3]);
+        public static void Sqrt(Index1D i, ArrayView<float> a) => a[i] = ExactMath.Sqrt(a[i + 1]);
+        public static void Max(Index1D i, ArrayView<float> a) => a[i] = CanonicalMath.Max(a[i + 1], a[i + 2]);
+    }
+
+    /// <summary>The floating-point arithmetic instructions of a PTX listing, guard predicates and operands dropped.</summary>
+    static string[] FloatArithmetic(string ptx) =>
+        ptx.Split('\n').Select(l => Regex.Replace(Regex.Replace(l, "//.*$", "").Trim(), @"^@!?%[\w$]+\s+", ""))
+            .Select(l => Regex.Match(l, @"^(add|sub|mul|div|fma|mad|sqrt|rcp|rsqrt|min|max|ex2|lg2)\.[\w.]*\b(f32|f64)\b").Value)
+            .Where(op => op.Length > 0).ToArray();
+
+    /// <summary>
+    /// Each exact operation is one instruction with the rounding the contract names (a lowering to a
+    /// multiply and an add, or to another rounding mode, would give the GPU other bits than the
+    /// CPUs), and the contract's max is a compare and a select, never the GPU's NaN-dropping max.
+    /// </summary>
+    [Theory]
+    [InlineData("Add", "add.rn.f32")]
+    [InlineData("Sub", "sub.rn.f32")]
+    [InlineData("Mul", "mul.rn.f32")]
+    [InlineData("Div", "div.rn.f32")]
+    [InlineData("Fma", "fma.rn.f32")]
+    [InlineData("Sqrt", "sqrt.rn.f32")]
+    [InlineData("Max", null)]
+    public void Each_exact_operation_lowers_to_its_one_instruction(string operation, string? instruction)
+    {
+        string ptx;
+        lock (Compiler)
+            ptx = Compiler.Value.Compile(typeof(Probes).GetMethod(operation)!, CudaArchitecture.SM_80);
+        Assert.Equal(instruction is null ? [] : [instruction], FloatArithmetic(ptx));
+        Assert.Empty(Violations(ptx));
     }
 
     [SkippableTheory]
