@@ -1,0 +1,121 @@
+using IlgpuLlm.Kernels;
+using IlgpuLlm.Tests.Support;
+
+namespace IlgpuLlm.Tests.Kernels;
+
+/// <summary>
+/// The scalar references against docs/NUMERICS.md written out again, in plain C# float arithmetic:
+/// every other test compares a backend with a reference, so a change to code every evaluation
+/// shares (the canonical order, RMSNorm's inverse, softmax's steps) would move them all together
+/// and pass. Here the order and the roundings come from the contract's text alone.
+/// </summary>
+public class ContractTests
+{
+    /// <summary>§4: 32 lanes, lane j folding terms j, j+32, … (untouched when it gets none), then lane j ⊕= lane j+h for h = 16, 8, 4, 2, 1.</summary>
+    static float Spec(int n, float start, Func<float, int, float> fold, Func<float, float, float> combine)
+    {
+        var lanes = new float[32];
+        for (int j = 0; j < 32; j++)
+        {
+            lanes[j] = start;
+            for (int i = j; i < n; i += 32)
+                lanes[j] = fold(lanes[j], i);
+        }
+        for (int width = 32; width > 1; width /= 2)
+        {
+            var next = new float[width / 2];
+            for (int j = 0; j < width / 2; j++)
+                next[j] = combine(lanes[j], lanes[j + width / 2]);
+            lanes = next;
+        }
+        return lanes[0];
+    }
+
+    static float SpecSum(float[] t) => Spec(t.Length, 0f, (lane, i) => lane + t[i], (a, b) => a + b);
+
+    static float SpecDot(float[] a, float[] b) => Spec(a.Length, 0f, (lane, i) => MathF.FusedMultiplyAdd(a[i], b[i], lane), (x, y) => x + y);
+
+    /// <summary>§3: a if a &gt; b or a is NaN, else b.</summary>
+    static float SpecMax(float a, float b) => a > b || float.IsNaN(a) ? a : b;
+
+    static readonly int[] Lengths = [0, 1, 2, 17, 31, 32, 33, 64, 65, 100, 512, 1000, 4099];
+
+    [Fact]
+    public void The_canonical_sums_dots_and_maxima_follow_the_lanes_and_the_tree()
+    {
+        foreach (int n in Lengths)
+        {
+            var a = TestValues.Ordinary(n, seed: n);
+            var b = TestValues.Ordinary(n, seed: n + 1);
+            Bits.Equal([SpecSum(a)], [Canonical.Sum(a)], $"sum of {n}");
+            Bits.Equal([SpecDot(a, b)], [Canonical.Dot(a, b)], $"dot of {n}");
+            Bits.Equal([SpecDot(a, a)], [Canonical.SumOfSquares(a)], $"sum of squares of {n}");
+            // −0 in some lanes only: a lane fed a zero term, or a tree of another shape, shows in the sign.
+            var zeros = Enumerable.Range(0, n).Select(i => i % 3 == 0 ? -0f : 0f).ToArray();
+            Bits.Equal([SpecSum(zeros)], [Canonical.Sum(zeros)], $"sum of {n} signed zeros");
+            Bits.Equal([Spec(n, float.NegativeInfinity, (lane, i) => SpecMax(lane, a[i]), SpecMax)], [Canonical.Max(a)], $"max of {n}");
+            var withNaN = a.Select((v, i) => i % 7 == 3 ? float.NaN : v).ToArray();
+            Bits.Equal([Spec(n, float.NegativeInfinity, (lane, i) => SpecMax(lane, withNaN[i]), SpecMax)], [Canonical.Max(withNaN)], $"max of {n} with NaN");
+        }
+    }
+
+    [Fact]
+    public void RmsNorm_is_the_canonical_sum_of_squares_then_one_rounding_per_step()
+    {
+        foreach (int width in new[] { 1, 17, 32, 33, 64, 1000 })
+            foreach (bool addOne in new[] { false, true })
+            {
+                var x = TestValues.Ordinary(2 * width, seed: width);
+                var w = TestValues.Ordinary(width, seed: width + 5, spread: 2);
+                const float epsilon = 1e-6f;
+                var expected = new float[x.Length];
+                for (int r = 0; r < 2; r++)
+                {
+                    var row = x.AsSpan(r * width, width).ToArray();
+                    float mean = SpecDot(row, row) / width;
+                    float inverse = 1f / MathF.Sqrt(mean + epsilon);
+                    for (int i = 0; i < width; i++)
+                        expected[r * width + i] = row[i] * inverse * (addOne ? 1f + w[i] : w[i]);
+                }
+                var actual = new float[x.Length];
+                RmsNorm.Reference(x, HostStorage.Of(w), actual, new RmsNormShape(2, width, epsilon, addOne));
+                Bits.Equal(expected, actual, $"width {width}, add one {addOne}");
+            }
+    }
+
+    [Fact]
+    public void Softmax_divides_by_the_temperature_subtracts_the_canonical_max_and_divides_by_the_canonical_sum()
+    {
+        foreach (int width in new[] { 1, 17, 32, 33, 64, 1000 })
+            foreach (float temperature in new[] { 1f, 0.7f })
+            {
+                var logits = TestValues.Ordinary(width, seed: width, spread: 3);
+                var scaled = logits.Select(v => v / temperature).ToArray();
+                float max = Spec(width, float.NegativeInfinity, (lane, i) => SpecMax(lane, scaled[i]), SpecMax);
+                var e = scaled.Select(v => CanonicalMath.Exp(v - max)).ToArray();
+                float total = SpecSum(e);
+                var actual = new float[width];
+                Softmax.Reference(logits, actual, new SoftmaxShape(1, width), temperature);
+                Bits.Equal(e.Select(v => v / total).ToArray(), actual, $"width {width}, T {temperature}");
+            }
+    }
+
+    [Fact]
+    public void Linear_is_the_canonical_dot_then_the_bias_added_once()
+    {
+        foreach (int k in new[] { 1, 31, 32, 33, 100, 512 })
+        {
+            const int rows = 3, outputs = 5;
+            var x = TestValues.Ordinary(rows * k, seed: k);
+            var w = TestValues.Ordinary(outputs * k, seed: k + 1);
+            var bias = TestValues.Ordinary(outputs, seed: k + 2);
+            var expected = new float[rows * outputs];
+            for (int m = 0; m < rows; m++)
+                for (int n = 0; n < outputs; n++)
+                    expected[m * outputs + n] = SpecDot(x[(m * k)..((m + 1) * k)], w[(n * k)..((n + 1) * k)]) + bias[n];
+            var actual = new float[rows * outputs];
+            Linear.Reference(x, HostStorage.Of(w), bias, true, actual, new LinearShape(rows, outputs, k));
+            Bits.Equal(expected, actual, $"k {k}");
+        }
+    }
+}
