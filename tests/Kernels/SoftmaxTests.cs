@@ -14,7 +14,7 @@ public class SoftmaxTests
     /// <see cref="Logits"/> in each (the real vocabulary: the ordinary kinds).
     /// </summary>
     static readonly (int Width, int Rows)[] Shapes =
-        [(1, 1), (3, 8), (17, 8), (31, 8), (32, 8), (33, 8), (64, 8), (127, 8), (512, 8), (1000, 8), (128256, 3)];
+        [(1, 1), (3, 9), (17, 9), (31, 9), (32, 9), (33, 9), (64, 9), (127, 9), (512, 9), (1000, 9), (128256, 3)];
 
     public static IEnumerable<object[]> Cases() =>
         from backend in TestBackends.All
@@ -27,7 +27,8 @@ public class SoftmaxTests
     /// −inf, values of a typical logit range, and a wide range with whole vectors far below the
     /// maximum (weights that underflow to zero). Then a row of only −inf, edge values (NaN, ±inf,
     /// ±huge, subnormals), huge magnitudes that overflow when divided by a small temperature, tiny
-    /// ones, and values tied in blocks.
+    /// ones, values tied in blocks, and −inf everywhere but one NaN (the maximum is NaN, so every
+    /// probability is; a maximum that dropped NaN would take the row for fully masked and give zeros).
     /// </summary>
     static float[] Logits(int rows, int width)
     {
@@ -63,9 +64,13 @@ public class SoftmaxTests
                     for (int i = 0; i < width; i++)
                         row[i] = random[i] * 1e-39f;
                     break;
-                default:
+                case 7:
                     for (int i = 0; i < width; i++)
                         row[i] = MathF.Round(random[i] / 4f);
+                    break;
+                default:
+                    row.Fill(float.NegativeInfinity);
+                    row[width / 2] = float.NaN;
                     break;
             }
         }
