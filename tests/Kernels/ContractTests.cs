@@ -118,4 +118,82 @@ public class ContractTests
             Bits.Equal(expected, actual, $"k {k}");
         }
     }
+
+    // ---- §3, the project's own functions, from the contract's text and constants derived here ----
+
+    static readonly float Log2E = (float)(1 / Math.Log(2));
+    static readonly float Ln2Hi = (float)Math.Log(2);
+    static readonly float Ln2Lo = (float)(Math.Log(2) - Ln2Hi);
+    static readonly float[] InverseFactorials = Enumerable.Range(2, 6).Select(n => (float)(1 / Enumerable.Range(1, n).Aggregate(1.0, (f, i) => f * i))).ToArray();
+
+    /// <summary>Taylor coefficients of tanh(x)/x − 1 in x²: −1/3, 2/15, −17/315, 62/2835, …</summary>
+    static readonly float[] TanhSeries =
+        [(float)(-1.0 / 3), (float)(2.0 / 15), (float)(-17.0 / 315), (float)(62.0 / 2835), (float)(-1382.0 / 155925),
+         (float)(21844.0 / 6081075), (float)(-929569.0 / 638512875), (float)(6404582.0 / 10854718875)];
+
+    static float SpecExp(float x)
+    {
+        if (float.IsNaN(x))
+            return x;
+        x = Math.Clamp(x, -104f, 89f);
+        const float shift = 1.5f * (1 << 23);
+        float t = MathF.FusedMultiplyAdd(x, Log2E, shift);
+        int k = (int)(BitConverter.SingleToUInt32Bits(t) - BitConverter.SingleToUInt32Bits(shift));
+        float kf = t - shift;
+        float r = MathF.FusedMultiplyAdd(kf, -Ln2Hi, x);
+        r = MathF.FusedMultiplyAdd(kf, -Ln2Lo, r);
+        float p = InverseFactorials[5]; // 1/7!
+        for (int n = 4; n >= 0; n--)
+            p = MathF.FusedMultiplyAdd(p, r, InverseFactorials[n]);
+        p = MathF.FusedMultiplyAdd(p, r, 1f);
+        p = MathF.FusedMultiplyAdd(p, r, 1f);
+        int half = (int)Math.Floor(k / 2.0);
+        return p * MathF.ScaleB(1f, half) * MathF.ScaleB(1f, k - half);
+    }
+
+    static float SpecTanh(float x)
+    {
+        if (MathF.Abs(x) < 0.55f)
+        {
+            if (x == 0f)
+                return x;
+            float x2 = x * x;
+            float p = TanhSeries[7];
+            for (int n = 6; n >= 0; n--)
+                p = MathF.FusedMultiplyAdd(p, x2, TanhSeries[n]);
+            return MathF.FusedMultiplyAdd(x2 * p, x, x);
+        }
+        float a = MathF.Abs(x);
+        float t = 1f - 2f / (SpecExp(a + a) + 1f);
+        return x < 0f ? -t : t;
+    }
+
+    /// <summary>Inputs: every 4099th bit pattern, and every pattern near the branch points and clamps.</summary>
+    static IEnumerable<float> Inputs()
+    {
+        for (ulong bits = 0; bits <= uint.MaxValue; bits += 4099)
+            yield return BitConverter.UInt32BitsToSingle((uint)bits);
+        foreach (float around in new[] { 0.55f, -0.55f, 0.5f, 89f, -104f, 0f, 1f, -1f, 20f, -20f })
+        {
+            float v = around;
+            for (int i = 0; i < 4096; i++, v = MathF.BitIncrement(v))
+                yield return v;
+        }
+    }
+
+    [Fact]
+    public void Exp_tanh_and_the_functions_built_on_them_follow_their_definitions()
+    {
+        float sqrtTwoOverPi = (float)Math.Sqrt(2 / Math.PI);
+        foreach (float x in Inputs())
+        {
+            Bits.Equal([SpecExp(x)], [CanonicalMath.Exp(x)], $"exp({x:R})");
+            Bits.Equal([SpecTanh(x)], [CanonicalMath.Tanh(x)], $"tanh({x:R})");
+            Bits.Equal([x / (1f + SpecExp(-x))], [CanonicalMath.Silu(x)], $"silu({x:R})");
+            Bits.Equal([0.5f * x * (1f + SpecTanh(sqrtTwoOverPi * x * MathF.FusedMultiplyAdd(0.044715f * x, x, 1f)))], [CanonicalMath.GeluTanh(x)], $"gelu({x:R})");
+            Bits.Equal([SpecTanh(x / 30f) * 30f], [CanonicalMath.SoftCap(x, 30f)], $"softcap({x:R}, 30)");
+            Bits.Equal([x > 1f || float.IsNaN(x) ? x : 1f], [CanonicalMath.Max(x, 1f)], $"max({x:R}, 1)");
+            Bits.Equal([1f > x ? 1f : x], [CanonicalMath.Max(1f, x)], $"max(1, {x:R})");
+        }
+    }
 }
