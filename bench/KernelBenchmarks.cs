@@ -19,16 +19,9 @@ static class BenchData
 
     public static Tensor Upload(IBackend backend, float[] values, StorageType type, string name)
     {
-        var tensor = backend.Allocate(type.AsTensorType(), values.LongLength, name);
-        var bytes = new byte[values.LongLength * type.SizeOf()];
-        for (long i = 0; i < values.LongLength; i++)
-        {
-            uint bits = Scatter.Narrow(values[i], type);
-            if (type == StorageType.F32)
-                MemoryMarshal.Write(bytes.AsSpan((int)(i * 4)), bits);
-            else
-                MemoryMarshal.Write(bytes.AsSpan((int)(i * 2)), (ushort)bits);
-        }
+        var tensor = backend.Allocate(type, values.LongLength, name);
+        var bytes = new byte[type.ByteLength(values.LongLength)];
+        type.Format().Narrow(values, bytes);
         backend.Upload(tensor, bytes);
         return tensor;
     }
@@ -77,7 +70,7 @@ public class AttentionDecode : IWorkload
     [Benchmark]
     public void Attention() => backend.Attention(q, keys, values, output, ranges, shape, null, fullyMasked);
 
-    public double? Bytes => 2.0 * Context * KvHeads * HeadDim * Cache.SizeOf();
+    public double? Bytes => 2.0 * Context * KvHeads * HeadDim * Cache.ByteLength(1);
     public bool StreamsFromMemory => true;
 
     /// <summary>q·k and the weighted sum of v: two multiply-adds per head, position and dimension.</summary>

@@ -39,6 +39,15 @@ public readonly record struct AttentionShape(int Rows, int Heads, int KvHeads, i
 {
     public int GroupSize => Heads / KvHeads;
 
+    /// <summary>
+    /// The most keys any row's range may hold (0: the capacity). Ranges on the device are not read
+    /// on the host, so this bound, known where they were made, sizes the score work space.
+    /// </summary>
+    public int MaxKeys { get; init; }
+
+    /// <summary>Scores kept per (row, head): <see cref="MaxKeys"/>, or the capacity.</summary>
+    public int KeysPerGroup => MaxKeys > 0 ? MaxKeys : Capacity;
+
     public void Validate(long qLength, long keysLength, long valuesLength, long outputLength)
     {
         Shapes.Positive("attention: rows", Rows);
@@ -53,6 +62,8 @@ public readonly record struct AttentionShape(int Rows, int Heads, int KvHeads, i
             throw new ArgumentException($"attention: scale {Scale} is not finite");
         if (!(SoftCap >= 0f) || float.IsInfinity(SoftCap))
             throw new ArgumentException($"attention: soft-cap {SoftCap} must be 0 (none) or a positive finite value");
+        if (MaxKeys < 0 || MaxKeys > Capacity)
+            throw new ArgumentOutOfRangeException(nameof(MaxKeys), $"attention: at most {MaxKeys} keys per row; 0 (the capacity) to {Capacity} are possible");
         long cache = (long)Slots * Capacity * KvHeads * HeadDim;
         Shapes.Expect("attention: q", qLength, (long)Rows * Heads * HeadDim, $"rows {Rows} × heads {Heads} × head_dim {HeadDim}");
         Shapes.Expect("attention: key cache", keysLength, cache, $"slots {Slots} × capacity {Capacity} × kv heads {KvHeads} × head_dim {HeadDim}");
@@ -73,6 +84,9 @@ public readonly record struct AttentionShape(int Rows, int Heads, int KvHeads, i
             if (range.Length > Capacity)
                 throw new ArgumentOutOfRangeException(nameof(ranges),
                     $"attention: row {r} attends to {range.Length} keys [{range.Begin}, {range.End}); the cache holds {Capacity} positions per slot");
+            if (range.Length > KeysPerGroup)
+                throw new ArgumentOutOfRangeException(nameof(ranges),
+                    $"attention: row {r} attends to {range.Length} keys [{range.Begin}, {range.End}); the call allows at most {KeysPerGroup}");
         }
     }
 
@@ -180,14 +194,16 @@ public static partial class Attention
         public TCache Keys;
         public TCache Values;
         public ArrayView<float> Output;
-        public ArrayView<KeyRange> Ranges;
+        /// <summary>Each row's <see cref="KeyRange"/> as three ints (slot, begin, end): read as ints, so the section may start anywhere.</summary>
+        public ArrayView<int> Ranges;
         public ArrayView<float> Bias;
         /// <summary>[rows × heads × ScoresPerGroup]: the scores, then the exp weights, of each (row, head).</summary>
         public ArrayView<float> Scores;
+        /// <summary>Per (row, head), raised to <see cref="Mark"/> where no score is finite (when Mark is positive).</summary>
         public ArrayView<int> FullyMasked;
-        public int Heads, KvHeads, HeadDim, Capacity, ScoresPerGroup, HasBias, TileKeys;
+        public int Heads, KvHeads, HeadDim, Slots, Capacity, ScoresPerGroup, HasBias, TileKeys, Mark;
         public float Scale, SoftCap;
-        public long BiasOffset, BiasRowStride, BiasHeadStride;
+        public long BiasOffset, BiasRowStride, BiasHeadStride, BiasLength;
     }
 
     /// <summary>q·k of one key staged in shared memory: the terms of the canonical dot over the head dimension.</summary>
@@ -242,10 +258,13 @@ public static partial class Attention
         int group = Grid.IdxX;
         int row = group / a.Heads;
         int head = group - row * a.Heads;
-        var range = a.Ranges[row];
+        var range = new KeyRange(a.Ranges[3 * row], a.Ranges[3 * row + 1], a.Ranges[3 * row + 2]);
         int keyCount = range.End - range.Begin;
         long outputAt = (long)group * a.HeadDim;
-        if (keyCount == 0)
+        // A range the host would reject (its validation rules these out) reads nothing.
+        bool outside = (uint)range.Slot >= (uint)a.Slots || range.Begin < 0 || keyCount > a.ScoresPerGroup
+            || (a.HasBias != 0 && a.BiasOffset + row * a.BiasRowStride + head * a.BiasHeadStride + range.End > a.BiasLength);
+        if (keyCount <= 0 || outside)
         {
             WriteMasked(a, outputAt, group, lane);
             return;
@@ -321,8 +340,6 @@ public static partial class Attention
             };
             a.Output[outputAt + d] = Div(SerialTree.Sum(ref terms, keyCount), total);
         }
-        if (lane == 0)
-            a.FullyMasked[group] = 0;
     }
 
     /// <summary>Shared-memory row pitch of a key tile: odd, so the rows of 32 threads fall in 32 different banks.</summary>
@@ -346,55 +363,76 @@ public static partial class Attention
     {
         for (int d = lane; d < a.HeadDim; d += Canonical.Lanes)
             a.Output[outputAt + d] = 0f;
-        if (lane == 0)
-            a.FullyMasked[group] = 1;
+        if (lane == 0 && a.Mark > 0)
+            Atomic.Max(ref a.FullyMasked[group], a.Mark);
     }
 
     /// <summary>
-    /// Validates, then launches one warp per (row, head). <paramref name="rangesOnDevice"/> holds
-    /// <paramref name="ranges"/>; <paramref name="scores"/> holds at least rows × heads × the longest
-    /// range; <paramref name="fullyMasked"/> receives 1 for each (row, head) that had no finite score.
+    /// Launches one warp per (row, head) after checking every length. <paramref name="ranges"/> is on
+    /// the device (validated on the host where it was made; the kernel treats a range it cannot read
+    /// as masked); <paramref name="scores"/> holds at least rows × heads × <see cref="AttentionShape.KeysPerGroup"/>
+    /// floats; when <paramref name="mark"/> is positive, <paramref name="fullyMasked"/> has the flag of
+    /// each (row, head) that had no finite score raised to at least the mark.
     /// </summary>
     public static void Run(KernelLibrary library, ArrayView<float> q, ArrayView<byte> keys, ArrayView<byte> values,
-        StorageType cacheType, ArrayView<float> output, ReadOnlySpan<KeyRange> ranges, ArrayView<KeyRange> rangesOnDevice,
-        AttentionShape shape, ArrayView<float>? bias, AttentionBiasLayout? biasLayout, ArrayView<float> scores,
-        ArrayView<int> fullyMasked)
+        StorageType cacheType, ArrayView<float> output, ArrayView<int> ranges, AttentionShape shape, ArrayView<float>? bias,
+        AttentionBiasLayout? biasLayout, ArrayView<float> scores, ArrayView<int> fullyMasked, int mark)
     {
-        int size = cacheType.SizeOf();
-        int longest = Validate(shape, q.Length, keys.Length / size, values.Length / size, output.Length, ranges,
-            bias?.Length, biasLayout, fullyMasked.Length);
+        shape.Validate(q.Length, cacheType.ElementCount(keys.Length), cacheType.ElementCount(values.Length), output.Length);
+        Shapes.Expect("attention: key ranges", ranges.Length, 3L * shape.Rows, $"three per row (slot, begin, end), rows {shape.Rows}");
         if (bias.HasValue != biasLayout.HasValue)
             throw new ArgumentException("attention: a bias needs both its values and its layout");
-        Shapes.Expect("attention: key ranges on the device", rangesOnDevice.Length, ranges.Length, "the key ranges");
-        int groups = checked(shape.Rows * shape.Heads);
-        Shapes.ExpectAtLeast("attention: score scratch", scores.Length, (long)groups * longest, $"rows × heads {groups} × longest key range {longest}");
-
         var layout = biasLayout ?? default;
+        if (bias is ArrayView<float> biasValues)
+        {
+            Shapes.Expect("attention: bias", biasValues.Length, layout.Length, "the bias layout's length");
+            if (layout.Offset < 0 || layout.RowStride < 0 || layout.HeadStride < 0)
+                throw new ArgumentException($"attention: bias offset {layout.Offset} and strides {layout.RowStride}, {layout.HeadStride} must not be negative");
+        }
+        int groups = checked(shape.Rows * shape.Heads);
+        Shapes.ExpectAtLeast("attention: score scratch", scores.Length, (long)groups * shape.KeysPerGroup,
+            $"rows × heads {groups} × keys per row {shape.KeysPerGroup}");
+        if (mark > 0)
+            Shapes.ExpectAtLeast("attention: fully-masked flags", fullyMasked.Length, groups, $"rows {shape.Rows} × heads {shape.Heads}");
+
         int tileKeys = TileKeysFor(shape.HeadDim);
         var config = new KernelConfig(groups, KernelContext.WarpSize,
             SharedMemoryConfig.RequestDynamic<float>(tileKeys * TilePitch(shape.HeadDim)));
-        switch (cacheType)
+        var launch = new Launch
         {
-            case StorageType.F32:
-                library.Get<Args<F32Storage>>(Kernel)(config, Arguments(new F32Storage(keys.Cast<float>()), new F32Storage(values.Cast<float>())));
-                break;
-            case StorageType.F16:
-                library.Get<Args<F16Storage>>(Kernel)(config, Arguments(new F16Storage(keys.Cast<ushort>()), new F16Storage(values.Cast<ushort>())));
-                break;
-            default:
-                library.Get<Args<Bf16Storage>>(Kernel)(config, Arguments(new Bf16Storage(keys.Cast<ushort>()), new Bf16Storage(values.Cast<ushort>())));
-                break;
-        }
-
-        Args<T> Arguments<T>(T keyStorage, T valueStorage) where T : struct, IStorage => new()
-        {
-            Q = q, Keys = keyStorage, Values = valueStorage, Output = output, Ranges = rangesOnDevice,
-            Bias = bias ?? q, Scores = scores, FullyMasked = fullyMasked, Heads = shape.Heads, KvHeads = shape.KvHeads,
-            HeadDim = shape.HeadDim, Capacity = shape.Capacity, ScoresPerGroup = longest, HasBias = bias.HasValue ? 1 : 0,
-            TileKeys = tileKeys,
-            Scale = shape.Scale, SoftCap = shape.SoftCap, BiasOffset = layout.Offset, BiasRowStride = layout.RowStride,
-            BiasHeadStride = layout.HeadStride,
+            Library = library, Config = config, Keys = keys, Values = values, Arguments = new Args<F32Storage>
+            {
+                Q = q, Output = output, Ranges = ranges, Bias = bias ?? q, Scores = scores, FullyMasked = mark > 0 ? fullyMasked : ranges,
+                Heads = shape.Heads, KvHeads = shape.KvHeads, HeadDim = shape.HeadDim, Slots = shape.Slots, Capacity = shape.Capacity,
+                ScoresPerGroup = shape.KeysPerGroup, HasBias = bias.HasValue ? 1 : 0, TileKeys = tileKeys, Mark = Math.Max(0, mark),
+                Scale = shape.Scale, SoftCap = shape.SoftCap, BiasOffset = layout.Offset, BiasRowStride = layout.RowStride,
+                BiasHeadStride = layout.HeadStride, BiasLength = layout.Length,
+            },
         };
+        cacheType.Format().Dispatch(ref launch);
+    }
+
+    /// <summary>The launch for one cache format; <see cref="Arguments"/> holds every argument but the cache views.</summary>
+    struct Launch : IStorageAction
+    {
+        public KernelLibrary Library;
+        public KernelConfig Config;
+        public ArrayView<byte> Keys, Values;
+        public Args<F32Storage> Arguments;
+
+        public readonly void Run<TStorage, TWeights, TExact>()
+            where TStorage : struct, IStorageView<TStorage> where TWeights : struct, IStoredVectors where TExact : struct, IStoredVectors
+        {
+            var a = Arguments;
+            Library.Get<Args<TStorage>>(Kernel)(Config, new Args<TStorage>
+            {
+                Q = a.Q, Keys = TStorage.Over(Keys), Values = TStorage.Over(Values), Output = a.Output, Ranges = a.Ranges, Bias = a.Bias,
+                Scores = a.Scores, FullyMasked = a.FullyMasked, Heads = a.Heads, KvHeads = a.KvHeads, HeadDim = a.HeadDim,
+                Slots = a.Slots, Capacity = a.Capacity, ScoresPerGroup = a.ScoresPerGroup, HasBias = a.HasBias, TileKeys = a.TileKeys,
+                Mark = a.Mark, Scale = a.Scale, SoftCap = a.SoftCap, BiasOffset = a.BiasOffset, BiasRowStride = a.BiasRowStride,
+                BiasHeadStride = a.BiasHeadStride, BiasLength = a.BiasLength,
+            });
+        }
     }
 
     /// <summary>Index of element 0 of (slot, key position, kv head) in the cache.</summary>

@@ -22,11 +22,15 @@ public static unsafe class AttentionSimd
         internal float* Q, Output, Bias;
         internal byte* Keys, Values;
         internal KeyRange* Ranges;
-        internal bool* FullyMasked;
+        /// <summary>Per (row, head), raised to <see cref="Mark"/> where no score is finite; null when not asked for.</summary>
+        internal int* FullyMasked;
+        internal int Mark;
         internal AttentionShape Shape;
         internal AttentionBiasLayout BiasLayout;
-        internal StorageType Type;
+        /// <summary>The loop for the cache format, widening exactly (an f16 cache may hold ±inf after an overflow).</summary>
+        internal delegate*<Job, Work, int, int, void> Items;
         internal SimdLevel Level;
+        internal DeviceCounters Counters = new();
         internal int Longest;
         internal int HeadsPerItem;
 
@@ -40,13 +44,10 @@ public static unsafe class AttentionSimd
                 work = idle.Count > 0 ? idle.Pop() : new Work();
             try
             {
-                work.Reserve(HeadsPerItem, Longest, Shape.HeadDim);
-                switch (Type)
-                {
-                    case StorageType.F32: Items<F32Vectors>(this, work, start, end); break;
-                    case StorageType.F16: Items<F16CacheVectors>(this, work, start, end); break;
-                    default: Items<Bf16Vectors>(this, work, start, end); break;
-                }
+                // Sized for the cache's capacity, not this call's longest range, so that decode, whose
+                // ranges grow by one key per step, does not reallocate.
+                work.Reserve(HeadsPerItem, Math.Max(Longest, Shape.Capacity), Shape.HeadDim, Counters);
+                Items(this, work, start, end);
             }
             finally
             {
@@ -56,15 +57,26 @@ public static unsafe class AttentionSimd
         }
     }
 
+    /// <summary>Picks the loop for the cache format.</summary>
+    struct SelectItems : IStorageAction
+    {
+        public Job Job;
+
+        public readonly void Run<TStorage, TWeights, TExact>()
+            where TStorage : struct, IStorageView<TStorage> where TWeights : struct, IStoredVectors where TExact : struct, IStoredVectors =>
+            Job.Items = &Items<TExact>;
+    }
+
     /// <summary>
     /// One thread's scratch for an item of several heads: each head's scores, softmax total, and
     /// 32 lane rows of head_dim accumulators.
     /// </summary>
-    sealed class Work
+    internal sealed class Work
     {
         float[] scores = [];
         float[] lanes = [];
         float[] totals = [];
+        bool[] masked = [];
         Vector512<float>[] keyLanes = [];
         float[] row = [];
         public float* Scores;
@@ -72,34 +84,46 @@ public static unsafe class AttentionSimd
         public Vector512<float>* KeyLanes;
         public float* Lanes;
         public float* Totals;
+        public bool* Masked;
 
         /// <summary>Grows the buffers (pinned, so the pointers stay valid) when a call needs more.</summary>
-        public void Reserve(int heads, int keys, int headDim)
+        public void Reserve(int heads, int keys, int headDim, DeviceCounters counters)
         {
             int scoreCount = heads * Math.Max(keys, 1);
             if (scores.Length < scoreCount)
             {
+                counters.Allocation();
                 scores = GC.AllocateUninitializedArray<float>(scoreCount, pinned: true);
                 Scores = (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(scores));
             }
+            if (masked.Length < heads)
+            {
+                counters.Allocation();
+                masked = GC.AllocateUninitializedArray<bool>(heads, pinned: true);
+                Masked = (bool*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(masked));
+            }
             if (totals.Length < heads)
             {
+                counters.Allocation();
                 totals = GC.AllocateUninitializedArray<float>(heads, pinned: true);
                 Totals = (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(totals));
             }
             if (row.Length < headDim)
             {
+                counters.Allocation();
                 row = GC.AllocateUninitializedArray<float>(headDim, pinned: true);
                 Row = (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(row));
             }
             if (keyLanes.Length < heads * KeyBlock)
             {
+                counters.Allocation();
                 keyLanes = GC.AllocateUninitializedArray<Vector512<float>>(heads * KeyBlock, pinned: true);
                 KeyLanes = (Vector512<float>*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(keyLanes));
             }
             int laneCount = heads * Canonical.Lanes * headDim;
             if (lanes.Length < laneCount)
             {
+                counters.Allocation();
                 lanes = GC.AllocateUninitializedArray<float>(laneCount, pinned: true);
                 Lanes = (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(lanes));
             }
@@ -109,21 +133,28 @@ public static unsafe class AttentionSimd
     /// <summary>Largest lane-accumulator area (floats) one item may use: heads × 32 × head_dim.</summary>
     const int MaxLaneFloats = 1 << 16;
 
-    /// <summary>Runs a validated call (see <see cref="Attention.Validate"/>, which gives <paramref name="longest"/>).</summary>
+    /// <summary>
+    /// Runs a validated call (see <see cref="Attention.Validate"/>, which gives <paramref name="longest"/>).
+    /// When <paramref name="fullyMasked"/> is not null, the flag of each (row, head) with no finite
+    /// score is raised to at least <paramref name="mark"/>.
+    /// </summary>
     public static void Run(CpuWorkers workers, SimdLevel level, Job job, float* q, byte* keys, byte* values, StorageType cacheType,
-        float* output, KeyRange* ranges, AttentionShape shape, float* bias, AttentionBiasLayout biasLayout, bool* fullyMasked,
+        float* output, KeyRange* ranges, AttentionShape shape, float* bias, AttentionBiasLayout biasLayout, int* fullyMasked, int mark,
         int longest)
     {
         job.Q = q;
         job.Keys = keys;
         job.Values = values;
-        job.Type = cacheType;
+        var select = new SelectItems { Job = job };
+        cacheType.Format().Dispatch(ref select);
         job.Output = output;
         job.Ranges = ranges;
         job.Shape = shape;
         job.Bias = bias;
         job.BiasLayout = biasLayout;
         job.FullyMasked = fullyMasked;
+        job.Mark = mark;
+        job.Counters = workers.Counters;
         job.Longest = longest;
         job.Level = SimdLevels.AtMost(level);
         job.HeadsPerItem = HeadsPerItem(shape, workers.Threads);
@@ -191,9 +222,11 @@ public static unsafe class AttentionSimd
                 float* e = scores.Of(g);
                 float max = Canonical.Max(new ReadOnlySpan<float>(e, count));
                 bool masked = count == 0 || max == float.NegativeInfinity;
-                job.FullyMasked[firstOutput + g] = masked;
+                work.Masked[g] = masked;
                 if (masked)
                 {
+                    if (job.FullyMasked != null)
+                        job.FullyMasked[firstOutput + g] = Math.Max(job.FullyMasked[firstOutput + g], job.Mark);
                     new Span<float>(output, headDim).Clear();
                     continue;
                 }
@@ -205,10 +238,10 @@ public static unsafe class AttentionSimd
             if (!anyLive)
                 continue;
 
-            WeightedSums<T>(job.Level, scores, job.FullyMasked + firstOutput, count, job.Values, cache, headDim, work.Lanes, work.Row);
+            WeightedSums<T>(job.Level, scores, work.Masked, count, job.Values, cache, headDim, work.Lanes, work.Row);
             for (int g = 0; g < heads; g++)
             {
-                if (job.FullyMasked[firstOutput + g])
+                if (work.Masked[g])
                     continue;
                 float* output = job.Output + (firstOutput + g) * headDim;
                 float* sums = work.Lanes + g * laneFloats;
@@ -388,9 +421,8 @@ public static unsafe class AttentionSimd
     {
         if (index >= count || !Sse.IsSupported)
             return;
-        int size = T.Type.SizeOf();
-        byte* row = data + cache.Row(index) * size;
-        for (int offset = 0; offset < headDim * size; offset += 64)
+        byte* row = data + T.ByteOffset(cache.Row(index));
+        for (long offset = 0; offset < T.ByteOffset(headDim); offset += 64)
             Sse.Prefetch0(row + offset);
     }
 

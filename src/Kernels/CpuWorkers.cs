@@ -67,6 +67,11 @@ public sealed class CpuWorkers : IDisposable
     {
         if (threadCount < 1)
             throw new ArgumentOutOfRangeException(nameof(threadCount), $"thread count {threadCount} must be at least 1");
+        // Each worker is an OS thread with its own stack: tens of thousands of them exhaust the
+        // process (a crash, not an exception). More threads than cores never help.
+        if (threadCount > MaxThreads)
+            throw new ArgumentOutOfRangeException(nameof(threadCount),
+                $"thread count {threadCount} is more than {MaxThreads} (4 per core of this machine's {Environment.ProcessorCount}, at least 64)");
         Threads = threadCount;
         threads = new Thread[threadCount - 1];
         for (int i = 0; i < threads.Length; i++)
@@ -78,11 +83,18 @@ public sealed class CpuWorkers : IDisposable
 
     public int Threads { get; }
 
+    /// <summary>The most workers one pool may have: 4 per core, at least 64.</summary>
+    public static int MaxThreads => Math.Max(64, 4 * Environment.ProcessorCount);
+
+    /// <summary>Every <see cref="For"/> is counted as a launch; jobs count the scratch they allocate.</summary>
+    public DeviceCounters Counters { get; } = new();
+
     /// <summary>Runs items [0, itemCount) in chunks of about <paramref name="itemsPerChunk"/>; returns when all are done.</summary>
     public void For(int itemCount, int itemsPerChunk, IRangeJob rangeJob)
     {
         if (itemCount <= 0)
             return;
+        Counters.Launch();
         itemsPerChunk = Math.Max(1, itemsPerChunk);
         if (threads.Length == 0 || itemCount <= itemsPerChunk)
         {

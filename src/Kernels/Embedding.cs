@@ -47,21 +47,33 @@ public static partial class Embedding
         public TTable Table;
         public ArrayView<int> Ids;
         public ArrayView<float> Output;
-        public int Width;
+        public int Width, Vocabulary;
         public float Scale;
     }
 
     /// <summary>
     /// One thread per output element, threads of a row over its width: neighbouring threads read
-    /// neighbouring table elements of the same id, so loads and stores are coalesced.
+    /// neighbouring table elements of the same id, so loads and stores are coalesced. An id
+    /// outside the table (which validation on the host rules out) reads nothing and gives NaN, so
+    /// the row's logits are reported as not finite instead of memory being read out of bounds.
     /// </summary>
-    [GpuKernel]
+    [GpuKernel(ReadsWeights = true)]
     static void Kernel<TTable>(Index1D index, Args<TTable> a) where TTable : struct, IStorage
     {
         int row = index / a.Width;
         int column = index - row * a.Width;
-        a.Output[index] = Mul(a.Table.Load((long)a.Ids[row] * a.Width + column), a.Scale);
+        int id = a.Ids[row];
+        a.Output[index] = (uint)id < (uint)a.Vocabulary ? Mul(a.Table.Load((long)id * a.Width + column), a.Scale) : float.NaN;
     }
+
+    /// <summary>
+    /// Launches the gather with the table behind any <see cref="IStorage"/> (the quantized
+    /// formats' included); the caller has validated the buffers and the ids.
+    /// </summary>
+    internal static void LaunchOn<TTable>(KernelLibrary library, TTable table, ArrayView<int> ids, ArrayView<float> output,
+        EmbeddingShape shape, float scale) where TTable : struct, IStorage =>
+        library.GetElementwise<Args<TTable>>(Kernel)(Elementwise.ThreadCount("embedding: output", (long)shape.Rows * shape.Width),
+            new Args<TTable> { Table = table, Ids = ids, Output = output, Width = shape.Width, Vocabulary = shape.Vocabulary, Scale = scale });
 
     /// <summary>
     /// Launches the gather. <paramref name="ids"/> is already on the device; the caller validated
@@ -70,28 +82,22 @@ public static partial class Embedding
     public static void Run(KernelLibrary library, ArrayView<byte> table, StorageType tableType, ArrayView<int> ids,
         ArrayView<float> output, EmbeddingShape shape, float scale)
     {
-        shape.Validate(table.Length / tableType.SizeOf(), ids.Length, output.Length);
-        int count = Elementwise.ThreadCount("embedding: output", (long)shape.Rows * shape.Width);
-        switch (tableType)
-        {
-            case StorageType.F32:
-                library.GetElementwise<Args<F32Storage>>(Kernel)(count, new Args<F32Storage>
-                {
-                    Table = new F32Storage(table.Cast<float>()), Ids = ids, Output = output, Width = shape.Width, Scale = scale,
-                });
-                break;
-            case StorageType.F16:
-                library.GetElementwise<Args<F16Storage>>(Kernel)(count, new Args<F16Storage>
-                {
-                    Table = new F16Storage(table.Cast<ushort>()), Ids = ids, Output = output, Width = shape.Width, Scale = scale,
-                });
-                break;
-            default:
-                library.GetElementwise<Args<Bf16Storage>>(Kernel)(count, new Args<Bf16Storage>
-                {
-                    Table = new Bf16Storage(table.Cast<ushort>()), Ids = ids, Output = output, Width = shape.Width, Scale = scale,
-                });
-                break;
-        }
+        shape.Validate(tableType.ElementCount(table.Length), ids.Length, output.Length);
+        var launch = new Launch { Library = library, Table = table, Ids = ids, Output = output, Shape = shape, Scale = scale };
+        tableType.Format().Dispatch(ref launch);
+    }
+
+    struct Launch : IStorageAction
+    {
+        public KernelLibrary Library;
+        public ArrayView<byte> Table;
+        public ArrayView<int> Ids;
+        public ArrayView<float> Output;
+        public EmbeddingShape Shape;
+        public float Scale;
+
+        public readonly void Run<TStorage, TWeights, TExact>()
+            where TStorage : struct, IStorageView<TStorage> where TWeights : struct, IStoredVectors where TExact : struct, IStoredVectors =>
+            LaunchOn(Library, TStorage.Over(Table), Ids, Output, Shape, Scale);
     }
 }

@@ -21,20 +21,22 @@ public static unsafe class EmbeddingSimd
         internal int* Ids;
         internal float* Output;
         internal EmbeddingShape Shape;
-        internal StorageType Type;
+        internal delegate*<Job, int, int, void> Body;
         internal SimdLevel Level;
         internal float Scale;
         internal int BlocksPerRow;
 
-        public void Run(int start, int end)
-        {
-            switch (Type)
-            {
-                case StorageType.F32: Blocks<F32Vectors>(this, start, end); break;
-                case StorageType.F16: Blocks<F16Vectors>(this, start, end); break;
-                default: Blocks<Bf16Vectors>(this, start, end); break;
-            }
-        }
+        public void Run(int start, int end) => Body(this, start, end);
+    }
+
+    /// <summary>Picks the loop for the weight format.</summary>
+    struct SelectBody : IStorageAction
+    {
+        public Job Job;
+
+        public readonly void Run<TStorage, TWeights, TExact>()
+            where TStorage : struct, IStorageView<TStorage> where TWeights : struct, IStoredVectors where TExact : struct, IStoredVectors =>
+            Job.Body = &Blocks<TWeights>;
     }
 
     /// <summary>Gathers the rows; <paramref name="ids"/> must already be validated against the vocabulary.</summary>
@@ -42,7 +44,8 @@ public static unsafe class EmbeddingSimd
         float* output, EmbeddingShape shape, float scale)
     {
         job.Table = table;
-        job.Type = type;
+        var select = new SelectBody { Job = job };
+        type.Format().Dispatch(ref select);
         job.Ids = ids;
         job.Output = output;
         job.Shape = shape;

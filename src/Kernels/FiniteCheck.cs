@@ -4,9 +4,11 @@ using ILGPU.Runtime;
 namespace IlgpuLlm.Kernels;
 
 /// <summary>
-/// Finds the first NaN or ±inf in a buffer: the non-finite guard before sampling and the per-layer
-/// checks that locate where a non-finite value first appeared. "First" is the lowest index, which
-/// no parallel order can change.
+/// Finds the first NaN or ±inf in a buffer (the checks that locate where a non-finite value first
+/// appeared; "first" is the lowest index, which no parallel order can change), or flags the rows of
+/// a matrix that hold one (the non-finite guard on logits before sampling, which never leaves the
+/// device: each flagged row's flag is raised to a mark, and a flag is the maximum of the marks
+/// raised, whatever the order).
 /// </summary>
 public static partial class FiniteCheck
 {
@@ -16,6 +18,24 @@ public static partial class FiniteCheck
             if (!float.IsFinite(x[i]))
                 return i;
         return -1;
+    }
+
+    /// <summary>flags[r] = max(flags[r], mark) for each row r of x [rows, width] holding NaN or ±inf.</summary>
+    public static void RowsReference(ReadOnlySpan<float> x, int rows, int width, Span<int> flags, int mark)
+    {
+        ValidateRows(x.Length, rows, width, flags.Length, mark);
+        for (int r = 0; r < rows; r++)
+            if (Reference(x.Slice(r * width, width)) >= 0)
+                flags[r] = Math.Max(flags[r], mark);
+    }
+
+    public static void ValidateRows(long xLength, int rows, int width, long flagsLength, int mark)
+    {
+        Shapes.Positive("finite check: rows", rows);
+        Shapes.Positive("finite check: width", width);
+        Shapes.ExpectAtLeast("finite check: x", xLength, (long)rows * width, $"rows {rows} × width {width}");
+        Shapes.ExpectAtLeast("finite check: flags", flagsLength, rows, $"one per row, rows {rows}");
+        Shapes.Positive("finite check: mark", mark);
     }
 
     /// <summary>The count a check covers must lie within its buffer.</summary>
@@ -60,6 +80,37 @@ public static partial class FiniteCheck
                 return;
             }
         }
+    }
+
+    public struct RowsArgs
+    {
+        public ArrayView<float> X;
+        public ArrayView<int> Flags;
+        public long Count, Stride;
+        public int Width, Mark;
+    }
+
+    /// <summary>Grid-strided like <see cref="Kernel"/>; a thread that hits raises its row's flag and moves on to the next row.</summary>
+    [GpuKernel]
+    static void RowsKernel(Index1D index, RowsArgs a)
+    {
+        for (long i = index; i < a.Count; i += a.Stride)
+        {
+            if ((Interop.FloatAsInt(a.X[i]) & ExponentMask) == ExponentMask)
+                Atomic.Max(ref a.Flags[i / a.Width], a.Mark);
+        }
+    }
+
+    /// <summary>Flags the rows of <paramref name="x"/> [rows, width] that hold NaN or ±inf (see <see cref="RowsReference"/>).</summary>
+    public static void RunRows(KernelLibrary library, ArrayView<float> x, int rows, int width, ArrayView<int> flags, int mark)
+    {
+        ValidateRows(x.Length, rows, width, flags.Length, mark);
+        long count = (long)rows * width;
+        int threads = (int)Math.Min(count, MaxThreads);
+        library.GetElementwise<RowsArgs>(RowsKernel)(threads, new RowsArgs
+        {
+            X = x, Flags = flags, Count = count, Stride = threads, Width = width, Mark = mark,
+        });
     }
 
     /// <summary>

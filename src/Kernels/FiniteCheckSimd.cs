@@ -60,6 +60,32 @@ public static unsafe class FiniteCheckSimd
         return job.Lowest == long.MaxValue ? -1 : job.Lowest;
     }
 
+    public sealed class RowsJob : IRangeJob
+    {
+        internal float* X;
+        internal int* Flags;
+        internal int Width, Mark;
+        internal SimdLevel Level;
+
+        public void Run(int start, int end)
+        {
+            for (int r = start; r < end; r++)
+                if (FirstNonFinite(X + (long)r * Width, Width, Level) >= 0)
+                    Flags[r] = Math.Max(Flags[r], Mark);
+        }
+    }
+
+    /// <summary>Flags the rows of x [rows, width] that hold NaN or ±inf (validated by the caller; see <see cref="FiniteCheck.RowsReference"/>).</summary>
+    public static void RunRows(CpuWorkers workers, SimdLevel level, RowsJob job, float* x, int rows, int width, int* flags, int mark)
+    {
+        job.X = x;
+        job.Flags = flags;
+        job.Width = width;
+        job.Mark = mark;
+        job.Level = SimdLevels.AtMost(level);
+        workers.For(rows, Math.Max(1, workers.ChunkFor(rows)), job);
+    }
+
     /// <summary>The lowest index of a non-finite value in x[0..n), or −1.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static int FirstNonFinite(float* x, int n, SimdLevel level)

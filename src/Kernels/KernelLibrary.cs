@@ -54,7 +54,8 @@ public enum LaunchProfile
 
 /// <summary>
 /// Kernels loaded for one accelerator, each compiled once on first use. Every kernel takes one
-/// argument struct (its views and sizes), so one loader serves them all.
+/// argument struct (its views and sizes), so one loader serves them all, and every launch goes
+/// through it and is counted in <see cref="Counters"/>.
 /// </summary>
 public sealed class KernelLibrary : IDisposable
 {
@@ -62,8 +63,10 @@ public sealed class KernelLibrary : IDisposable
 
     /// <param name="accelerator">Where the kernels run.</param>
     /// <param name="profile">The launch shapes; by default the accelerator's own (CPU for ILGPU's CPU accelerator, else CUDA).</param>
-    public KernelLibrary(Accelerator accelerator, LaunchProfile? profile = null)
+    /// <param name="counters">Where launches are counted; a fresh set by default.</param>
+    public KernelLibrary(Accelerator accelerator, LaunchProfile? profile = null, DeviceCounters? counters = null)
     {
+        Counters = counters ?? new DeviceCounters();
         if (accelerator.WarpSize != KernelContext.WarpSize)
             throw new NotSupportedException(
                 $"{accelerator.Name} has {accelerator.WarpSize}-thread warps; the canonical reduction order needs {KernelContext.WarpSize}");
@@ -76,15 +79,34 @@ public sealed class KernelLibrary : IDisposable
     /// <summary>The launch shapes every launcher of this library uses.</summary>
     public LaunchProfile Profile { get; }
 
+    /// <summary>Launches of this library's kernels are counted here.</summary>
+    public DeviceCounters Counters { get; }
+
     /// <summary>The loaded form of <paramref name="kernel"/>, compiled on first request.</summary>
     public Action<KernelConfig, TArgs> Get<TArgs>(Action<TArgs> kernel) where TArgs : struct =>
-        (Action<KernelConfig, TArgs>)loaded.GetOrAdd(kernel.Method,
-            _ => Accelerator.LoadStreamKernel(kernel));
+        (Action<KernelConfig, TArgs>)loaded.GetOrAdd(kernel.Method, _ =>
+        {
+            var launch = Accelerator.LoadStreamKernel(kernel);
+            var counters = Counters;
+            return (Action<KernelConfig, TArgs>)((config, arguments) =>
+            {
+                counters.Launch();
+                launch(config, arguments);
+            });
+        });
 
     /// <summary>The loaded form of an implicitly grouped (one thread per element) kernel.</summary>
     public Action<Index1D, TArgs> GetElementwise<TArgs>(Action<Index1D, TArgs> kernel) where TArgs : struct =>
-        (Action<Index1D, TArgs>)loaded.GetOrAdd(kernel.Method,
-            _ => Accelerator.LoadAutoGroupedStreamKernel(kernel));
+        (Action<Index1D, TArgs>)loaded.GetOrAdd(kernel.Method, _ =>
+        {
+            var launch = Accelerator.LoadAutoGroupedStreamKernel(kernel);
+            var counters = Counters;
+            return (Action<Index1D, TArgs>)((extent, arguments) =>
+            {
+                counters.Launch();
+                launch(extent, arguments);
+            });
+        });
 
     public void Dispose() => loaded.Clear();
 }

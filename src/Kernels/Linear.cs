@@ -60,7 +60,7 @@ public static class Linear
     /// accumulator, and parks the lanes in shared memory; after one barrier, thread c folds output
     /// c's 32 lanes with the canonical tree. Tiling changes the speed, never the order.
     /// </summary>
-    [GpuKernel]
+    [GpuKernel(ReadsWeights = true)]
     static void Kernel<TWeights>(Args<TWeights> a) where TWeights : struct, IStorage
     {
         var partials = SharedMemory.Allocate<float>(RowsPerGroup * MaxOutputsPerGroup * LaneStride);
@@ -121,39 +121,41 @@ public static class Linear
             ? MaxOutputsPerGroup
             : Math.Clamp(outFeatures / 1024, 1, MaxOutputsPerGroup);
 
-    public static void Run(KernelLibrary library, ArrayView<float> x, ArrayView<byte> w, StorageType wType,
-        ArrayView<float>? bias, ArrayView<float> y, LinearShape shape)
+    /// <summary>
+    /// Launches the kernel with the weights behind any <see cref="IStorage"/> (the quantized
+    /// formats' included); the caller has validated the buffers.
+    /// </summary>
+    internal static void LaunchOn<TWeights>(KernelLibrary library, ArrayView<float> x, TWeights w, ArrayView<float>? bias,
+        ArrayView<float> y, LinearShape shape) where TWeights : struct, IStorage
     {
-        shape.Validate(x.Length, w.Length / wType.SizeOf(), bias?.Length, y.Length);
         int rowTiles = (shape.Rows + RowsPerGroup - 1) / RowsPerGroup;
         int perGroup = OutputsPerGroup(library.Profile, shape.OutFeatures);
         int outputTiles = (shape.OutFeatures + perGroup - 1) / perGroup;
-        var config = new KernelConfig(checked(rowTiles * outputTiles), KernelContext.WarpSize);
-        var biasView = bias ?? x;
-        int hasBias = bias.HasValue ? 1 : 0;
-        switch (wType)
+        library.Get<Args<TWeights>>(Kernel)(new KernelConfig(checked(rowTiles * outputTiles), KernelContext.WarpSize), new Args<TWeights>
         {
-            case StorageType.F32:
-                library.Get<Args<F32Storage>>(Kernel)(config, new Args<F32Storage>
-                {
-                    X = x, W = new F32Storage(w.Cast<float>()), Bias = biasView, Y = y, Rows = shape.Rows,
-                    OutFeatures = shape.OutFeatures, InFeatures = shape.InFeatures, HasBias = hasBias, OutputsPerGroup = perGroup,
-                });
-                break;
-            case StorageType.F16:
-                library.Get<Args<F16Storage>>(Kernel)(config, new Args<F16Storage>
-                {
-                    X = x, W = new F16Storage(w.Cast<ushort>()), Bias = biasView, Y = y, Rows = shape.Rows,
-                    OutFeatures = shape.OutFeatures, InFeatures = shape.InFeatures, HasBias = hasBias, OutputsPerGroup = perGroup,
-                });
-                break;
-            default:
-                library.Get<Args<Bf16Storage>>(Kernel)(config, new Args<Bf16Storage>
-                {
-                    X = x, W = new Bf16Storage(w.Cast<ushort>()), Bias = biasView, Y = y, Rows = shape.Rows,
-                    OutFeatures = shape.OutFeatures, InFeatures = shape.InFeatures, HasBias = hasBias, OutputsPerGroup = perGroup,
-                });
-                break;
-        }
+            X = x, W = w, Bias = bias ?? x, Y = y, Rows = shape.Rows, OutFeatures = shape.OutFeatures,
+            InFeatures = shape.InFeatures, HasBias = bias.HasValue ? 1 : 0, OutputsPerGroup = perGroup,
+        });
+    }
+
+    public static void Run(KernelLibrary library, ArrayView<float> x, ArrayView<byte> w, StorageType wType,
+        ArrayView<float>? bias, ArrayView<float> y, LinearShape shape)
+    {
+        shape.Validate(x.Length, wType.ElementCount(w.Length), bias?.Length, y.Length);
+        var launch = new Launch { Library = library, X = x, W = w, Bias = bias, Y = y, Shape = shape };
+        wType.Format().Dispatch(ref launch);
+    }
+
+    struct Launch : IStorageAction
+    {
+        public KernelLibrary Library;
+        public ArrayView<float> X, Y;
+        public ArrayView<float>? Bias;
+        public ArrayView<byte> W;
+        public LinearShape Shape;
+
+        public readonly void Run<TStorage, TWeights, TExact>()
+            where TStorage : struct, IStorageView<TStorage> where TWeights : struct, IStoredVectors where TExact : struct, IStoredVectors =>
+            LaunchOn(Library, X, TStorage.Over(W), Bias, Y, Shape);
     }
 }

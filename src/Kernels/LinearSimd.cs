@@ -13,15 +13,16 @@ public static unsafe partial class LinearSimd
         internal float* X, Bias, Y;
         internal byte* W;
         internal LinearShape Shape;
-        internal StorageType Type;
+        /// <summary>The loop for this call's weight format and path (<see cref="Rows{T}"/> or <see cref="TiledBlocks{T}"/>).</summary>
+        internal delegate*<Job, int, int, void> Body;
         internal SimdLevel Level;
+        internal DeviceCounters Counters = new();
         internal bool Tiled;
         internal float* Packed;
         internal long PackedCapacity;
         internal int BlockOutputs;
 
-        /// <summary>Whether X points at <see cref="ScaledX"/>: x·2^112, for <see cref="F16UnscaledVectors"/>.</summary>
-        internal bool XScaled;
+        /// <summary>x·2^112, for <see cref="F16UnscaledVectors"/> (X points here when that loop runs).</summary>
         internal float* ScaledX;
         internal long ScaledXCapacity;
 
@@ -32,18 +33,29 @@ public static unsafe partial class LinearSimd
             System.Runtime.InteropServices.NativeMemory.AlignedFree(ScaledX);
         }
 
-        public void Run(int start, int end)
+        public void Run(int start, int end) => Body(this, start, end);
+    }
+
+    /// <summary>Picks the loop for the weight format.</summary>
+    struct SelectBody : IStorageAction
+    {
+        public Job Job;
+
+        public readonly void Run<TStorage, TWeights, TExact>()
+            where TStorage : struct, IStorageView<TStorage> where TWeights : struct, IStoredVectors where TExact : struct, IStoredVectors
         {
-            switch (Type, Tiled)
-            {
-                case (StorageType.F32, false): Rows<F32Vectors>(this, start, end); break;
-                case (StorageType.F16, false) when XScaled: Rows<F16UnscaledVectors>(this, start, end); break;
-                case (StorageType.F16, false): Rows<F16Vectors>(this, start, end); break;
-                case (_, false): Rows<Bf16Vectors>(this, start, end); break;
-                case (StorageType.F32, true): TiledBlocks<F32Vectors>(this, start, end); break;
-                case (StorageType.F16, true): TiledBlocks<F16Vectors>(this, start, end); break;
-                default: TiledBlocks<Bf16Vectors>(this, start, end); break;
-            }
+            // Space for x·2^112 is made by the first f16 call of any length (a prefill), so that
+            // the decode steps after it allocate nothing.
+            bool prescalable = typeof(TWeights) == typeof(F16Vectors) && Job.Level == SimdLevel.Avx512;
+            if (prescalable)
+                Grow(ref Job.ScaledX, ref Job.ScaledXCapacity, Job.Shape.InFeatures, Job.Counters);
+            if (Job.Tiled)
+                Job.Body = &TiledBlocks<TWeights>;
+            // f16 decode saves one instruction per 16 weights when x·2^112 is exact (F16UnscaledVectors).
+            else if (prescalable && Job.Shape.Rows == 1 && ScaleX(Job))
+                Job.Body = &Rows<F16UnscaledVectors>;
+            else
+                Job.Body = &Rows<TWeights>;
         }
     }
 
@@ -52,13 +64,14 @@ public static unsafe partial class LinearSimd
     {
         job.X = x;
         job.W = w;
-        job.Type = type;
         job.Bias = bias;
         job.Y = y;
         job.Shape = shape;
         job.Level = SimdLevels.AtMost(level);
+        job.Counters = workers.Counters;
         job.Tiled = job.Level == SimdLevel.Avx512 && shape.Rows >= TiledFromRows;
-        job.XScaled = type == StorageType.F16 && job.Level == SimdLevel.Avx512 && shape.Rows == 1 && ScaleX(job);
+        var select = new SelectBody { Job = job };
+        type.Format().Dispatch(ref select);
         if (job.Tiled)
         {
             PackRows(job);
@@ -78,7 +91,6 @@ public static unsafe partial class LinearSimd
     static bool ScaleX(Job job)
     {
         int k = job.Shape.InFeatures;
-        Grow(ref job.ScaledX, ref job.ScaledXCapacity, k);
         for (int i = 0; i < k; i++)
         {
             float value = job.X[i];

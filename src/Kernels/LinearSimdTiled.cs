@@ -42,7 +42,7 @@ public static unsafe partial class LinearSimd
     /// Outputs per block: whole tiles, few enough that the panel fits its budget, in a number of
     /// blocks that the threads share evenly.
     /// </summary>
-    static int BlockOutputsFor(LinearShape shape, int threads)
+    internal static int BlockOutputsFor(LinearShape shape, int threads)
     {
         int tiles = (shape.OutFeatures + TileOutputs - 1) / TileOutputs;
         long panelFloatsPerTile = (long)StepsOf(shape.InFeatures) * 32 * TileOutputs;
@@ -66,16 +66,17 @@ public static unsafe partial class LinearSimd
             NativeMemory.AlignedFree(Accumulators);
         }
 
-        public float* PanelFor(long floats) => Grow(ref Panel, ref PanelFloats, floats);
+        public float* PanelFor(long floats, DeviceCounters counters) => Grow(ref Panel, ref PanelFloats, floats, counters);
 
-        public float* AccumulatorsFor(long floats) => Grow(ref Accumulators, ref AccumulatorFloats, floats);
+        public float* AccumulatorsFor(long floats, DeviceCounters counters) => Grow(ref Accumulators, ref AccumulatorFloats, floats, counters);
     }
 
     /// <summary>A 64-byte aligned native buffer of at least <paramref name="floats"/>, reallocated only to grow.</summary>
-    static float* Grow(ref float* buffer, ref long capacity, long floats)
+    internal static float* Grow(ref float* buffer, ref long capacity, long floats, DeviceCounters counters)
     {
         if (floats > capacity)
         {
+            counters.Allocation();
             NativeMemory.AlignedFree(buffer);
             buffer = (float*)NativeMemory.AlignedAlloc((nuint)(floats * 4), 64);
             capacity = floats;
@@ -94,14 +95,14 @@ public static unsafe partial class LinearSimd
     /// rows' values at k = 32s + 4q + jj, zero beyond the row's end and beyond the last row.
     /// Owned by the job between calls.
     /// </summary>
-    static void PackRows(Job job)
+    internal static void PackRows(Job job)
     {
         var shape = job.Shape;
         int k = shape.InFeatures, steps = StepsOf(k);
         int groups = (shape.Rows + RowGroup - 1) / RowGroup;
         long groupFloats = (long)steps * 32 * RowGroup;
         long floats = groups * groupFloats;
-        Grow(ref job.Packed, ref job.PackedCapacity, floats);
+        Grow(ref job.Packed, ref job.PackedCapacity, floats, job.Counters);
         // Written in the packed order, so the stores stream; each store gathers one k of 16 rows.
         float* destination = job.Packed;
         for (int g = 0; g < groups; g++)
@@ -123,7 +124,27 @@ public static unsafe partial class LinearSimd
         }
     }
 
-    static void TiledBlocks<T>(Job job, int firstBlock, int endBlock) where T : struct, IStoredVectors
+    /// <summary>Fills a block's panel with the widened weights of outputs [first, first + outputs).</summary>
+    internal interface IPanelSource
+    {
+        static abstract void Pack(Job job, int first, int outputs, int paddedOutputs, float* panel);
+    }
+
+    /// <summary>Weights stored as f32, f16 or bf16, widened straight into the panel.</summary>
+    struct StoredPanel<T> : IPanelSource where T : struct, IStoredVectors
+    {
+        public static void Pack(Job job, int first, int outputs, int paddedOutputs, float* panel)
+        {
+            int k = job.Shape.InFeatures;
+            PackPanel<T>(job.W, (long)first * k, k, outputs, paddedOutputs, k, panel);
+        }
+    }
+
+    static void TiledBlocks<T>(Job job, int firstBlock, int endBlock) where T : struct, IStoredVectors =>
+        TiledPanels<StoredPanel<T>>(job, firstBlock, endBlock);
+
+    /// <summary>The tiled blocks [firstBlock, endBlock), each panel filled by <typeparamref name="TPanel"/>.</summary>
+    internal static void TiledPanels<TPanel>(Job job, int firstBlock, int endBlock) where TPanel : struct, IPanelSource
     {
         var scratch = tileScratch ??= new TileScratch();
         var shape = job.Shape;
@@ -131,15 +152,15 @@ public static unsafe partial class LinearSimd
         int groups = (rows + RowGroup - 1) / RowGroup;
         long groupFloats = (long)steps * 32 * RowGroup;
         int blockOutputs = job.BlockOutputs;
-        float* panel = scratch.PanelFor((long)blockOutputs * steps * 32);
-        float* accumulators = scratch.AccumulatorsFor((long)blockOutputs * 32 * RowGroup);
+        float* panel = scratch.PanelFor((long)blockOutputs * steps * 32, job.Counters);
+        float* accumulators = scratch.AccumulatorsFor((long)blockOutputs * 32 * RowGroup, job.Counters);
         for (int block = firstBlock; block < endBlock; block++)
         {
             int n0 = block * blockOutputs;
             int outputs = Math.Min(blockOutputs, shape.OutFeatures - n0);
             int paddedOutputs = (outputs + TileOutputs - 1) / TileOutputs * TileOutputs;
             int panelStep = paddedOutputs * TileLanes;
-            PackPanel<T>(job.W, (long)n0 * k, k, outputs, paddedOutputs, k, panel);
+            TPanel.Pack(job, n0, outputs, paddedOutputs, panel);
             for (int g = 0; g < groups; g++)
             {
                 // Accumulator vector (c, lane) of this row group at (c · 32 + lane) · 16.
@@ -167,7 +188,7 @@ public static unsafe partial class LinearSimd
     /// lane group q, step s, output c, lane jj — so a tile reads its steps contiguously — with
     /// zeros beyond depth and for the padding outputs.
     /// </summary>
-    static void PackPanel<T>(byte* w, long first, int rowLength, int outputs, int paddedOutputs, int depth, float* panel)
+    internal static void PackPanel<T>(byte* w, long first, int rowLength, int outputs, int paddedOutputs, int depth, float* panel)
         where T : struct, IStoredVectors
     {
         int steps = StepsOf(depth), full = depth & ~15;

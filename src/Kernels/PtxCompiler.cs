@@ -9,14 +9,54 @@ namespace IlgpuLlm.Kernels;
 
 /// <summary>Marks a method as a GPU kernel of the library, so the PTX checks find every one.</summary>
 [AttributeUsage(AttributeTargets.Method)]
-public sealed class GpuKernelAttribute : Attribute;
+public sealed class GpuKernelAttribute : Attribute
+{
+    /// <summary>Whether its storage parameter holds weights, which may also be in a quantized block format.</summary>
+    public bool ReadsWeights { get; init; }
+}
 
 /// <summary>
-/// Every kernel of the library, instantiated for every storage type its type parameters accept.
+/// Every kernel of the library, instantiated for every storage format its type parameters accept:
+/// the loads of every format, the stores of every narrowing format (as the formats dispatch them).
 /// </summary>
 public static class KernelCatalog
 {
-    static readonly Type[] StorageTypes = [typeof(F32Storage), typeof(F16Storage), typeof(Bf16Storage)];
+    static readonly Type[] Loads = [.. StorageFormat.All.Select(f =>
+    {
+        var record = new RecordLoad();
+        f.Dispatch(ref record);
+        return record.Type!;
+    })];
+
+    static readonly Type[] Stores = [.. StorageFormat.All.Where(f => f.Narrows).Select(f =>
+    {
+        var record = new RecordStore();
+        f.DispatchNarrowing(ref record);
+        return record.Type!;
+    })];
+
+    struct RecordLoad : IStorageAction
+    {
+        public Type? Type;
+
+        public void Run<TStorage, TWeights, TExact>()
+            where TStorage : struct, IStorageView<TStorage> where TWeights : struct, IStoredVectors where TExact : struct, IStoredVectors =>
+            Type = typeof(TStorage);
+    }
+
+    struct RecordStore : INarrowingAction
+    {
+        public Type? Type;
+
+        public void Run<TStore, TNarrowing>() where TStore : struct, IStorageStore<TStore> where TNarrowing : struct, IVectorNarrowing =>
+            Type = typeof(TStore);
+    }
+
+    static readonly Type[] WeightStorageTypes =
+    [
+        .. Loads, typeof(Q4_0Storage), typeof(Q4_1Storage), typeof(Q5_0Storage), typeof(Q5_1Storage), typeof(Q8_0Storage),
+        typeof(Q2_KStorage), typeof(Q3_KStorage), typeof(Q4_KStorage), typeof(Q5_KStorage), typeof(Q6_KStorage),
+    ];
 
     public static IEnumerable<MethodInfo> All()
     {
@@ -31,18 +71,20 @@ public static class KernelCatalog
                 yield return method;
                 continue;
             }
-            foreach (var arguments in Combinations(method.GetGenericArguments()))
+            var storage = method.GetCustomAttribute<GpuKernelAttribute>()!.ReadsWeights ? WeightStorageTypes : Loads;
+            foreach (var arguments in Combinations(method.GetGenericArguments(), storage))
                 yield return method.MakeGenericMethod(arguments);
         }
     }
 
-    static IEnumerable<Type[]> Combinations(Type[] parameters)
+    static IEnumerable<Type[]> Combinations(Type[] parameters, Type[] loads)
     {
         IEnumerable<Type[]> result = [[]];
         foreach (var parameter in parameters)
         {
-            var choices = parameter.GetGenericParameterConstraints().Contains(typeof(IStorage))
-                ? StorageTypes
+            var constraints = parameter.GetGenericParameterConstraints();
+            var choices = constraints.Contains(typeof(IStorage)) ? loads
+                : constraints.Any(c => c.IsGenericType && c.GetGenericTypeDefinition() == typeof(IStorageStore<>)) ? Stores
                 : throw new NotSupportedException($"kernel type parameter {parameter.Name} has no known instantiations");
             result = result.SelectMany(prefix => choices.Select(choice => prefix.Append(choice).ToArray()));
         }

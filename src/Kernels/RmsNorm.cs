@@ -80,32 +80,29 @@ public static partial class RmsNorm
     public static void Run(KernelLibrary library, ArrayView<float> x, ArrayView<byte> weight, StorageType weightType,
         ArrayView<float> y, RmsNormShape shape)
     {
-        shape.Validate(x.Length, weight.Length / weightType.SizeOf(), y.Length);
-        var config = new KernelConfig(shape.Rows, KernelContext.WarpSize);
-        int addOne = shape.AddOneToWeight ? 1 : 0;
-        switch (weightType)
+        shape.Validate(x.Length, weightType.ElementCount(weight.Length), y.Length);
+        var launch = new Launch
         {
-            case StorageType.F32:
-                library.Get<Args<F32Storage>>(Kernel)(config, new Args<F32Storage>
-                {
-                    X = x, Weight = new F32Storage(weight.Cast<float>()), Y = y, Width = shape.Width,
-                    Epsilon = shape.Epsilon, AddOneToWeight = addOne,
-                });
-                break;
-            case StorageType.F16:
-                library.Get<Args<F16Storage>>(Kernel)(config, new Args<F16Storage>
-                {
-                    X = x, Weight = new F16Storage(weight.Cast<ushort>()), Y = y, Width = shape.Width,
-                    Epsilon = shape.Epsilon, AddOneToWeight = addOne,
-                });
-                break;
-            default:
-                library.Get<Args<Bf16Storage>>(Kernel)(config, new Args<Bf16Storage>
-                {
-                    X = x, Weight = new Bf16Storage(weight.Cast<ushort>()), Y = y, Width = shape.Width,
-                    Epsilon = shape.Epsilon, AddOneToWeight = addOne,
-                });
-                break;
-        }
+            Library = library, Config = new KernelConfig(shape.Rows, KernelContext.WarpSize), X = x, Weight = weight, Y = y,
+            Width = shape.Width, Epsilon = shape.Epsilon, AddOne = shape.AddOneToWeight ? 1 : 0,
+        };
+        weightType.Format().Dispatch(ref launch);
+    }
+
+    struct Launch : IStorageAction
+    {
+        public KernelLibrary Library;
+        public KernelConfig Config;
+        public ArrayView<float> X, Y;
+        public ArrayView<byte> Weight;
+        public int Width, AddOne;
+        public float Epsilon;
+
+        public readonly void Run<TStorage, TWeights, TExact>()
+            where TStorage : struct, IStorageView<TStorage> where TWeights : struct, IStoredVectors where TExact : struct, IStoredVectors =>
+            Library.Get<Args<TStorage>>(Kernel)(Config, new Args<TStorage>
+            {
+                X = X, Weight = TStorage.Over(Weight), Y = Y, Width = Width, Epsilon = Epsilon, AddOneToWeight = AddOne,
+            });
     }
 }

@@ -17,18 +17,20 @@ public static unsafe class RmsNormSimd
         internal float* X, Y;
         internal byte* Weight;
         internal RmsNormShape Shape;
-        internal StorageType Type;
+        internal delegate*<Job, int, int, void> Body;
         internal SimdLevel Level;
 
-        public void Run(int start, int end)
-        {
-            switch (Type)
-            {
-                case StorageType.F32: Rows<F32Vectors>(this, start, end); break;
-                case StorageType.F16: Rows<F16Vectors>(this, start, end); break;
-                default: Rows<Bf16Vectors>(this, start, end); break;
-            }
-        }
+        public void Run(int start, int end) => Body(this, start, end);
+    }
+
+    /// <summary>Picks the loop for the weight format.</summary>
+    struct SelectBody : IStorageAction
+    {
+        public Job Job;
+
+        public readonly void Run<TStorage, TWeights, TExact>()
+            where TStorage : struct, IStorageView<TStorage> where TWeights : struct, IStoredVectors where TExact : struct, IStoredVectors =>
+            Job.Body = &Rows<TWeights>;
     }
 
     public static void Run(CpuWorkers workers, SimdLevel level, Job job, float* x, byte* weight, StorageType type,
@@ -36,7 +38,8 @@ public static unsafe class RmsNormSimd
     {
         job.X = x;
         job.Weight = weight;
-        job.Type = type;
+        var select = new SelectBody { Job = job };
+        type.Format().Dispatch(ref select);
         job.Y = y;
         job.Shape = shape;
         job.Level = SimdLevels.AtMost(level);

@@ -8,7 +8,10 @@ namespace IlgpuLlm.Kernels;
 /// How one sequence draws its next token. Temperature 0 is greedy. The random number comes from
 /// <see cref="Philox"/> keyed by (Seed, Sequence, Step), so a draw never depends on which batch
 /// the sequence ran in. PenaltyOffset/PenaltyCount select this row's previously seen token ids in
-/// the penalized-token list.
+/// the penalized-token list. <see cref="DrawableTokens"/>, when set, limits the draw to ids below
+/// it: the same draw as with every logit from that id up set to −inf (each filter ignores −inf
+/// weights, and the canonical sums and maxima of the row are unchanged by them), for a row whose
+/// logits below the limit are not all NaN.
 /// </summary>
 public readonly record struct SamplingRow(
     float Temperature,
@@ -24,19 +27,39 @@ public readonly record struct SamplingRow(
 {
     public static SamplingRow Greedy(int sequence = 0, int step = 0) => new(0f, 0, 1f, 0f, 1f, 0, sequence, step, 0, 0);
 
+    /// <summary>
+    /// The smallest positive temperature. Logits are divided by the temperature (and positive ones
+    /// by a penalty below 1), so together these bounds amplify a logit at most 10^4 times: a tiny
+    /// temperature would turn finite logits into infinities, and their differences into NaN. For
+    /// the limit itself, greedy decoding, use 0.
+    /// </summary>
+    public const float MinTemperature = 0.01f;
+
+    /// <summary>The smallest repetition penalty; see <see cref="MinTemperature"/>.</summary>
+    public const float MinRepetitionPenalty = 0.01f;
+
+    /// <summary>Ids from this one up are never drawn; 0 (the default) draws from the whole vocabulary.</summary>
+    public int DrawableTokens { get; init; }
+
+    /// <summary>The ids a row draws from: [0, this).</summary>
+    public int Drawable(int vocabulary) => DrawableTokens > 0 ? DrawableTokens : vocabulary;
+
     public void Validate(int row, int vocabulary, ReadOnlySpan<int> penalizedTokens)
     {
         string where = $"sampling row {row}";
-        if (!(Temperature >= 0f) || float.IsInfinity(Temperature))
-            throw new ArgumentException($"{where}: temperature {Temperature} must be 0 (greedy) or positive and finite");
+        if (DrawableTokens < 0 || DrawableTokens > vocabulary)
+            throw new ArgumentOutOfRangeException(nameof(DrawableTokens),
+                $"{where}: drawable tokens {DrawableTokens} must be 0 (every id) or in [1, {vocabulary}]");
+        if (!(Temperature == 0f || Temperature >= MinTemperature) || float.IsInfinity(Temperature))
+            throw new ArgumentException($"{where}: temperature {Temperature} must be 0 (greedy) or at least {MinTemperature} and finite");
         if (TopK < 0)
             throw new ArgumentException($"{where}: top-k {TopK} must be 0 (off) or positive");
         if (!(TopP > 0f && TopP <= 1f))
             throw new ArgumentException($"{where}: top-p {TopP} must be in (0, 1] (1 is off)");
         if (!(MinP >= 0f && MinP <= 1f))
             throw new ArgumentException($"{where}: min-p {MinP} must be in [0, 1] (0 is off)");
-        if (!(RepetitionPenalty > 0f) || float.IsInfinity(RepetitionPenalty))
-            throw new ArgumentException($"{where}: repetition penalty {RepetitionPenalty} must be positive and finite (1 is off)");
+        if (!(RepetitionPenalty >= MinRepetitionPenalty) || float.IsInfinity(RepetitionPenalty))
+            throw new ArgumentException($"{where}: repetition penalty {RepetitionPenalty} must be at least {MinRepetitionPenalty} and finite (1 is off)");
         if (Sequence < 0 || Step < 0)
             throw new ArgumentException($"{where}: sequence {Sequence} and step {Step} must not be negative");
         if (PenaltyOffset < 0 || PenaltyCount < 0 || (long)PenaltyOffset + PenaltyCount > penalizedTokens.Length)
@@ -124,8 +147,9 @@ public static partial class Sampling
         var work = new float[vocabulary];
         for (int r = 0; r < rows.Length; r++)
         {
-            logits.Slice(r * vocabulary, vocabulary).CopyTo(work);
-            tokens[r] = SampleRow(work, rows[r], penalizedTokens.Slice(rows[r].PenaltyOffset, rows[r].PenaltyCount),
+            int n = rows[r].Drawable(vocabulary);
+            logits.Slice(r * vocabulary, n).CopyTo(work);
+            tokens[r] = SampleRow(work.AsSpan(0, n), rows[r], penalizedTokens.Slice(rows[r].PenaltyOffset, rows[r].PenaltyCount),
                 trace.IsEmpty ? default : trace.Slice(r * SamplingTrace.Slots, SamplingTrace.Slots));
         }
     }
@@ -147,7 +171,8 @@ public static partial class Sampling
         bool tracing = !trace.IsEmpty;
         if (row.RepetitionPenalty != 1f)
             foreach (int id in penalized)
-                x[id] = Penalize(x[id], row.RepetitionPenalty);
+                if (id < x.Length)
+                    x[id] = Penalize(x[id], row.RepetitionPenalty);
         if (row.Temperature == 0f)
             return Argmax(x);
         for (int i = 0; i < x.Length; i++)
@@ -319,10 +344,11 @@ public static partial class Sampling
     public const int GpuWarps = 4;
 
     /// <summary>
-    /// Ints per row in the parameter buffer the GPU receives: temperature, top-p, min-p and penalty
-    /// as bit patterns, then top-k, sequence, step, penalty offset, penalty count, seed low, seed high.
+    /// Ints per row in the parameter buffer the backends receive: temperature, top-p, min-p and
+    /// penalty as bit patterns, then top-k, sequence, step, penalty offset, penalty count, seed low,
+    /// seed high, drawable tokens.
     /// </summary>
-    public const int ParameterInts = 11;
+    public const int ParameterInts = 12;
 
     // Candidates a top-k pass counts (an 8-way search: 11 passes over 32 key bits) and top-p
     // thresholds each warp sums per step (with four warps a 13-way search: 9 steps over 30 bits).
@@ -349,7 +375,17 @@ public static partial class Sampling
             p[8] = row.PenaltyCount;
             p[9] = unchecked((int)(uint)row.Seed);
             p[10] = unchecked((int)(uint)(row.Seed >> 32));
+            p[11] = row.DrawableTokens;
         }
+    }
+
+    /// <summary>Row <paramref name="row"/> of <see cref="PackParameters"/>'s output.</summary>
+    public static SamplingRow Unpack(ReadOnlySpan<int> packed, int row)
+    {
+        var p = packed.Slice(row * ParameterInts, ParameterInts);
+        return new SamplingRow(BitConverter.Int32BitsToSingle(p[0]), p[4], BitConverter.Int32BitsToSingle(p[1]),
+            BitConverter.Int32BitsToSingle(p[2]), BitConverter.Int32BitsToSingle(p[3]), (uint)p[9] | ((ulong)(uint)p[10] << 32),
+            p[5], p[6], p[7], p[8]) { DrawableTokens = p[11] };
     }
 
     public struct Args
@@ -362,7 +398,9 @@ public static partial class Sampling
         public ArrayView<int> Tokens;
         /// <summary><see cref="SamplingTrace.Slots"/> per row when <see cref="Tracing"/> is not 0.</summary>
         public ArrayView<float> Trace;
-        public int Vocabulary, Tracing;
+        /// <summary>Rows whose entry is not 0 are not drawn (their logits are not finite); their token is −1.</summary>
+        public ArrayView<int> Skip;
+        public int Vocabulary, Tracing, HasSkip;
     }
 
     /// <summary>
@@ -383,11 +421,18 @@ public static partial class Sampling
         int lane = Warp.LaneIdx;
         int warp = Warp.WarpIdx;
         int row = Grid.IdxX;
-        int vocabulary = a.Vocabulary;
-        long rowStart = (long)row * vocabulary;
+        if (a.HasSkip != 0 && a.Skip[row] != 0)
+        {
+            if (thread == 0)
+                a.Tokens[row] = -1;
+            return;
+        }
+        int p = row * ParameterInts;
+        int drawable = a.Parameters[p + 11];
+        int vocabulary = drawable > 0 ? drawable : a.Vocabulary;
+        long rowStart = (long)row * a.Vocabulary;
         var logits = a.Logits.SubView(rowStart, vocabulary);
         var x = a.Weights.SubView(rowStart, vocabulary);
-        int p = row * ParameterInts;
         float temperature = Interop.IntAsFloat((uint)a.Parameters[p]);
         float topP = Interop.IntAsFloat((uint)a.Parameters[p + 1]);
         float minP = Interop.IntAsFloat((uint)a.Parameters[p + 2]);
@@ -415,6 +460,8 @@ public static partial class Sampling
             for (int j = thread; j < penaltyCount; j += threads)
             {
                 int id = a.Penalized[penaltyOffset + j];
+                if (id >= vocabulary)
+                    continue;
                 float penalized = Penalize(logits[id], penalty);
                 x[id] = greedy ? penalized : Div(penalized, temperature);
             }
@@ -750,12 +797,13 @@ public static partial class Sampling
     /// CPU profile (or <paramref name="warpsPerRow"/> when given; the result never depends on it).
     /// <paramref name="weights"/> is work space of at least rows × vocabulary values;
     /// <paramref name="parameters"/> holds <see cref="PackParameters"/>'s output. The rows must have
-    /// been validated (<see cref="Validate"/>) against the penalized list. <paramref name="trace"/>,
-    /// when given, receives <see cref="SamplingTrace.Slots"/> values per row.
+    /// been validated (<see cref="Validate"/>) against the penalized list. Rows whose entry in
+    /// <paramref name="skip"/> (when given) is not 0 are not drawn: their token is −1.
+    /// <paramref name="trace"/>, when given, receives <see cref="SamplingTrace.Slots"/> values per row.
     /// </summary>
     public static void Run(KernelLibrary library, ArrayView<float> logits, ArrayView<float> weights,
         ArrayView<int> parameters, ArrayView<int> penalized, ArrayView<int> tokens, int vocabulary, int rows,
-        int warpsPerRow = 0, ArrayView<float>? trace = null)
+        int warpsPerRow = 0, ArrayView<int> skip = default, ArrayView<float>? trace = null)
     {
         Shapes.Positive("sampling: vocabulary", vocabulary);
         Shapes.Positive("sampling: rows", rows);
@@ -765,6 +813,9 @@ public static partial class Sampling
         Shapes.ExpectAtLeast("sampling: tokens", tokens.Length, rows, "one per row");
         if (trace is { } traceView)
             Shapes.Expect("sampling: trace", traceView.Length, (long)rows * SamplingTrace.Slots, $"{SamplingTrace.Slots} per row, rows {rows}");
+        bool skipping = skip.IsValid && skip.Length > 0;
+        if (skipping)
+            Shapes.ExpectAtLeast("sampling: skipped rows", skip.Length, rows, "one per row");
         if (warpsPerRow == 0)
             warpsPerRow = library.Profile == LaunchProfile.Cpu ? 1 : GpuWarps;
         if (warpsPerRow < 1 || warpsPerRow > GpuWarps)
@@ -772,7 +823,8 @@ public static partial class Sampling
         library.Get<Args>(Kernel)(new KernelConfig(rows, warpsPerRow * KernelContext.WarpSize), new Args
         {
             Logits = logits, Weights = weights, Parameters = parameters, Penalized = penalized, Tokens = tokens,
-            Trace = trace ?? weights, Vocabulary = vocabulary, Tracing = trace.HasValue ? 1 : 0,
+            Trace = trace ?? weights, Skip = skipping ? skip : tokens,
+            Vocabulary = vocabulary, Tracing = trace.HasValue ? 1 : 0, HasSkip = skipping ? 1 : 0,
         });
     }
 }

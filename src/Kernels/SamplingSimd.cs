@@ -16,47 +16,53 @@ public static unsafe class SamplingSimd
     public sealed class Job : IRangeJob
     {
         internal float* Logits;
-        internal int Vocabulary;
-        internal SamplingRow* Rows;
+        internal int Vocabulary, RowCount;
+        internal int* Parameters;
         internal int* Penalized;
         internal int* Tokens;
+        internal int* Skip;
         internal float* Trace;
         internal SimdLevel Level;
+        internal DeviceCounters Counters = new();
 
         public void Run(int start, int end)
         {
+            var parameters = new ReadOnlySpan<int>(Parameters, RowCount * Sampling.ParameterInts);
             for (int r = start; r < end; r++)
-                Tokens[r] = SampleRow(Logits + (long)r * Vocabulary, Vocabulary, Rows[r], Penalized, Level,
+            {
+                if (Skip != null && Skip[r] != 0)
+                {
+                    Tokens[r] = -1;
+                    continue;
+                }
+                var row = Sampling.Unpack(parameters, r);
+                Tokens[r] = SampleRow(Logits + (long)r * Vocabulary, row.Drawable(Vocabulary), row, Penalized, Level, Counters,
                     Trace == null ? null : Trace + (long)r * SamplingTrace.Slots);
+            }
         }
     }
 
     /// <summary>
-    /// Draws one token per row. The rows must have been validated (<see cref="Sampling.Validate"/>).
-    /// <paramref name="trace"/>: empty, or <see cref="SamplingTrace.Slots"/> per row to receive the values each draw passes through.
+    /// Draws one token per row from <see cref="Sampling.PackParameters"/>'s rows, which must have been
+    /// validated (<see cref="Sampling.Validate"/>). Rows whose entry in <paramref name="skip"/> (when
+    /// not null) is not 0 are not drawn: their token is −1. <paramref name="trace"/>: null, or
+    /// <see cref="SamplingTrace.Slots"/> per row to receive the values each draw passes through.
     /// </summary>
-    public static void Run(CpuWorkers workers, SimdLevel level, Job job, float* logits, int vocabulary,
-        ReadOnlySpan<SamplingRow> rows, ReadOnlySpan<int> penalizedTokens, Span<int> tokens, Span<float> trace = default)
+    public static void Run(CpuWorkers workers, SimdLevel level, Job job, float* logits, int vocabulary, int* parameters, int rows,
+        int* penalized, int* tokens, int* skip, float* trace = null)
     {
-        SamplingTrace.Validate(trace.Length, rows.Length);
-        fixed (SamplingRow* rowPointer = rows)
-        fixed (int* penalizedPointer = penalizedTokens)
-        fixed (int* tokenPointer = tokens)
-        fixed (float* tracePointer = trace)
-        {
-            job.Logits = logits;
-            job.Vocabulary = vocabulary;
-            job.Rows = rowPointer;
-            job.Penalized = penalizedPointer;
-            job.Tokens = tokenPointer;
-            job.Trace = trace.IsEmpty ? null : tracePointer;
-            job.Level = SimdLevels.AtMost(level);
-            workers.For(rows.Length, 1, job);
-            job.Rows = null;
-            job.Penalized = null;
-            job.Tokens = null;
-            job.Trace = null;
-        }
+        job.Logits = logits;
+        job.Vocabulary = vocabulary;
+        job.RowCount = rows;
+        job.Parameters = parameters;
+        job.Penalized = penalized;
+        job.Tokens = tokens;
+        job.Skip = skip;
+        job.Trace = trace;
+        job.Level = SimdLevels.AtMost(level);
+        job.Counters = workers.Counters;
+        workers.For(rows, 1, job);
+        job.Trace = null;
     }
 
     // Work space per thread, grown to the largest vocabulary seen: the filtered logits / weights,
@@ -64,10 +70,11 @@ public static unsafe class SamplingSimd
     [ThreadStatic] static float[]? threadValues;
     [ThreadStatic] static int[]? threadKeys;
 
-    static int SampleRow(float* logits, int n, SamplingRow row, int* penalized, SimdLevel level, float* trace)
+    static int SampleRow(float* logits, int n, SamplingRow row, int* penalized, SimdLevel level, DeviceCounters counters, float* trace)
     {
         if (threadValues == null || threadValues.Length < n)
         {
+            counters.Allocation();
             threadValues = GC.AllocateUninitializedArray<float>(n, pinned: true);
             threadKeys = GC.AllocateUninitializedArray<int>(n, pinned: true);
         }
@@ -88,6 +95,8 @@ public static unsafe class SamplingSimd
             for (int j = 0; j < row.PenaltyCount; j++)
             {
                 int id = penalized[row.PenaltyOffset + j];
+                if (id >= n)
+                    continue;
                 float value = Sampling.Penalize(logits[id], row.RepetitionPenalty);
                 x[id] = greedy ? value : value / temperature;
             }

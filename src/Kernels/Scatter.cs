@@ -12,14 +12,31 @@ namespace IlgpuLlm.Kernels;
 /// </summary>
 public readonly record struct ScatterShape(int Rows, int Width, long DestinationRows)
 {
-    public void Validate(long sourceLength, long destinationLength, ReadOnlySpan<long> rowIndices)
+    /// <summary>The lengths of a call; row indices on the device are checked by the kernels (writes outside are dropped).</summary>
+    public void ValidateLengths(long sourceLength, long destinationLength, long rowIndicesLength)
     {
         Shapes.Positive("scatter: rows", Rows);
         Shapes.Positive("scatter: width", Width);
         Shapes.Positive("scatter: destination rows", DestinationRows);
+        if (DestinationRows > int.MaxValue)
+            throw new ArgumentException($"scatter: {DestinationRows} destination rows; row indices are 32-bit");
         Shapes.Expect("scatter: source", sourceLength, (long)Rows * Width, $"rows {Rows} × width {Width}");
         Shapes.Expect("scatter: destination", destinationLength, DestinationRows * Width, $"destination rows {DestinationRows} × width {Width}");
-        Shapes.Expect("scatter: row indices", rowIndices.Length, Rows, $"one per row, rows {Rows}");
+        Shapes.Expect("scatter: row indices", rowIndicesLength, Rows, $"one per row, rows {Rows}");
+    }
+
+    /// <summary>Every index targets a destination row.</summary>
+    public void ValidateRange(ReadOnlySpan<int> rowIndices)
+    {
+        for (int r = 0; r < rowIndices.Length; r++)
+            if ((uint)rowIndices[r] >= DestinationRows)
+                throw new ArgumentOutOfRangeException(nameof(rowIndices),
+                    $"scatter: row {r} targets destination row {rowIndices[r]}; the destination has {DestinationRows} rows");
+    }
+
+    public void Validate(long sourceLength, long destinationLength, ReadOnlySpan<long> rowIndices)
+    {
+        ValidateLengths(sourceLength, destinationLength, rowIndices.Length);
         for (int r = 0; r < rowIndices.Length; r++)
             if (rowIndices[r] < 0 || rowIndices[r] >= DestinationRows)
                 throw new ArgumentOutOfRangeException(nameof(rowIndices),
@@ -48,30 +65,21 @@ public readonly record struct ScatterShape(int Rows, int Width, long Destination
 
 public static partial class Scatter
 {
-    /// <summary>Narrows one binary32 value to the raw bits of a storage type (binary32 bits as is).</summary>
-    public static uint Narrow(float value, StorageType type) => type switch
-    {
-        StorageType.F32 => BitConverter.SingleToUInt32Bits(value),
-        StorageType.F16 => HalfBits.F32ToF16(value),
-        _ => HalfBits.F32ToBf16(value),
-    };
-
     public static int Reference(ReadOnlySpan<float> source, Span<byte> destination, StorageType type,
         ReadOnlySpan<long> rowIndices, ScatterShape shape, Span<bool> rowOverflowed)
     {
-        shape.Validate(source.Length, destination.Length / type.SizeOf(), rowIndices);
+        var format = type.Format();
+        shape.Validate(source.Length, format.ElementCount(destination.Length), rowIndices);
         Shapes.Expect("scatter: overflow flags", rowOverflowed.Length, shape.Rows, $"one per row, rows {shape.Rows}");
+        long rowBytes = format.ByteLength(shape.Width);
         int overflowedRows = 0;
         for (int r = 0; r < shape.Rows; r++)
         {
+            var row = source.Slice(r * shape.Width, shape.Width);
+            format.Narrow(row, destination.Slice(checked((int)(rowIndices[r] * rowBytes)), (int)rowBytes));
             bool overflowed = false;
-            for (int i = 0; i < shape.Width; i++)
-            {
-                float value = source[r * shape.Width + i];
-                long at = rowIndices[r] * shape.Width + i;
-                Store(destination, at, Narrow(value, type), type);
-                overflowed |= type == StorageType.F16 && HalfBits.OverflowsF16(value);
-            }
+            foreach (float value in row)
+                overflowed |= format.Overflows(value);
             rowOverflowed[r] = overflowed;
             overflowedRows += overflowed ? 1 : 0;
         }
@@ -81,90 +89,100 @@ public static partial class Scatter
     /// <summary>Every value of one stored tensor converted to another storage type; returns f16 overflows.</summary>
     public static long ConvertReference(HostStorage source, Span<byte> destination, StorageType type)
     {
-        Shapes.Expect("convert: destination", destination.Length / type.SizeOf(), source.Length, "the source's length");
+        var format = type.Format();
+        Shapes.Expect("convert: destination", format.ElementCount(destination.Length), source.Length, "the source's length");
+        var values = new float[source.Length];
         long overflows = 0;
         for (long i = 0; i < source.Length; i++)
         {
-            float value = source[i];
-            Store(destination, i, Narrow(value, type), type);
-            overflows += type == StorageType.F16 && HalfBits.OverflowsF16(value) ? 1 : 0;
+            values[i] = source[i];
+            overflows += format.Overflows(values[i]) ? 1 : 0;
         }
+        format.Narrow(values, destination);
         return overflows;
     }
 
     /// <summary>Threads an element-wise launch uses at most; each walks the elements with this stride.</summary>
     public const int MaxThreads = 1 << 20;
 
-    public struct Args
+    public struct Args<TDestination> where TDestination : struct, IStorageStore<TDestination>
     {
         public ArrayView<float> Source;
-        public ArrayView<float> DestinationF32;
-        public ArrayView<ushort> DestinationHalves;
-        public ArrayView<long> RowIndices;
-        public ArrayView<int> RowOverflowed;
-        public long Count, Stride;
-        public int Width;
-        public StorageType Type;
+        public TDestination Destination;
+        public ArrayView<int> RowIndices;
+        public ArrayView<int> RowFlags;
+        public long Count, Stride, DestinationRows;
+        public int Width, Mark;
     }
 
     /// <summary>
     /// One thread per element (grid-stride, so counts above 2^31 work): neighbouring threads read
-    /// neighbouring source values and write neighbouring destination values of a row. A row's
-    /// overflow flag is a plain store of 1 — any order of such stores gives the same OR.
+    /// neighbouring source values and write neighbouring destination values of a row. A row with
+    /// an f16 overflow has its flag raised to the mark with an integer atomic maximum, which no
+    /// order changes. An index outside the destination (host validation rules it out) is dropped.
     /// </summary>
     [GpuKernel]
-    static void Kernel(Index1D index, Args a)
+    static void Kernel<TDestination>(Index1D index, Args<TDestination> a) where TDestination : struct, IStorageStore<TDestination>
     {
         for (long i = index; i < a.Count; i += a.Stride)
         {
             long row = i / a.Width;
-            long at = a.RowIndices[row] * a.Width + (i - row * a.Width);
+            long target = a.RowIndices[row];
+            if ((ulong)target >= (ulong)a.DestinationRows)
+                continue;
             float value = a.Source[i];
-            if (a.Type == StorageType.F32)
-                a.DestinationF32[at] = value;
-            else if (a.Type == StorageType.F16)
-            {
-                a.DestinationHalves[at] = HalfBits.F32ToF16(value);
-                if (HalfBits.OverflowsF16(value))
-                    a.RowOverflowed[row] = 1;
-            }
-            else
-                a.DestinationHalves[at] = HalfBits.F32ToBf16(value);
+            a.Destination.Store(target * a.Width + (i - row * a.Width), value);
+            if (a.Mark > 0 && a.Destination.Overflows(value))
+                Atomic.Max(ref a.RowFlags[row], a.Mark);
         }
     }
 
     /// <summary>
-    /// Validates, then stores the rows. <paramref name="rowIndicesOnDevice"/> holds
-    /// <paramref name="rowIndices"/>; <paramref name="rowOverflowed"/> (one per row, zeroed by the
-    /// caller) receives 1 for each row with an f16 overflow.
+    /// Stores the rows. <paramref name="rowIndices"/> are on the device (validated on the host where
+    /// they were made); <paramref name="rowFlags"/>, when <paramref name="mark"/> is positive, has
+    /// the flag of each row with an f16 overflow raised to at least the mark.
     /// </summary>
     public static void Run(KernelLibrary library, ArrayView<float> source, ArrayView<byte> destination, StorageType type,
-        ReadOnlySpan<long> rowIndices, ArrayView<long> rowIndicesOnDevice, ScatterShape shape, ArrayView<int> rowOverflowed)
+        ArrayView<int> rowIndices, ScatterShape shape, ArrayView<int> rowFlags, int mark)
     {
-        shape.Validate(source.Length, destination.Length / type.SizeOf(), rowIndices);
-        Shapes.Expect("scatter: row indices on the device", rowIndicesOnDevice.Length, rowIndices.Length, "the row indices");
-        Shapes.Expect("scatter: overflow flags", rowOverflowed.Length, shape.Rows, $"one per row, rows {shape.Rows}");
+        shape.ValidateLengths(source.Length, type.ElementCount(destination.Length), rowIndices.Length);
+        if (mark > 0)
+            Shapes.ExpectAtLeast("scatter: overflow flags", rowFlags.Length, shape.Rows, $"one per row, rows {shape.Rows}");
         long count = (long)shape.Rows * shape.Width;
-        int threads = (int)Math.Min(count, MaxThreads);
-        library.GetElementwise<Args>(Kernel)(threads, new Args
+        var launch = new Launch
         {
-            Source = source,
-            DestinationF32 = type == StorageType.F32 ? destination.Cast<float>() : ArrayView<float>.Empty,
-            DestinationHalves = type == StorageType.F32 ? ArrayView<ushort>.Empty : destination.Cast<ushort>(),
-            RowIndices = rowIndicesOnDevice, RowOverflowed = rowOverflowed, Count = count, Stride = threads,
-            Width = shape.Width, Type = type,
-        });
+            Library = library, Source = source, Destination = destination, RowIndices = rowIndices,
+            RowFlags = mark > 0 ? rowFlags : rowIndices, Count = count, Threads = (int)Math.Min(count, MaxThreads), Width = shape.Width,
+            DestinationRows = shape.DestinationRows, Mark = Math.Max(0, mark),
+        };
+        type.Format().DispatchNarrowing(ref launch);
     }
 
-    public struct ConvertArgs<TSource> where TSource : struct, IStorage
+    struct Launch : INarrowingAction
+    {
+        public KernelLibrary Library;
+        public ArrayView<float> Source;
+        public ArrayView<byte> Destination;
+        public ArrayView<int> RowIndices, RowFlags;
+        public long Count, DestinationRows;
+        public int Threads, Width, Mark;
+
+        public readonly void Run<TStore, TNarrowing>() where TStore : struct, IStorageStore<TStore> where TNarrowing : struct, IVectorNarrowing =>
+            Library.GetElementwise<Args<TStore>>(Kernel)(Threads, new Args<TStore>
+            {
+                Source = Source, Destination = TStore.Over(Destination), RowIndices = RowIndices, RowFlags = RowFlags,
+                Count = Count, Stride = Threads, DestinationRows = DestinationRows, Width = Width, Mark = Mark,
+            });
+    }
+
+    public struct ConvertArgs<TSource, TDestination>
+        where TSource : struct, IStorage where TDestination : struct, IStorageStore<TDestination>
     {
         public TSource Source;
-        public ArrayView<float> DestinationF32;
-        public ArrayView<ushort> DestinationHalves;
+        public TDestination Destination;
         /// <summary>One counter of f16 overflows.</summary>
         public ArrayView<long> Overflows;
         public long Count, Stride;
-        public StorageType Type;
     }
 
     /// <summary>
@@ -172,21 +190,15 @@ public static partial class Scatter
     /// sums do not depend on their order, and overflows are rare.
     /// </summary>
     [GpuKernel]
-    static void ConvertKernel<TSource>(Index1D index, ConvertArgs<TSource> a) where TSource : struct, IStorage
+    static void ConvertKernel<TSource, TDestination>(Index1D index, ConvertArgs<TSource, TDestination> a)
+        where TSource : struct, IStorage where TDestination : struct, IStorageStore<TDestination>
     {
         for (long i = index; i < a.Count; i += a.Stride)
         {
             float value = a.Source.Load(i);
-            if (a.Type == StorageType.F32)
-                a.DestinationF32[i] = value;
-            else if (a.Type == StorageType.F16)
-            {
-                a.DestinationHalves[i] = HalfBits.F32ToF16(value);
-                if (HalfBits.OverflowsF16(value))
-                    Atomic.Add(ref a.Overflows[0], 1L);
-            }
-            else
-                a.DestinationHalves[i] = HalfBits.F32ToBf16(value);
+            a.Destination.Store(i, value);
+            if (a.Destination.Overflows(value))
+                Atomic.Add(ref a.Overflows[0], 1L);
         }
     }
 
@@ -197,39 +209,47 @@ public static partial class Scatter
     public static void RunConvert(KernelLibrary library, ArrayView<byte> source, StorageType sourceType,
         ArrayView<byte> destination, StorageType type, ArrayView<long> overflows)
     {
-        long count = source.Length / sourceType.SizeOf();
-        Shapes.Expect("convert: destination", destination.Length / type.SizeOf(), count, "the source's length");
+        long count = sourceType.ElementCount(source.Length);
+        Shapes.Expect("convert: destination", type.ElementCount(destination.Length), count, "the source's length");
         Shapes.Expect("convert: overflow counter", overflows.Length, 1, "one counter");
         if (count == 0)
             return;
-        int threads = (int)Math.Min(count, MaxThreads);
-        var destinationF32 = type == StorageType.F32 ? destination.Cast<float>() : ArrayView<float>.Empty;
-        var destinationHalves = type == StorageType.F32 ? ArrayView<ushort>.Empty : destination.Cast<ushort>();
-        switch (sourceType)
+        var launch = new ConvertSource
         {
-            case StorageType.F32:
-                library.GetElementwise<ConvertArgs<F32Storage>>(ConvertKernel)(threads, Arguments(new F32Storage(source.Cast<float>())));
-                break;
-            case StorageType.F16:
-                library.GetElementwise<ConvertArgs<F16Storage>>(ConvertKernel)(threads, Arguments(new F16Storage(source.Cast<ushort>())));
-                break;
-            default:
-                library.GetElementwise<ConvertArgs<Bf16Storage>>(ConvertKernel)(threads, Arguments(new Bf16Storage(source.Cast<ushort>())));
-                break;
-        }
-
-        ConvertArgs<T> Arguments<T>(T storage) where T : struct, IStorage => new()
-        {
-            Source = storage, DestinationF32 = destinationF32, DestinationHalves = destinationHalves, Overflows = overflows,
-            Count = count, Stride = threads, Type = type,
+            Library = library, Source = source, Destination = destination, DestinationFormat = type.Format(), Overflows = overflows,
+            Count = count, Threads = (int)Math.Min(count, MaxThreads),
         };
+        sourceType.Format().Dispatch(ref launch);
     }
 
-    static void Store(Span<byte> destination, long index, uint bits, StorageType type)
+    /// <summary>The first half of the double dispatch: the source format, then the destination's.</summary>
+    struct ConvertSource : IStorageAction
     {
-        if (type == StorageType.F32)
-            System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(destination.Slice(checked((int)(index * 4)), 4), bits);
-        else
-            System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(destination.Slice(checked((int)(index * 2)), 2), (ushort)bits);
+        public KernelLibrary Library;
+        public ArrayView<byte> Source, Destination;
+        public StorageFormat DestinationFormat;
+        public ArrayView<long> Overflows;
+        public long Count;
+        public int Threads;
+
+        public readonly void Run<TStorage, TWeights, TExact>()
+            where TStorage : struct, IStorageView<TStorage> where TWeights : struct, IStoredVectors where TExact : struct, IStoredVectors
+        {
+            var launch = new ConvertDestination<TStorage> { Outer = this, SourceStorage = TStorage.Over(Source) };
+            DestinationFormat.DispatchNarrowing(ref launch);
+        }
+    }
+
+    struct ConvertDestination<TSource> : INarrowingAction where TSource : struct, IStorage
+    {
+        public ConvertSource Outer;
+        public TSource SourceStorage;
+
+        public readonly void Run<TStore, TNarrowing>() where TStore : struct, IStorageStore<TStore> where TNarrowing : struct, IVectorNarrowing =>
+            Outer.Library.GetElementwise<ConvertArgs<TSource, TStore>>(ConvertKernel)(Outer.Threads, new ConvertArgs<TSource, TStore>
+            {
+                Source = SourceStorage, Destination = TStore.Over(Outer.Destination), Overflows = Outer.Overflows,
+                Count = Outer.Count, Stride = Outer.Threads,
+            });
     }
 }

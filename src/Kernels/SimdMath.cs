@@ -15,6 +15,9 @@ public unsafe interface IStoredVectors
 {
     static abstract StorageType Type { get; }
 
+    /// <summary>Where value <paramref name="index"/> (or, in a block format, its block) starts, in bytes.</summary>
+    static abstract long ByteOffset(long index);
+
     /// <summary>16 consecutive values from <paramref name="at"/> (an element index).</summary>
     static abstract Vector512<float> Load16(byte* data, long at);
 
@@ -23,130 +26,6 @@ public unsafe interface IStoredVectors
 
     /// <summary>One value, exactly widened (including ±inf and NaN).</summary>
     static abstract float Load1(byte* data, long at);
-}
-
-public unsafe struct F32Vectors : IStoredVectors
-{
-    public static StorageType Type => StorageType.F32;
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector512<float> Load16(byte* data, long at) => Vector512.Load((float*)data + at);
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<float> Load8(byte* data, long at) => Vector256.Load((float*)data + at);
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float Load1(byte* data, long at) => ((float*)data)[at];
-}
-
-public unsafe struct F16Vectors : IStoredVectors
-{
-    public static StorageType Type => StorageType.F16;
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector512<float> Load16(byte* data, long at)
-    {
-        var bits = Avx512F.ConvertToVector512Int32(Vector256.Load((short*)data + at));
-        var magnitude = Avx512F.ShiftLeftLogical(bits, 13) & Vector512.Create(unchecked((int)0x8FFFE000));
-        return magnitude.AsSingle() * Vector512.Create(5.192296858534828e33f);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<float> Load8(byte* data, long at)
-    {
-        var bits = Avx2.ConvertToVector256Int32(Vector128.Load((short*)data + at));
-        var magnitude = Avx2.ShiftLeftLogical(bits, 13) & Vector256.Create(unchecked((int)0x8FFFE000));
-        return magnitude.AsSingle() * Vector256.Create(5.192296858534828e33f);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float Load1(byte* data, long at) => HalfBits.F16ToF32(((ushort*)data)[at]);
-}
-
-/// <summary>
-/// Finite f16 values widened all but the last step: <see cref="F16Vectors"/> without its
-/// multiplication by 2^112, for a dot whose other operand was multiplied by 2^112 instead
-/// (<see cref="LinearSimd"/>'s decode when that scaling is exact). fma(x·2^112, m, acc) rounds
-/// the same exact product x·(m·2^112) as fma(x, m·2^112, acc), so the bits are the same, and the
-/// loop saves one instruction per 16 weights.
-/// </summary>
-public unsafe struct F16UnscaledVectors : IStoredVectors
-{
-    public static StorageType Type => StorageType.F16;
-
-    /// <summary>The factor the other operand carries: 2^112.</summary>
-    public const float Scale = 5.192296858534828e33f;
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector512<float> Load16(byte* data, long at)
-    {
-        var bits = Avx512F.ConvertToVector512Int32(Vector256.Load((short*)data + at));
-        return (Avx512F.ShiftLeftLogical(bits, 13) & Vector512.Create(unchecked((int)0x8FFFE000))).AsSingle();
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<float> Load8(byte* data, long at)
-    {
-        var bits = Avx2.ConvertToVector256Int32(Vector128.Load((short*)data + at));
-        return (Avx2.ShiftLeftLogical(bits, 13) & Vector256.Create(unchecked((int)0x8FFFE000))).AsSingle();
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float Load1(byte* data, long at) =>
-        BitConverter.Int32BitsToSingle((((short*)data)[at] << 13) & unchecked((int)0x8FFFE000));
-}
-
-/// <summary>
-/// f16 values widened exactly for every half, ±inf and NaN included: the KV cache and converted
-/// tensors, where an f16 overflow may have stored ±inf (<see cref="F16Vectors"/> is exact for
-/// finite halves only). The finite path is <see cref="F16Vectors"/>' rebias by 2^112; exponent
-/// 0x1F lanes take the shifted pattern with an all-ones binary32 exponent, as
-/// <see cref="HalfBits.F16ToF32"/> does.
-/// </summary>
-public unsafe struct F16CacheVectors : IStoredVectors
-{
-    public static StorageType Type => StorageType.F16;
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector512<float> Load16(byte* data, long at)
-    {
-        var bits = Avx512F.ConvertToVector512Int32(Vector256.Load((short*)data + at));
-        var signedMagnitude = Avx512F.ShiftLeftLogical(bits, 13) & Vector512.Create(unchecked((int)0x8FFFE000));
-        var finite = signedMagnitude.AsSingle() * Vector512.Create(5.192296858534828e33f);
-        var special = (signedMagnitude | Vector512.Create(0x7F800000)).AsSingle();
-        var isSpecial = Vector512.Equals(bits & Vector512.Create(0x7C00), Vector512.Create(0x7C00)).AsSingle();
-        return Vector512.ConditionalSelect(isSpecial, special, finite);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<float> Load8(byte* data, long at)
-    {
-        var bits = Avx2.ConvertToVector256Int32(Vector128.Load((short*)data + at));
-        var signedMagnitude = Avx2.ShiftLeftLogical(bits, 13) & Vector256.Create(unchecked((int)0x8FFFE000));
-        var finite = signedMagnitude.AsSingle() * Vector256.Create(5.192296858534828e33f);
-        var special = (signedMagnitude | Vector256.Create(0x7F800000)).AsSingle();
-        var isSpecial = Vector256.Equals(bits & Vector256.Create(0x7C00), Vector256.Create(0x7C00)).AsSingle();
-        return Vector256.ConditionalSelect(isSpecial, special, finite);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float Load1(byte* data, long at) => HalfBits.F16ToF32(((ushort*)data)[at]);
-}
-
-public unsafe struct Bf16Vectors : IStoredVectors
-{
-    public static StorageType Type => StorageType.BF16;
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector512<float> Load16(byte* data, long at) =>
-        Avx512F.ShiftLeftLogical(Avx512F.ConvertToVector512UInt32(Vector256.Load((ushort*)data + at)), 16).AsSingle();
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<float> Load8(byte* data, long at) =>
-        Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32(Vector128.Load((ushort*)data + at)), 16).AsSingle();
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float Load1(byte* data, long at) => HalfBits.Bf16ToF32(((ushort*)data)[at]);
 }
 
 /// <summary>

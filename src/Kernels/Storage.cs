@@ -11,31 +11,36 @@ public enum StorageType
     BF16,
 }
 
+/// <summary>The enum side of <see cref="StorageFormat"/>: its one switch, and shortcuts to the format's members.</summary>
 public static class StorageTypes
 {
-    public static int SizeOf(this StorageType type) => type switch
+    /// <summary>
+    /// The format type of <paramref name="type"/>. The one switch over storage types: exhaustive
+    /// with no default, so a new <see cref="StorageType"/> without its format does not compile
+    /// (CS8509 under warnings-as-errors; CS8524, about unnamed values, is off).
+    /// </summary>
+    public static StorageFormat Format(this StorageType type) => type switch
     {
-        StorageType.F32 => 4,
-        StorageType.F16 => 2,
-        StorageType.BF16 => 2,
-        _ => throw new ArgumentOutOfRangeException(nameof(type), type, "unknown storage type"),
+        StorageType.F32 => F32Format.Instance,
+        StorageType.F16 => F16Format.Instance,
+        StorageType.BF16 => Bf16Format.Instance,
     };
 
-    public static string Name(this StorageType type) => type switch
-    {
-        StorageType.F32 => "f32",
-        StorageType.F16 => "f16",
-        StorageType.BF16 => "bf16",
-        _ => type.ToString(),
-    };
+    public static string Name(this StorageType type) => type.Format().Name;
 
-    public static StorageType Parse(string name) => name.ToLowerInvariant() switch
+    /// <summary>Bytes of <paramref name="elements"/> values (a whole number of blocks).</summary>
+    public static long ByteLength(this StorageType type, long elements) => type.Format().ByteLength(elements);
+
+    /// <summary>Values held by <paramref name="bytes"/> bytes (a whole number of blocks).</summary>
+    public static long ElementCount(this StorageType type, long bytes) => type.Format().ElementCount(bytes);
+
+    public static StorageType Parse(string name)
     {
-        "f32" or "float32" => StorageType.F32,
-        "f16" or "float16" or "half" => StorageType.F16,
-        "bf16" or "bfloat16" => StorageType.BF16,
-        _ => throw new ArgumentException($"unknown storage type '{name}': expected f32, f16 or bf16"),
-    };
+        string key = name.ToLowerInvariant();
+        return StorageFormat.All.FirstOrDefault(f => f.Aliases.Contains(key))?.Type
+            ?? throw new ArgumentException(
+                $"unknown storage type '{name}': expected {string.Join(", ", StorageFormat.All.Select(f => f.Name))}");
+    }
 }
 
 /// <summary>
@@ -124,51 +129,24 @@ public interface IStorage
     float Load(long index);
 }
 
-public readonly struct F32Storage(ArrayView<float> values) : IStorage
-{
-    readonly ArrayView<float> values = values;
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public float Load(long index) => values[index];
-}
-
-public readonly struct F16Storage(ArrayView<ushort> bits) : IStorage
-{
-    readonly ArrayView<ushort> bits = bits;
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public float Load(long index) => HalfBits.F16ToF32(bits[index]);
-}
-
-public readonly struct Bf16Storage(ArrayView<ushort> bits) : IStorage
-{
-    readonly ArrayView<ushort> bits = bits;
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public float Load(long index) => HalfBits.Bf16ToF32(bits[index]);
-}
-
-/// <summary>Stored values on the host (raw little-endian bytes and their type), widened exactly.</summary>
+/// <summary>Stored values on the host (raw little-endian bytes and their format), widened exactly.</summary>
 public readonly ref struct HostStorage
 {
+    readonly StorageFormat format;
+
     public HostStorage(ReadOnlySpan<byte> bytes, StorageType type)
     {
-        if (bytes.Length % type.SizeOf() != 0)
-            throw new ArgumentException($"{bytes.Length} bytes is not a whole number of {type.Name()} values");
+        format = type.Format();
+        Length = format.ElementCount(bytes.Length);
         Bytes = bytes;
         Type = type;
     }
 
     public ReadOnlySpan<byte> Bytes { get; }
     public StorageType Type { get; }
-    public long Length => Bytes.Length / Type.SizeOf();
+    public long Length { get; }
 
-    public float this[long index] => Type switch
-    {
-        StorageType.F32 => System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(Bytes)[checked((int)index)],
-        StorageType.F16 => HalfBits.F16ToF32(System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ushort>(Bytes)[checked((int)index)]),
-        _ => HalfBits.Bf16ToF32(System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ushort>(Bytes)[checked((int)index)]),
-    };
+    public float this[long index] => format.Widen(Bytes, index);
 
     public static HostStorage Of(ReadOnlySpan<float> values) =>
         new(System.Runtime.InteropServices.MemoryMarshal.AsBytes(values), StorageType.F32);

@@ -86,15 +86,23 @@ public static class ModelLoader
     /// Hugging Face folder, a llama2.c tokenizer.bin beside a checkpoint, or an explicit path) and
     /// loads the decoder onto the backend.
     /// </summary>
-    public static LoadedModel Open(string path, IBackend backend, TransformerOptions options, string? tokenizerPath = null)
+    public static LoadedModel Open(string path, IBackend backend, TransformerOptions options, string? tokenizerPath = null) =>
+        Open(ModelCheckpoint.Open(path), backend, options, tokenizerPath);
+
+    /// <summary>Loads an opened checkpoint (which the result then owns, or which is disposed on failure) as <see cref="Open(string, IBackend, TransformerOptions, string?)"/> does.</summary>
+    public static LoadedModel Open(ModelCheckpoint checkpoint, IBackend backend, TransformerOptions options, string? tokenizerPath = null)
     {
-        var checkpoint = ModelCheckpoint.Open(path);
         try
         {
             var tokenizer = tokenizerPath != null ? OpenTokenizer(tokenizerPath) : FindTokenizer(checkpoint);
             if (tokenizer != null && tokenizer.VocabSize > checkpoint.Config.VocabSize)
                 throw new InvalidOperationException(
                     $"the tokenizer{(tokenizerPath != null ? $" {tokenizerPath}" : "")} has {tokenizer.VocabSize} tokens but {checkpoint.SourcePath} has only {checkpoint.Config.VocabSize} embedding rows; it is not this model's tokenizer");
+            // llama2.c's run.c reads exactly vocab_size tokens from tokenizer.bin: a shorter file is
+            // another model's (the padding that GGUF and Hugging Face vocabularies leave has no place here).
+            if (tokenizer != null && checkpoint.Format == ModelSourceFormat.Llama2c && tokenizer.VocabSize < checkpoint.Config.VocabSize)
+                throw new InvalidOperationException(
+                    $"the tokenizer{(tokenizerPath != null ? $" {tokenizerPath}" : "")} has {tokenizer.VocabSize} tokens but the llama2.c checkpoint {checkpoint.SourcePath} has {checkpoint.Config.VocabSize}; it is not this model's tokenizer");
             var transformer = new Transformer(checkpoint, backend, options);
             return new LoadedModel { Checkpoint = checkpoint, Tokenizer = tokenizer, Transformer = transformer };
         }
@@ -154,6 +162,8 @@ public static class ModelLoader
     {
         if (path.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase))
             return true;
+        if (FileKind.WhyNotRegularFile(path) != null)
+            return false;
         try
         {
             using var stream = File.OpenRead(path);

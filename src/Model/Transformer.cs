@@ -42,12 +42,8 @@ public sealed class Transformer : ILanguageModel, IDisposable
     readonly KvCache cache;
     readonly WorkBuffers work;
     readonly List<Tensor> owned = [];
-    readonly int[] rowTokens, rowSlots, rowPositions;
-    readonly KeyRange[] rowRanges;
-    readonly bool[] rowOverflowed, rowMasked;
-    readonly float[] angleHost;
-    readonly Tensor[] angleTensors;
-    readonly Problems problems;
+    readonly AttentionShape[] attentionShapes;
+    readonly StepBatch ownBatch;
 
     /// <summary>One decoder block's weights; shapes as transformers stores them, (out, in).</summary>
     sealed class Layer
@@ -63,13 +59,14 @@ public sealed class Transformer : ILanguageModel, IDisposable
         public required Tensor Down;                     // (hidden, intermediate)
         public Tensor? PostFeedForwardNorm;              // (hidden), Gemma 2/3
         public required int RotaryTable;                 // index into rotaryTables
+        public int CacheKind;                            // index into the cache layout's kinds
     }
 
     /// <summary>Work buffers for the most rows a forward pass takes, allocated once.</summary>
     sealed class WorkBuffers
     {
-        public required Tensor X, Normed, Q, K, V, QNormed, KNormed, Attended, Projected, Gate, Up, Angles;
-        public Tensor? Last, LastNormed, Logits;
+        public required Tensor X, Normed, Q, K, V, QNormed, KNormed, Attended, Projected, Gate, Up;
+        public required Tensor Last, LastNormed, Logits;
         public int LogitCapacity;
     }
 
@@ -86,6 +83,7 @@ public sealed class Transformer : ILanguageModel, IDisposable
         MaxRowsPerForward = options.MaxRowsPerForward;
         Slots = options.Slots;
 
+        MemoryPlan.For(checkpoint, backend, Slots, ContextLength, MaxRowsPerForward, options.KvType).EnsureFits(checkpoint.SourcePath);
         // The SIMD backend widens f16 weights with an integer sequence exact only for finite values.
         checkpoint.EnsureAllFinite();
         tokenEmbedding = Weight(checkpoint, TensorNames.TokenEmbedding);
@@ -124,16 +122,15 @@ public sealed class Transformer : ILanguageModel, IDisposable
             .Select(l => config.IsSlidingWindowLayer(l) ? config.SlidingWindow : null).ToArray();
         cache = new KvCache(backend, new KvCacheLayout(config.LayerCount, config.KeyValueHeadCount, config.HeadDim,
             Slots, ContextLength, MaxRowsPerForward, windows), options.KvType);
+        attentionShapes = new AttentionShape[layers.Length];
+        for (int l = 0; l < layers.Length; l++)
+        {
+            layers[l].CacheKind = cache.Layout.KindOf(l);
+            attentionShapes[l] = new AttentionShape(1, config.HeadCount, config.KeyValueHeadCount, config.HeadDim, Slots,
+                cache.Layout.Capacity(l), config.AttentionScale, config.AttentionLogitSoftCap ?? 0f);
+        }
         work = AllocateActivations();
-        rowTokens = new int[MaxRowsPerForward];
-        rowSlots = new int[MaxRowsPerForward];
-        rowPositions = new int[MaxRowsPerForward];
-        rowRanges = new KeyRange[MaxRowsPerForward];
-        rowOverflowed = new bool[MaxRowsPerForward];
-        rowMasked = new bool[MaxRowsPerForward * config.HeadCount];
-        angleHost = new float[MaxRowsPerForward * config.HeadDim];
-        angleTensors = new Tensor[rotaryTables.Length];
-        problems = new Problems(MaxRowsPerForward);
+        ownBatch = CreateStepBatch();
     }
 
     public IBackend Backend => backend;
@@ -147,30 +144,62 @@ public sealed class Transformer : ILanguageModel, IDisposable
     int QueryWidth => config.HeadCount * config.HeadDim;
     int KeyValueWidth => config.KeyValueHeadCount * config.HeadDim;
 
+    /// <summary>A step batch for this model's steps: its cache's kinds of layers and its rotary tables.</summary>
+    public StepBatch CreateStepBatch() => new(backend, new StepBatchLayout
+    {
+        MaxRows = MaxRowsPerForward, Slots = Slots, ContextLength = ContextLength, Vocabulary = config.VocabSize,
+        Heads = config.HeadCount, Cache = cache.Layout, RotaryTables = rotaryTables,
+    });
+
     /// <summary>
-    /// The forward pass. x holds the residual stream of every row; each layer adds attention and
-    /// feed-forward outputs to it. Only the rows in <paramref name="logitRows"/> reach the
-    /// classifier (RMSNorm is row-wise, so normalising after the gather is the same).
+    /// The forward pass over <paramref name="rows"/>, returning the logits of the rows in
+    /// <paramref name="logitRows"/> and the problems found (one wait, at the end). With
+    /// <see cref="ForwardChecks.EveryOp"/>, every op's output rows are checked for NaN and ±inf to
+    /// name the op where one first appeared (slow: a wait per row per op).
     /// </summary>
     public ForwardResult Forward(ReadOnlySpan<TokenRow> rows, ReadOnlySpan<int> logitRows, ForwardChecks checks = ForwardChecks.None)
     {
-        int n = rows.Length;
-        if (n < 1 || n > MaxRowsPerForward)
-            throw new ArgumentOutOfRangeException(nameof(rows), $"a forward pass takes 1 to {MaxRowsPerForward} rows; got {n}");
-        // Per-row host data lives in buffers sized for the most rows a pass takes: the loop calls
-        // this once per token and should not churn the GC.
-        var tokens = rowTokens.AsSpan(0, n);
-        var slots = rowSlots.AsSpan(0, n);
-        var positions = rowPositions.AsSpan(0, n);
-        for (int r = 0; r < n; r++)
-            (slots[r], positions[r], tokens[r]) = (rows[r].Slot, rows[r].Position, rows[r].Token);
-        cache.ValidateRows(slots, positions);
+        if (rows.Length < 1 || rows.Length > MaxRowsPerForward)
+            throw new ArgumentOutOfRangeException(nameof(rows), $"a forward pass takes 1 to {MaxRowsPerForward} rows; got {rows.Length}");
+        var batch = ownBatch;
+        batch.Clear();
+        foreach (var row in rows)
+            batch.Add(row);
         foreach (int row in logitRows)
-            if ((uint)row >= (uint)n)
-                throw new ArgumentOutOfRangeException(nameof(logitRows), $"logit row {row} is not one of the {n} rows");
-        var problems = this.problems;
-        problems.Reset(n, checks == ForwardChecks.EveryOp ? backend : null);
+            if ((uint)row >= (uint)rows.Length)
+                throw new ArgumentOutOfRangeException(nameof(logitRows), $"logit row {row} is not one of the {rows.Length} rows");
+            else
+                batch.AddLogitRow(row);
+        batch.Upload();
+        if (checks == ForwardChecks.None)
+        {
+            var logits = Forward(batch);
+            batch.Download();
+            return new ForwardResult(logits, batch.Problems());
+        }
+        var checker = new CheckingBackend(backend, rows.Length, logitRows, batch.LogitRows);
+        var checkedLogits = Forward(batch, checker);
+        batch.Download();
+        var problems = checker.Problems.ToList();
+        problems.AddRange(batch.Problems().Where(p => !problems.Any(found => found.Row == p.Row)));
+        return new ForwardResult(checkedLogits, problems);
+    }
 
+    /// <summary>The forward pass of an uploaded step batch; launches every op and waits for none.</summary>
+    public Tensor Forward(StepBatch batch) => Forward(batch, backend);
+
+    /// <summary>
+    /// The forward pass. x holds the residual stream of every row; each layer adds attention and
+    /// feed-forward outputs to it. Only the batch's logits rows reach the classifier (RMSNorm is
+    /// row-wise, so normalising after the gather is the same). Every per-row input (ids, cache
+    /// rows, key ranges, rotary angles) is in the batch, uploaded once; problems are flagged there.
+    /// </summary>
+    Tensor Forward(StepBatch batch, IBackend ops)
+    {
+        if (batch.Layout.Cache != cache.Layout || !ReferenceEquals(batch.Layout.RotaryTables, rotaryTables)
+            || batch.Layout.MaxRows > MaxRowsPerForward || batch.Layout.Heads != config.HeadCount)
+            throw new ArgumentException("the step batch was made for another model; make it with this model's CreateStepBatch", nameof(batch));
+        int n = batch.RowCount;
         int hidden = config.HiddenSize, heads = config.HeadCount, kvHeads = config.KeyValueHeadCount, headDim = config.HeadDim;
         float eps = config.RmsNormEpsilon;
         var x = work.X.Slice(0, (long)n * hidden);
@@ -183,104 +212,71 @@ public sealed class Transformer : ILanguageModel, IDisposable
         var gate = work.Gate.Slice(0, (long)n * config.IntermediateSize);
         var up = work.Up.Slice(0, (long)n * config.IntermediateSize);
         var rowNorm = new RmsNormShape(n, hidden, eps, AddOneToWeight: false);
-        var ranges = rowRanges.AsSpan(0, n);
-        var overflowed = rowOverflowed.AsSpan(0, n);
-        var fullyMasked = rowMasked.AsSpan(0, n * heads);
 
         // token embedding, scaled (Gemma: √hidden)
-        backend.Embedding(tokenEmbedding, tokens, x, new EmbeddingShape(n, config.VocabSize, hidden), config.EmbeddingScale);
-        problems.Check(x, hidden, -1, "the token embedding");
-        var angles = RotaryAngles(positions);
+        ops.Embedding(tokenEmbedding, batch.Tokens, x, new EmbeddingShape(n, config.VocabSize, hidden), config.EmbeddingScale);
 
         for (int l = 0; l < layers.Length; l++)
         {
             var layer = layers[l];
             // attention: rmsnorm → q, k, v projections (+ bias) → [q/k norm] → rotary → cache → attend → output projection
-            backend.RmsNorm(x, layer.AttentionNorm, normed, rowNorm);
-            backend.Linear(normed, layer.Query, layer.QueryBias, q, new LinearShape(n, QueryWidth, hidden));
-            backend.Linear(normed, layer.Key, layer.KeyBias, k, new LinearShape(n, KeyValueWidth, hidden));
-            backend.Linear(normed, layer.Value, layer.ValueBias, v, new LinearShape(n, KeyValueWidth, hidden));
-            problems.Check(q, QueryWidth, l, "attention q projection");
-            problems.Check(k, KeyValueWidth, l, "attention k projection");
-            problems.Check(v, KeyValueWidth, l, "attention v projection");
+            ops.RmsNorm(x, layer.AttentionNorm, normed, rowNorm);
+            ops.Linear(normed, layer.Query, layer.QueryBias, q, new LinearShape(n, QueryWidth, hidden));
+            ops.Linear(normed, layer.Key, layer.KeyBias, k, new LinearShape(n, KeyValueWidth, hidden));
+            ops.Linear(normed, layer.Value, layer.ValueBias, v, new LinearShape(n, KeyValueWidth, hidden));
             var (queries, keys) = (q, k);
             if (layer.QueryNorm != null && layer.KeyNorm != null)
             {
                 queries = work.QNormed.Slice(0, q.Length);
                 keys = work.KNormed.Slice(0, k.Length);
-                backend.RmsNorm(q, layer.QueryNorm, queries, new RmsNormShape(n * heads, headDim, eps, false));
-                backend.RmsNorm(k, layer.KeyNorm, keys, new RmsNormShape(n * kvHeads, headDim, eps, false));
+                ops.RmsNorm(q, layer.QueryNorm, queries, new RmsNormShape(n * heads, headDim, eps, false));
+                ops.RmsNorm(k, layer.KeyNorm, keys, new RmsNormShape(n * kvHeads, headDim, eps, false));
             }
-            var rotary = angles[layer.RotaryTable];
-            backend.Rotary(queries, rotary, new RotaryShape(n, heads, headDim, config.RotaryLayout));
-            backend.Rotary(keys, rotary, new RotaryShape(n, kvHeads, headDim, config.RotaryLayout));
-            if (cache.Store(l, keys, v, slots, positions, overflowed))
-                for (int r = 0; r < n; r++)
-                    if (overflowed[r])
-                        problems.Add(r, $"layer {l}: a key or value at position {positions[r]} overflows the f16 KV cache (|x| > 65504); use --kv-dtype f32 or bf16");
-            for (int r = 0; r < n; r++)
-                ranges[r] = cache.Range(l, slots[r], positions[r]);
-            var attention = new AttentionShape(n, heads, kvHeads, headDim, Slots, cache.Layout.Capacity(l),
-                config.AttentionScale, config.AttentionLogitSoftCap ?? 0f);
-            backend.Attention(queries, cache.Keys(l), cache.Values(l), attended, ranges, attention, null, fullyMasked);
-            problems.Check(attended, QueryWidth, l, "attention");
-            backend.Linear(attended, layer.AttentionOutput, null, projected, new LinearShape(n, hidden, QueryWidth));
+            var angles = batch.Angles(layer.RotaryTable);
+            ops.Rotary(queries, angles, new RotaryShape(n, heads, headDim, config.RotaryLayout));
+            ops.Rotary(keys, angles, new RotaryShape(n, kvHeads, headDim, config.RotaryLayout));
+            cache.Store(l, keys, v, batch.Destinations(layer.CacheKind), batch.Overflow(l));
+            var attention = attentionShapes[l] with { Rows = n, MaxKeys = batch.MaxKeys(layer.CacheKind) };
+            ops.Attention(queries, cache.Keys(l), cache.Values(l), attended, batch.Ranges(layer.CacheKind), attention, null,
+                batch.FullyMasked(l), batch.AttentionWorkspace);
+            ops.Linear(attended, layer.AttentionOutput, null, projected, new LinearShape(n, hidden, QueryWidth));
             if (layer.PostAttentionNorm != null)
             {
-                backend.RmsNorm(projected, layer.PostAttentionNorm, normed, rowNorm);
-                backend.Add(x, normed, x, x.Length);
+                ops.RmsNorm(projected, layer.PostAttentionNorm, normed, rowNorm);
+                ops.Add(x, normed, x, x.Length);
             }
             else
-                backend.Add(x, projected, x, x.Length);
-            problems.Check(x, hidden, l, "attention output (attn_output)");
+                ops.Add(x, projected, x, x.Length);
 
             // feed-forward: rmsnorm → act(gate) · up → down projection → [post norm] → residual
-            backend.RmsNorm(x, layer.FeedForwardNorm, normed, rowNorm);
-            backend.Linear(normed, layer.Gate, null, gate, new LinearShape(n, config.IntermediateSize, hidden));
-            backend.Linear(normed, layer.Up, null, up, new LinearShape(n, config.IntermediateSize, hidden));
-            backend.GatedActivation(gate, up, gate, gate.Length, config.Activation);
-            problems.Check(gate, config.IntermediateSize, l, "feed-forward activation");
-            backend.Linear(gate, layer.Down, null, projected, new LinearShape(n, hidden, config.IntermediateSize));
+            ops.RmsNorm(x, layer.FeedForwardNorm, normed, rowNorm);
+            ops.Linear(normed, layer.Gate, null, gate, new LinearShape(n, config.IntermediateSize, hidden));
+            ops.Linear(normed, layer.Up, null, up, new LinearShape(n, config.IntermediateSize, hidden));
+            ops.GatedActivation(gate, up, gate, gate.Length, config.Activation);
+            ops.Linear(gate, layer.Down, null, projected, new LinearShape(n, hidden, config.IntermediateSize));
             if (layer.PostFeedForwardNorm != null)
             {
-                backend.RmsNorm(projected, layer.PostFeedForwardNorm, normed, rowNorm);
-                backend.Add(x, normed, x, x.Length);
+                ops.RmsNorm(projected, layer.PostFeedForwardNorm, normed, rowNorm);
+                ops.Add(x, normed, x, x.Length);
             }
             else
-                backend.Add(x, projected, x, x.Length);
-            problems.Check(x, hidden, l, "feed-forward output (ffn_down)");
+                ops.Add(x, projected, x, x.Length);
         }
 
         // final norm and classifier over the rows whose logits are wanted
-        int m = logitRows.Length;
+        int m = batch.LogitRowCount;
         var logits = LogitBuffer(m);
         if (m > 0)
         {
-            var last = work.Last!.Slice(0, (long)m * hidden);
-            var lastNormed = work.LastNormed!.Slice(0, (long)m * hidden);
-            backend.Embedding(x, logitRows, last, new EmbeddingShape(m, n, hidden), 1f);
-            backend.RmsNorm(last, outputNorm, lastNormed, new RmsNormShape(m, hidden, eps, false));
-            backend.Linear(lastNormed, classifier, null, logits, new LinearShape(m, config.VocabSize, hidden));
+            var last = work.Last.Slice(0, (long)m * hidden);
+            var lastNormed = work.LastNormed.Slice(0, (long)m * hidden);
+            ops.Embedding(x, batch.LogitRows, last, new EmbeddingShape(m, n, hidden), 1f);
+            ops.RmsNorm(last, outputNorm, lastNormed, new RmsNormShape(m, hidden, eps, false));
+            ops.Linear(lastNormed, classifier, null, logits, new LinearShape(m, config.VocabSize, hidden));
             if (config.FinalLogitSoftCap is float cap)
-                backend.SoftCap(logits, logits.Length, cap);
-            problems.CheckRows(logits, config.VocabSize, logitRows, "the output classifier");
+                ops.SoftCap(logits, logits.Length, cap);
         }
-        return new ForwardResult(logits, problems.Found);
-    }
-
-    /// <summary>(cos, sin) of every rotary table at the rows' positions, uploaded once per forward pass.</summary>
-    Tensor[] RotaryAngles(ReadOnlySpan<int> positions)
-    {
-        int n = positions.Length;
-        var host = angleHost.AsSpan(0, n * config.HeadDim);
-        for (int t = 0; t < rotaryTables.Length; t++)
-        {
-            rotaryTables[t].Fill(positions, host);
-            var angles = work.Angles.Slice((long)t * MaxRowsPerForward * config.HeadDim, host.Length);
-            backend.Upload(angles, System.Runtime.InteropServices.MemoryMarshal.AsBytes(host));
-            angleTensors[t] = angles;
-        }
-        return angleTensors;
+        return logits;
     }
 
     /// <summary>
@@ -307,12 +303,7 @@ public sealed class Transformer : ILanguageModel, IDisposable
     unsafe Tensor Weight(ModelCheckpoint checkpoint, string name, bool asF32 = false)
     {
         var source = checkpoint.GetTensor(name);
-        var type = source.DataType switch
-        {
-            StorageType.F32 => TensorType.F32,
-            StorageType.F16 => TensorType.F16,
-            _ => TensorType.BF16,
-        };
+        TensorType type = source.DataType;
         Tensor tensor;
         if (asF32 && type != TensorType.F32)
         {
@@ -330,6 +321,7 @@ public sealed class Transformer : ILanguageModel, IDisposable
     WorkBuffers AllocateActivations()
     {
         long rows = MaxRowsPerForward;
+        long logitRows = Math.Min(Slots, MaxRowsPerForward);
         Tensor F32(long length, string name)
         {
             var tensor = backend.Allocate(TensorType.F32, length, name);
@@ -350,22 +342,25 @@ public sealed class Transformer : ILanguageModel, IDisposable
             Projected = F32(rows * config.HiddenSize, "projected activations"),
             Gate = F32(rows * config.IntermediateSize, "feed-forward gate"),
             Up = F32(rows * config.IntermediateSize, "feed-forward up"),
-            Angles = F32((long)rotaryTables.Length * rows * config.HeadDim, "rotary angles"),
+            // Logits for as many rows as sequences decode together; a step that wants more grows them.
+            Logits = F32(logitRows * config.VocabSize, "logits"),
+            Last = F32(logitRows * config.HiddenSize, "last rows"),
+            LastNormed = F32(logitRows * config.HiddenSize, "normed last rows"),
+            LogitCapacity = (int)logitRows,
         };
     }
 
     /// <summary>The logits buffer for m rows, grown (and the gather buffers with it) when more are asked for.</summary>
     Tensor LogitBuffer(int m)
     {
-        int wanted = Math.Max(m, Math.Min(Slots, MaxRowsPerForward));
-        if (work.Logits == null || work.LogitCapacity < wanted)
+        int wanted = m;
+        if (work.LogitCapacity < wanted)
         {
             foreach (var old in new[] { work.Logits, work.Last, work.LastNormed })
-                if (old != null)
-                {
-                    owned.Remove(old);
-                    backend.Free(old);
-                }
+            {
+                owned.Remove(old);
+                backend.Free(old);
+            }
             work.Logits = backend.Allocate(TensorType.F32, (long)wanted * config.VocabSize, "logits");
             work.Last = backend.Allocate(TensorType.F32, (long)wanted * config.HiddenSize, "last rows");
             work.LastNormed = backend.Allocate(TensorType.F32, (long)wanted * config.HiddenSize, "normed last rows");
@@ -375,67 +370,9 @@ public sealed class Transformer : ILanguageModel, IDisposable
         return work.Logits.Slice(0, (long)m * config.VocabSize);
     }
 
-    /// <summary>
-    /// Problems found in a forward pass, one per row (the first wins). With a checking backend,
-    /// every op's output rows are scanned for NaN/inf so the first op that produced one is named.
-    /// </summary>
-    sealed class Problems(int maxRows)
-    {
-        readonly string?[] byRow = new string?[maxRows];
-        int rows;
-        IBackend? checker;
-
-        /// <summary>Starts a pass over <paramref name="rowCount"/> rows; with a checker, every op's output is scanned.</summary>
-        public void Reset(int rowCount, IBackend? checkingBackend)
-        {
-            rows = rowCount;
-            checker = checkingBackend;
-            Array.Clear(byRow, 0, rowCount);
-        }
-
-        public IReadOnlyList<RowProblem> Found
-        {
-            get
-            {
-                var found = new List<RowProblem>();
-                for (int row = 0; row < rows; row++)
-                    if (byRow[row] is string message)
-                        found.Add(new RowProblem(row, message));
-                return found;
-            }
-        }
-
-        public void Add(int row, string message) => byRow[row] ??= message;
-
-        /// <summary>Scans an op's output rows; the op is named only when something is found.</summary>
-        public void Check(Tensor output, int width, int layer, string op)
-        {
-            if (checker == null)
-                return;
-            for (int r = 0; r < rows; r++)
-                CheckRow(output, width, r, r, layer, op);
-        }
-
-        public void CheckRows(Tensor output, int width, ReadOnlySpan<int> rowOf, string op)
-        {
-            if (checker == null)
-                return;
-            for (int i = 0; i < rowOf.Length; i++)
-                CheckRow(output, width, i, rowOf[i], -1, op);
-        }
-
-        void CheckRow(Tensor output, int width, int index, int row, int layer, string op)
-        {
-            if (byRow[row] != null)
-                return;
-            long at = checker!.FirstNonFinite(output.Slice((long)index * width, width), width);
-            if (at >= 0)
-                byRow[row] = layer >= 0 ? $"layer {layer} {op} (element {at} of row {row})" : $"{op} (element {at} of row {row})";
-        }
-    }
-
     public void Dispose()
     {
+        ownBatch.Dispose();
         cache.Dispose();
         foreach (var tensor in owned)
             backend.Free(tensor);

@@ -21,7 +21,37 @@ public sealed record KvCacheLayout(
     public int RowWidth => KvHeads * HeadDim;
 
     public int Capacity(int layer) =>
-        SlidingWindows[layer] is int window ? Math.Min(ContextLength, window + MaxRowsPerForward - 1) : ContextLength;
+        SlidingWindows[layer] is int window ? (int)Math.Min(ContextLength, (long)window + MaxRowsPerForward - 1) : ContextLength;
+
+    /// <summary>
+    /// The distinct kinds of layers: global layers share one, sliding layers one per window. A
+    /// step computes the cache rows it writes and the keys it attends to once per kind.
+    /// </summary>
+    public IReadOnlyList<CacheKind> Kinds()
+    {
+        var kinds = new List<CacheKind>();
+        for (int l = 0; l < Layers; l++)
+        {
+            var kind = Kind(l);
+            if (!kinds.Contains(kind))
+                kinds.Add(kind);
+        }
+        return kinds;
+    }
+
+    /// <summary>How a layer stores and reads positions.</summary>
+    public CacheKind Kind(int layer) => new(Capacity(layer), SlidingWindows[layer]);
+
+    /// <summary>The index in <see cref="Kinds"/> of a layer's kind.</summary>
+    public int KindOf(int layer)
+    {
+        var kinds = Kinds();
+        var kind = Kind(layer);
+        for (int k = 0; k < kinds.Count; k++)
+            if (kinds[k] == kind)
+                return k;
+        throw new ArgumentOutOfRangeException(nameof(layer), $"kv cache: no layer {layer}");
+    }
 
     public void Validate()
     {
@@ -34,9 +64,29 @@ public sealed record KvCacheLayout(
         if (SlidingWindows.Count != Layers)
             throw new ArgumentException($"kv cache: {SlidingWindows.Count} sliding-window entries for {Layers} layers");
         for (int l = 0; l < Layers; l++)
+        {
             if (SlidingWindows[l] is < 1)
                 throw new ArgumentException($"kv cache: layer {l} has sliding window {SlidingWindows[l]}; it must be at least 1");
+            // Cache rows are addressed with 32-bit indices on the device.
+            if ((long)Slots * Capacity(l) > int.MaxValue)
+                throw new ArgumentException($"kv cache: {Slots} slots × {Capacity(l)} positions of layer {l} exceed 2^31 rows");
+        }
     }
+}
+
+/// <summary>
+/// The layers of a cache that store and read alike: a position lives at position mod
+/// <see cref="Capacity"/> of its slot, and a query at position p attends to the keys from
+/// max(0, p + 1 − window) (0 without a window) to p.
+/// </summary>
+public readonly record struct CacheKind(int Capacity, int? Window)
+{
+    /// <summary>The cache row (slot · capacity + position mod capacity) a row at this slot and position writes.</summary>
+    public int Destination(int slot, int position) => slot * Capacity + position % Capacity;
+
+    /// <summary>The keys a query at <paramref name="position"/> of a slot attends to.</summary>
+    public KeyRange Range(int slot, int position) =>
+        new(slot, Window is int window ? Math.Max(0, position + 1 - window) : 0, position + 1);
 }
 
 /// <summary>
@@ -51,7 +101,6 @@ public sealed class KvCache : IDisposable
     readonly IBackend backend;
     readonly Tensor[] keys;
     readonly Tensor[] values;
-    readonly int[] rowsPerSlot;
 
     public KvCache(IBackend backend, KvCacheLayout layout, StorageType type)
     {
@@ -59,13 +108,12 @@ public sealed class KvCache : IDisposable
         this.backend = backend;
         Layout = layout;
         Type = type;
-        rowsPerSlot = new int[layout.Slots];
         keys = new Tensor[layout.Layers];
         values = new Tensor[layout.Layers];
         for (int l = 0; l < layout.Layers; l++)
         {
-            keys[l] = backend.Allocate(type.AsTensorType(), CacheLength(l), $"layer {l} key cache");
-            values[l] = backend.Allocate(type.AsTensorType(), CacheLength(l), $"layer {l} value cache");
+            keys[l] = backend.Allocate(type, CacheLength(l), $"layer {l} key cache");
+            values[l] = backend.Allocate(type, CacheLength(l), $"layer {l} value cache");
         }
     }
 
@@ -78,53 +126,19 @@ public sealed class KvCache : IDisposable
     long CacheLength(int layer) => (long)Layout.Slots * Layout.Capacity(layer) * Layout.RowWidth;
 
     /// <summary>The keys a query at <paramref name="position"/> of a slot attends to in a layer.</summary>
-    public KeyRange Range(int layer, int slot, int position)
-    {
-        int begin = Layout.SlidingWindows[layer] is int window ? Math.Max(0, position + 1 - window) : 0;
-        return new KeyRange(slot, begin, position + 1);
-    }
+    public KeyRange Range(int layer, int slot, int position) => Layout.Kind(layer).Range(slot, position);
 
     /// <summary>
-    /// Checks that rows for (slot, position) can be stored: positions inside the context, and no
-    /// more rows per slot in one forward pass than the sliding rings were sized for.
+    /// Writes one layer's new keys and values ([rows, kv_heads·head_dim] f32) at the cache rows in
+    /// <paramref name="destinations"/> (i32, one per row; see <see cref="CacheKind.Destination"/>).
+    /// A row with a value that overflows f16 has its flag in <paramref name="overflowed"/> raised.
     /// </summary>
-    public void ValidateRows(ReadOnlySpan<int> slots, ReadOnlySpan<int> positions)
+    public void Store(int layer, Tensor newKeys, Tensor newValues, Tensor destinations, ProblemFlags? overflowed)
     {
-        var perSlot = rowsPerSlot;
-        Array.Clear(perSlot);
-        for (int r = 0; r < slots.Length; r++)
-        {
-            if ((uint)slots[r] >= (uint)Layout.Slots)
-                throw new ArgumentOutOfRangeException(nameof(slots), $"row {r} uses cache slot {slots[r]}; the cache has {Layout.Slots} slots");
-            if (positions[r] < 0)
-                throw new ArgumentOutOfRangeException(nameof(positions), $"row {r} has negative position {positions[r]}");
-            if (positions[r] >= Layout.ContextLength)
-                throw new ContextOverflowException(slots[r], positions[r] + 1, Layout.ContextLength);
-            if (++perSlot[slots[r]] > Layout.MaxRowsPerForward)
-                throw new ArgumentException(
-                    $"slot {slots[r]} has more than {Layout.MaxRowsPerForward} rows in one forward pass; split the prompt into chunks");
-        }
-    }
-
-    /// <summary>
-    /// Writes one layer's new keys and values ([rows, kv_heads·head_dim] f32) at each row's slot and
-    /// position. Returns whether any row overflowed f16 (flags per row in <paramref name="overflowed"/>).
-    /// </summary>
-    public bool Store(int layer, Tensor newKeys, Tensor newValues, ReadOnlySpan<int> slots, ReadOnlySpan<int> positions,
-        Span<bool> overflowed)
-    {
-        int rows = slots.Length;
-        int capacity = Layout.Capacity(layer);
-        Span<long> destinations = rows <= 512 ? stackalloc long[rows] : new long[rows];
-        for (int r = 0; r < rows; r++)
-            destinations[r] = (long)slots[r] * capacity + positions[r] % capacity;
-        var shape = new ScatterShape(rows, Layout.RowWidth, (long)Layout.Slots * capacity);
-        Span<bool> valueOverflow = rows <= 512 ? stackalloc bool[rows] : new bool[rows];
-        int keyRows = backend.ScatterRows(newKeys, keys[layer], destinations, shape, overflowed);
-        int valueRows = backend.ScatterRows(newValues, values[layer], destinations, shape, valueOverflow);
-        for (int r = 0; r < rows; r++)
-            overflowed[r] |= valueOverflow[r];
-        return keyRows + valueRows > 0;
+        int rows = checked((int)(newKeys.Length / Layout.RowWidth));
+        var shape = new ScatterShape(rows, Layout.RowWidth, (long)Layout.Slots * Layout.Capacity(layer));
+        backend.ScatterRows(newKeys, keys[layer], destinations, shape, overflowed);
+        backend.ScatterRows(newValues, values[layer], destinations, shape, overflowed);
     }
 
     /// <summary>
@@ -156,7 +170,7 @@ public sealed class KvCache : IDisposable
     long Replace(Tensor[] tensors, int layer, StorageType type, Span<long> overflowsPerSlot)
     {
         var old = tensors[layer];
-        var converted = backend.Allocate(type.AsTensorType(), old.Length, old.Name);
+        var converted = backend.Allocate(type, old.Length, old.Name);
         long overflows = 0;
         if (overflowsPerSlot.IsEmpty)
             overflows = backend.Convert(old, converted);

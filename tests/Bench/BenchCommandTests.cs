@@ -68,7 +68,7 @@ public class BenchCommandTests
         string model = temp.File("tiny.gguf"), png = temp.File("batch.png");
         RandomModel.Create(ModelFamily.Qwen2, "tiny", StorageType.BF16, 1).PlanGguf(model).Write(null, default);
         var (code, output, error) = CommandRunner.Run("bench", "-m", model, "--device", "cpu", "-t", "1", "-p", "0", "-n", "4",
-            "-r", "2", "-b", "1,3", "--kv-dtype", "f16", "--warmup-seconds", "0", "--baseline-mib", "8", "--plot", png, "--plot-context", "8");
+            "-r", "2", "-np", "1,3", "--kv-dtype", "f16", "--warmup-seconds", "0", "--baseline-mib", "8", "--plot", png, "--plot-context", "8");
         Assert.True(code == 0, error);
         Assert.Contains("| type_kv |", output);
         Assert.Contains("qwen2 ", output);
@@ -80,9 +80,9 @@ public class BenchCommandTests
     }
 
     [Theory]
-    [InlineData("-p", "600", "the tests need 600 positions")]
-    [InlineData("-r", "0", "--repetitions 0 must be at least 1")]
-    [InlineData("-b", "0", "--batch-size: '0' is not a positive whole number")]
+    [InlineData("-r", "0", "--repetitions 0 is out of range")]
+    [InlineData("-np", "0", "--parallel: '0' is not a positive whole number")]
+    [InlineData("--batch-size", "x", "--parallel: 'x' is not a positive whole number")]
     [InlineData("-n", "x", "--n-gen: 'x' is not a non-negative whole number")]
     public void WrongUsageExitsWithTwo(string option, string value, string message)
     {
@@ -92,6 +92,16 @@ public class BenchCommandTests
         Assert.Equal(CliRunner.Usage, code);
         Assert.Equal("", output);
         Assert.Equal($"error: {message}", error.Split('\n')[0].Split(';')[0].Trim());
+    }
+
+    [Fact]
+    public void TestsLongerThanTheModelsContextFailWithOne()
+    {
+        var (code, output, error) = CommandRunner.Run("bench", "-m", SharedModels.StoriesBin, "--device", "cpu", "--baseline-mib", "8",
+            "-n", "1", "-p", "600");
+        Assert.Equal(CliRunner.Failure, code);
+        Assert.Equal("", output);
+        Assert.Contains("the tests need 600 positions", error);
     }
 
     [Fact]

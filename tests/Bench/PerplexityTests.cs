@@ -177,14 +177,14 @@ public class PerplexityCommandTests
     }
 
     [Fact]
-    public void AWindowLongerThanTheModelsContextIsAUsageError()
+    public void AWindowLongerThanTheModelsContextFailsNamingTheModelsContext()
     {
         using var temp = new TempFolder();
         string text = temp.File("t.txt");
         File.WriteAllText(text, "hello");
         var (code, _, error) = CommandRunner.Run("perplexity", "-m", IlgpuLlm.Tests.Formats.SharedModels.StoriesBin,
             "--device", "cpu", "-f", text, "-c", "1024");
-        Assert.Equal(IlgpuLlm.Cli.CliRunner.Usage, code);
+        Assert.Equal(IlgpuLlm.Cli.CliRunner.Failure, code);
         Assert.Contains("--ctx-size 1024 exceeds the model's context of 512", error);
     }
 }

@@ -77,10 +77,11 @@ public class GenerateOptionsTests
             }
         }
 
-        // The first prompt is sequence 0 in the file and alone: the same draws, the same text as streamed.
+        // The first prompt is sequence 0 in the file and alone: the same draws, the same text as streamed
+        // (JSON keeps the text as generated; the terminal sees control characters as U+FFFD).
         var streamed = InProcessCli.Run(["generate", .. CliModels.Options(model), "--prompt", PromptLines[0], "--device", "cpu", .. sampling]);
         CliChecks.AssertGenerated(streamed, PromptLines[0]);
-        Assert.Equal(PromptLines[0] + alone[0].Text + "\n", streamed.Out);
+        Assert.Equal(IlgpuLlm.Cli.TerminalText.Sanitize(PromptLines[0] + alone[0].Text) + "\n", streamed.Out);
     }
 
     [Fact]
@@ -89,7 +90,7 @@ public class GenerateOptionsTests
         using var temp = new TempFolder();
         string prompts = temp.File("prompts.txt");
         File.WriteAllLines(prompts, PromptLines);
-        var result = InProcessCli.Run("generate", "-m", Stories, "--prompts-file", prompts, "-b", "2", "-n", "6", "--temperature", "0", "--device", "cpu");
+        var result = InProcessCli.Run("generate", "-m", Stories, "--prompts-file", prompts, "-np", "2", "-n", "6", "--temperature", "0", "--device", "cpu");
         Assert.True(result.ExitCode == 0, result.ToString());
         var lines = result.Out.Split('\n', StringSplitOptions.RemoveEmptyEntries);
         Assert.Equal(8, lines.Length);
@@ -213,21 +214,15 @@ public class GenerateOptionsTests
             var result = InProcessCli.Run(["generate", .. CliModels.Options(model), "--prompt", Prompt, "-n", "12", "--temperature", "0",
                 "--kv-dtype", dtype, "--device", "cpu"]);
             CliChecks.AssertGenerated(result, Prompt);
-            Assert.Equal(Prompt + GreedyText(CliModels.Options(model)[1], StorageTypes.Parse(dtype), Prompt, 12) + "\n", result.Out);
+            Assert.Equal(Prompt + GreedyText(CliModels.Options(model)[1], Enum.Parse<KvCacheType>(dtype, ignoreCase: true), Prompt, 12) + "\n", result.Out);
         }
     }
 
     /// <summary>The library's greedy continuation with the cache in <paramref name="kvType"/>.</summary>
-    static string GreedyText(string path, StorageType kvType, string prompt, int count)
+    static string GreedyText(string path, KvCacheType kvType, string prompt, int count)
     {
-        using var backend = new SimdBackend(2);
-        using var model = ModelLoader.Open(path, backend, new TransformerOptions { KvType = kvType });
-        var tokenizer = model.RequireTokenizer();
-        var ids = tokenizer.Encode(prompt, tokenizer.AddBosByDefault, parseSpecial: false);
-        var result = new Generator(model.Transformer, model.StopTokens()).Run([new GenerationRequest(ids, count, SamplerSettings.Greedy)], 1)[0];
-        var decoder = tokenizer.CreateStreamingDecoder();
-        decoder.Prime(ids);
-        return string.Concat(result.Tokens.Select(decoder.Append)) + decoder.Flush();
+        using var model = LanguageModel.Load(path, new LanguageModelOptions { Threads = 2, KvCache = kvType });
+        return model.Generate([prompt], new GenerationOptions { MaxNewTokens = count, Sampling = SamplerSettings.Greedy })[0].Text;
     }
 
     [Fact]
@@ -270,20 +265,42 @@ public class GenerateOptionsTests
     }
 
     [Fact]
-    public void A_stop_string_ends_the_text_at_the_token_that_completes_it()
+    public void A_stop_string_ends_the_text_before_it()
     {
         var full = InProcessCli.Run("generate", "-m", Stories, "--prompt", Prompt, "-n", "30", "--temperature", "0", "--device", "cpu");
         Assert.StartsWith("Once upon a time, there was a little girl named Lily. She", full.Out);
         var stopped = InProcessCli.Run("generate", "-m", Stories, "--prompt", Prompt, "-n", "30", "--temperature", "0", "--device", "cpu",
             "--stop", "Lily", "--stop", "never printed");
         CliChecks.AssertGenerated(stopped, Prompt);
-        Assert.Equal("Once upon a time, there was a little girl named Lily\n", stopped.Out);
+        // The stop string ends the text and is not part of it (llama.cpp's server, OpenAI's API).
+        Assert.Equal("Once upon a time, there was a little girl named \n", stopped.Out);
 
         // A stop string may start with the space before the first generated word.
         var first = InProcessCli.Run("generate", "-m", Stories, "--prompt", "Once upon a time, there was a little girl", "-n", "30",
             "--temperature", "0", "--device", "cpu", "--stop", " named");
         CliChecks.AssertGenerated(first, Prompt);
-        Assert.Equal("Once upon a time, there was a little girl named\n", first.Out);
+        Assert.Equal("Once upon a time, there was a little girl\n", first.Out);
+
+        // --output-json's text ends before the stop string too; its tokens include the one that completed it.
+        using var temp = new TempFolder();
+        string prompts = temp.File("prompts.txt");
+        File.WriteAllLines(prompts, [Prompt]);
+        string json = temp.File("out.json");
+        var batch = InProcessCli.Run("generate", "-m", Stories, "--prompts-file", prompts, "--output-json", json, "-n", "30",
+            "--temperature", "0", "--device", "cpu", "--stop", "Lily");
+        Assert.True(batch.ExitCode == 0, batch.ToString());
+        using var document = JsonDocument.Parse(File.ReadAllText(json));
+        var entry = document.RootElement[0];
+        Assert.Equal(", there was a little girl named ", entry.GetProperty("text").GetString());
+        Assert.Equal("stop", entry.GetProperty("finish_reason").GetString());
+    }
+
+    [Fact]
+    public void An_empty_stop_string_is_wrong_usage()
+    {
+        var result = InProcessCli.Run("generate", "-m", Stories, "--prompt", Prompt, "--stop", "", "--device", "cpu");
+        InProcessCli.AssertOneLineError(result, 2, "--stop needs a non-empty string");
+        Assert.Equal("", result.Out);
     }
 
     [Fact]

@@ -80,23 +80,19 @@ public class CreateDemoTests
     [Fact]
     public void DemoRunsOnTheEngine()
     {
+        using var model = LanguageModel.LoadDemo(new LanguageModelOptions { Threads = 2 });
+        var prompt = model.Encode("Once upon a time");
+        var result = model.Generate(["Once upon a time"], new GenerationOptions { MaxNewTokens = 32, Sampling = SamplerSettings.Greedy })[0];
         using var demo = RandomModel.Demo();
-        var tokenizer = RandomModel.DemoTokenizer();
-        // Two threads: SimdBackend(1).Dispose throws (CpuWorkers releases its semaphore with a count of 0).
-        using var backend = new SimdBackend(2);
-        using var transformer = new Transformer(demo, backend, new TransformerOptions { MaxRowsPerForward = 32 });
-        var generator = new Generator(transformer, tokenizer.Special.EndOfGeneration);
-        var prompt = tokenizer.Encode("Once upon a time", addBos: true, parseSpecial: false);
-        var results = generator.Run([new GenerationRequest(prompt, 32, SamplerSettings.Greedy)], batchSize: 1);
         var reference = new ReferenceLlama(demo);
         var expected = new List<int>(prompt);
-        for (int position = 0; expected.Count < prompt.Length + results[0].Tokens.Count; position++)
+        for (int position = 0; expected.Count < prompt.Length + result.Tokens.Count; position++)
         {
             var logits = reference.Forward(expected[position], position);
             if (position >= prompt.Length - 1)
                 expected.Add(Array.IndexOf(logits, logits.Max()));
         }
-        Assert.Equal(expected.Skip(prompt.Length), results[0].Tokens);
+        Assert.Equal(expected.Skip(prompt.Length), result.Tokens);
     }
 
     [Fact]

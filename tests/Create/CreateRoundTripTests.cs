@@ -146,7 +146,7 @@ public class CreateRoundTripTests
             var info = safetensors.TensorsByName[TensorNames.ToHuggingFace(name, family)];
             Assert.Equal("BF16", info.DType);
             var w = new float[multiplier.Length];
-            StorageType.BF16.WidenToFloat32(ReadBytes(temp.File("hf/model.safetensors"), info.FileOffset, (int)info.ByteLength), w);
+            StorageType.BF16.Format().Widen(ReadBytes(temp.File("hf/model.safetensors"), info.FileOffset, (int)info.ByteLength), w);
             for (int i = 0; i < w.Length; i++)
                 Assert.Equal(multiplier[i], 1f + w[i]);
             Assert.Contains(multiplier, m => m != 1f);

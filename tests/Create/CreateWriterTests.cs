@@ -172,9 +172,9 @@ public class CreateWriterTests
         foreach (var sample in new[] { finite, noNaN, withNaN, finite[..37] })
         {
             var f16 = new byte[sample.Length * 2];
-            StorageNarrowing.Narrow(StorageType.F16, sample, f16);
+            StorageType.F16.Format().Narrow(sample, f16);
             var bf16 = new byte[sample.Length * 2];
-            StorageNarrowing.Narrow(StorageType.BF16, sample, bf16);
+            StorageType.BF16.Format().Narrow(sample, bf16);
             var halves = MemoryMarshal.Cast<byte, ushort>(f16);
             var brains = MemoryMarshal.Cast<byte, ushort>(bf16);
             for (int i = 0; i < sample.Length; i++)

@@ -120,7 +120,7 @@ public class KvCacheConversionTests
         var converted = Snapshot(model);
         for (int i = 0; i < stored.Length; i++)
         {
-            Assert.Equal(type.AsTensorType(), (i % 2 == 0 ? model.Transformer.Cache.Keys(i / 2) : model.Transformer.Cache.Values(i / 2)).Type);
+            Assert.Equal(type, (i % 2 == 0 ? model.Transformer.Cache.Keys(i / 2) : model.Transformer.Cache.Values(i / 2)).Type);
             Bits.Equal(TestValues.Stored(Widen(stored[i], StorageType.F32), type), converted[i], $"layer {i / 2} {(i % 2 == 0 ? "keys" : "values")}");
         }
         var continued = Greedy(model, last, prompt.Length, 6);

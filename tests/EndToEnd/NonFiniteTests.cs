@@ -15,13 +15,13 @@ namespace IlgpuLlm.Tests.EndToEnd;
 [Collection(BackendCollection.Name)]
 public class NonFiniteTests
 {
-    [Theory]
-    [MemberData(nameof(TestModels.Backends), MemberType = typeof(TestModels))]
-    public void A_huge_weight_is_reported_with_its_layer_and_op(string backendName)
+    /// <summary>
+    /// The tiny Llama with finite weights (loading rejects NaN) that overflow f32 in the feed-forward
+    /// down projection: gate = up = ±1000 per row makes every silu(g)·g ≥ 0 and some large, and
+    /// 3e38 in ffn_down sums them past the largest float without cancellation.
+    /// </summary>
+    internal static GgufWriter HugeFeedForwardModel()
     {
-        // Finite weights (loading rejects NaN) that overflow f32 in the feed-forward down projection:
-        // gate = up = ±1000 per row makes every silu(g)·g ≥ 0 and some large, and 3e38 in ffn_down
-        // sums them past the largest float without cancellation.
         var writer = TinyLlama.Gguf();
         void Replace(string name, long[] shape, Func<int, float> value) =>
             writer.Tensors[writer.Tensors.FindIndex(t => t.Name == name)] = TestTensor.F32(name, shape, value);
@@ -29,8 +29,15 @@ public class NonFiniteTests
         Replace("blk.0.ffn_gate.weight", up, i => i / TinyLlama.Hidden % 2 == 0 ? 1000f : -1000f);
         Replace("blk.0.ffn_up.weight", up, i => i / TinyLlama.Hidden % 2 == 0 ? 1000f : -1000f);
         Replace("blk.0.ffn_down.weight", [TinyLlama.Hidden, TinyLlama.FeedForward], _ => 3e38f);
+        return writer;
+    }
+
+    [Theory]
+    [MemberData(nameof(TestModels.Backends), MemberType = typeof(TestModels))]
+    public void A_huge_weight_is_reported_with_its_layer_and_op(string backendName)
+    {
         var path = Path.Combine(Path.GetTempPath(), $"ilgpullm-huge-{Environment.ProcessId}-{backendName}.gguf");
-        File.WriteAllBytes(path, writer.Build());
+        File.WriteAllBytes(path, HugeFeedForwardModel().Build());
         try
         {
             using var model = ModelLoader.Open(path, TestBackends.Get(backendName), new TransformerOptions());

@@ -7,7 +7,8 @@ namespace IlgpuLlm.Tests.EndToEnd;
 
 /// <summary>
 /// stories260K, a trained tiny Llama, against llama2.c's run.c: the same greedy text byte for
-/// byte from each of its three file formats, and the same logits within 1e-4.
+/// byte from each of its three file formats (through the library entry point), and the same
+/// logits within 1e-4.
 /// </summary>
 [Collection(BackendCollection.Name)]
 public class StoriesTests
@@ -24,36 +25,32 @@ public class StoriesTests
     static string Expected(string name) =>
         File.ReadAllText(References.Stories("expected", name)).TrimEnd('\n'); // run.c ends with printf("\n")
 
+    /// <summary>The entry point's model: threads as the other tests use, run.c's tokenizer for the Hugging Face folder.</summary>
+    static LanguageModel Load(string file) => LanguageModel.Load(References.Stories(file),
+        new LanguageModelOptions { Threads = 2, TokenizerPath = file == "hf" ? References.Stories("tok512.bin") : null });
+
+    static GenerationOptions Greedy(int tokens) => new() { MaxNewTokens = tokens, Sampling = SamplerSettings.Greedy };
+
     [Theory]
     [MemberData(nameof(Formats))]
     public void Greedy_200_tokens_without_a_prompt_match_run_c(string file)
     {
-        using var backend = new SimdBackend(2);
-        using var model = Open(file, backend);
-        var tokenizer = model.RequireTokenizer();
+        using var model = Load(file);
         // No prompt starts from BOS, as run.c does; its 200 steps are 200 new tokens.
-        int[] prompt = [model.Config.BosTokenId!.Value];
-        var generator = new Generator(model.Transformer, stopTokens: []);
-        var result = generator.Run([new GenerationRequest(prompt, 200, SamplerSettings.Greedy)], batchSize: 1)[0];
+        var result = model.Generate([""], Greedy(200))[0];
         Assert.Equal(200, result.Tokens.Count);
-        string text = tokenizer.Decode([.. prompt, .. result.Tokens]);
-        Assert.Equal(Expected("expected_greedy_n200_noprompt.txt"), text);
+        Assert.Equal(Expected("expected_greedy_n200_noprompt.txt"), result.Text);
     }
 
     [Theory]
     [MemberData(nameof(Formats))]
     public void Prompt_once_upon_a_time_and_60_tokens_match_run_c(string file)
     {
-        using var backend = new SimdBackend(2);
-        using var model = Open(file, backend);
-        var tokenizer = model.RequireTokenizer();
-        var prompt = tokenizer.Encode("Once upon a time", addBos: true, parseSpecial: false);
-        Assert.Equal([1, 403, 407, 261, 378], prompt);
+        using var model = Load(file);
+        Assert.Equal([1, 403, 407, 261, 378], model.Encode("Once upon a time"));
         // run.c counts 64 steps from BOS: 4 replay the prompt, 60 are new.
-        var generator = new Generator(model.Transformer, stopTokens: []);
-        var result = generator.Run([new GenerationRequest(prompt, 60, SamplerSettings.Greedy)], batchSize: 1)[0];
-        string text = tokenizer.Decode([.. prompt, .. result.Tokens]);
-        Assert.Equal(Expected("expected_greedy_n64_prompt_Once_upon_a_time.txt"), text);
+        var result = model.Generate(["Once upon a time"], Greedy(60))[0];
+        Assert.Equal(Expected("expected_greedy_n64_prompt_Once_upon_a_time.txt"), "Once upon a time" + result.Text);
     }
 
     [Theory]

@@ -194,9 +194,27 @@ public sealed class MalformedFileTests : IClassFixture<MalformedFileTests.Worksp
             .Apply(w => w.Tensors[2] = w.Tensors[2] with { GgmlType = 2 }).Build()), "blk.0.attn_q.weight", "Q4_0");
 
         // ------------------------------------------------ GGUF: valid file, unsupported or inconsistent model
-        Add("gguf Q4_0 tensor", d => Write(d, "m.gguf", QuantizedGguf(2, 32, 18)), "blk.0.ffn_up.weight", "Q4_0");
-        Add("gguf Q4_K tensor", d => Write(d, "m.gguf", QuantizedGguf(12, 256, 144)), "blk.0.ffn_up.weight", "Q4_K");
-        Add("gguf IQ2_XXS tensor", d => Write(d, "m.gguf", QuantizedGguf(16, 256, 66)), "blk.0.ffn_up.weight", "IQ2_XXS");
+        Add("gguf Q4_0 tensor of the wrong shape", d => Write(d, "m.gguf", QuantizedGguf(2, 32, 18)), "blk.0.ffn_up.weight", "expected shape [16, 8]");
+        Add("gguf IQ2_XXS tensor", d => Write(d, "m.gguf", QuantizedGguf(16, 256, 66)), "blk.0.ffn_up.weight", "is IQ2_XXS", "supported tensor types");
+        Add("gguf TQ1_0 tensor", d => Write(d, "m.gguf", QuantizedGguf(34, 256, 54)), "blk.0.ffn_up.weight", "is TQ1_0", "supported tensor types");
+
+        // ------------------------------------------------ GGUF: quantized model (the shared Q4_K_M Llama 3) broken in one place
+        Add("gguf quantized file truncated inside a block", d => Write(d, "m.gguf",
+            Truncate(QuantizedModel, new FileInfo(QuantizedModel).Length - 100)), "truncated", "blk.1.ffn_up.weight");
+        Add("gguf Q6_K tensor declared Q8_0 (wrong byte size)", d => Write(d, "m.gguf", EditQuantized(w =>
+        {
+            int i = w.Tensors.FindIndex(t => t.Name == "output.weight");
+            w.Tensors[i] = w.Tensors[i] with { GgmlType = 8 };
+        })), "output.weight");
+        Add("gguf Q4_K tensor with a NaN scale", d => Write(d, "m.gguf", EditQuantized(w => PatchScale(w, "blk.0.ffn_up.weight", 3, 0, 0x7E00))),
+            "blk.0.ffn_up.weight", "Q4_K", "block 3 has d = NaN", "finite");
+        cases["gguf Q4_K tensor with a NaN scale"] = cases["gguf Q4_K tensor with a NaN scale"] with { Act = OpenModelAndCheckFinite };
+        Add("gguf Q6_K tensor with an infinite scale", d => Write(d, "m.gguf", EditQuantized(w => PatchScale(w, "output.weight", 1, 208, 0xFC00))),
+            "output.weight", "Q6_K", "block 1 has d = ", "finite");
+        cases["gguf Q6_K tensor with an infinite scale"] = cases["gguf Q6_K tensor with an infinite scale"] with { Act = OpenModelAndCheckFinite };
+        Add("gguf Q4_K tensor with an infinite dmin", d => Write(d, "m.gguf", EditQuantized(w => PatchScale(w, "blk.1.attn_q.weight", 0, 2, 0x7C00))),
+            "blk.1.attn_q.weight", "block 0 has dmin");
+        cases["gguf Q4_K tensor with an infinite dmin"] = cases["gguf Q4_K tensor with an infinite dmin"] with { Act = OpenModelAndCheckFinite };
         Add("gguf I32 tensor", d => Write(d, "m.gguf", TinyLlama.Gguf()
             .Apply(w => w.Tensors[1] = w.Tensors[1] with { GgmlType = 26 }).Build()), "blk.0.attn_norm.weight", "I32");
         Add("gguf unknown architecture", d => Write(d, "m.gguf", TinyLlama.Gguf().String("general.architecture", "mamba").Build()),
@@ -327,6 +345,27 @@ public sealed class MalformedFileTests : IClassFixture<MalformedFileTests.Worksp
             Act = p => { using var g = GgufFile.Open(p); g.GetStringArray("tokenizer.ggml.merges"); },
         };
         return cases;
+    }
+
+    static string QuantizedModel => IlgpuLlm.Tests.Support.SharedData.Path("models", "quant", "llama3", "model-Q4_K_M.gguf");
+
+    /// <summary>The shared Q4_K_M model re-emitted after an edit.</summary>
+    static byte[] EditQuantized(Action<GgufWriter> edit)
+    {
+        using var file = GgufFile.Open(QuantizedModel);
+        var writer = GgufWriter.FromFile(file);
+        edit(writer);
+        return writer.Build();
+    }
+
+    /// <summary>Writes an f16 field (offset <paramref name="field"/> within block <paramref name="block"/>) of a tensor.</summary>
+    static void PatchScale(GgufWriter writer, string tensor, int block, int field, ushort bits)
+    {
+        int i = writer.Tensors.FindIndex(t => t.Name == tensor);
+        var data = (byte[])writer.Tensors[i].Data.Clone();
+        int blockBytes = writer.Tensors[i].GgmlType == 14 ? 210 : 144;
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(data.AsSpan(block * blockBytes + field), bits);
+        writer.Tensors[i] = writer.Tensors[i] with { Data = data };
     }
 
     /// <summary>A one-layer model whose blk.0.ffn_up.weight is a quantized type of the given block layout.</summary>

@@ -162,11 +162,11 @@ public class AttentionTests
     static (float[] Output, bool[] Masked) Run(IBackend backend, Case c, Inputs inputs)
     {
         var shape = c.Shape;
-        var type = c.Type.AsTensorType();
+        var type = c.Type;
         var q = backend.Upload(inputs.Q, "q");
-        var keys = backend.Allocate(type, inputs.Keys.Length / c.Type.SizeOf(), "keys");
+        var keys = backend.Allocate(type, c.Type.ElementCount(inputs.Keys.Length), "keys");
         backend.Upload(keys, inputs.Keys);
-        var values = backend.Allocate(type, inputs.Values.Length / c.Type.SizeOf(), "values");
+        var values = backend.Allocate(type, c.Type.ElementCount(inputs.Values.Length), "values");
         backend.Upload(values, inputs.Values);
         var bias = inputs.Bias is null ? null : backend.Upload(inputs.Bias, "bias");
         var output = backend.Allocate(TensorType.F32, inputs.Q.Length, "output");

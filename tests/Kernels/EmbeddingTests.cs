@@ -36,7 +36,7 @@ public class EmbeddingTests
             TestValues.WithEdges(vocabulary * width, seed: vocabulary * 13 + width, nonFinite: type != StorageType.F16), type);
         var stored = TestValues.Stored(values, type);
         var ids = Ids(rows, vocabulary);
-        var table = backend.Allocate(type.AsTensorType(), values.Length, "table");
+        var table = backend.Allocate(type, values.Length, "table");
         backend.Upload(table, stored);
         var output = backend.Allocate(TensorType.F32, rows * width, "output");
 

@@ -56,7 +56,7 @@ public class LinearTests
             Linear.Reference(x, new HostStorage(stored, type), bias, hasBias, expected, shape);
 
             var xs = backend.Upload(x, "x");
-            var w = backend.Allocate(type.AsTensorType(), weights.Length, "w");
+            var w = backend.Allocate(type, weights.Length, "w");
             backend.Upload(w, stored);
             var b = hasBias ? backend.Upload(bias, "bias") : null;
             var y = backend.Allocate(TensorType.F32, rows * outFeatures, "y");

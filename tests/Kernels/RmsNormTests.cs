@@ -56,7 +56,7 @@ public class RmsNormTests
         var weights = TestValues.Ordinary(width, seed: width, spread: 3).Select((v, i) => i % 7 == 3 ? edges[i / 7 % edges.Length] : v).ToArray();
         var stored = TestValues.Stored(weights, type);
         var xs = backend.Upload(x, "x");
-        var w = backend.Allocate(type.AsTensorType(), width, "w");
+        var w = backend.Allocate(type, width, "w");
         backend.Upload(w, stored);
         var y = backend.Allocate(TensorType.F32, x.Length, "y");
 

@@ -238,8 +238,15 @@ public class SamplingTests
                 if (!SimdRunners.TryGetValue(runner, out simd))
                     SimdRunners[runner] = simd = (new CpuWorkers(runner.EndsWith("-t2", StringComparison.Ordinal) ? 2 : 1), new SamplingSimd.Job());
             var level = SimdLevels.Available.Single(l => runner.StartsWith($"simd-{l.Name()}-", StringComparison.Ordinal));
+            var packedRows = new int[rows.Length * Sampling.ParameterInts];
+            Sampling.PackParameters(rows, packedRows);
             fixed (float* logitPointer = logits)
-                SamplingSimd.Run(simd.Workers, level, simd.Job, logitPointer, vocabulary, rows, penalized, tokens, trace);
+            fixed (int* parameterPointer = packedRows)
+            fixed (int* penalizedPointer = penalized)
+            fixed (int* tokenPointer = tokens)
+            fixed (float* tracePointer = trace)
+                SamplingSimd.Run(simd.Workers, level, simd.Job, logitPointer, vocabulary, parameterPointer, rows.Length,
+                    penalizedPointer, tokenPointer, skip: null, tracePointer);
             return trace;
         }
         var library = KernelLibraries.Get(runner);

@@ -60,7 +60,7 @@ public class ScatterTests
             Assert.True(!expectedOverflowed[1] && expectedOverflowed[3] && expectedOverflowed[4]);
 
         var src = backend.Upload(source, "source");
-        var destination = backend.Allocate(type.AsTensorType(), 9 * width, "cache");
+        var destination = backend.Allocate(type, 9 * width, "cache");
         backend.Upload(destination, initial);
         var overflowed = new bool[rowIndices.Length];
         int count = backend.ScatterRows(src, destination, rowIndices, shape, overflowed);
@@ -108,19 +108,19 @@ public class ScatterTests
         var source = patterns.AsSpan(0, rows * width).ToArray();
         var rowIndices = Enumerable.Range(0, rows).Select(r => (long)(rows - 1 - r)).ToArray();
         var shape = new ScatterShape(rows, width, rows);
-        var expected = new byte[rows * width * type.SizeOf()];
+        var expected = new byte[type.ByteLength(rows * width)];
         var expectedOverflowed = new bool[rows];
         int expectedCount = Scatter.Reference(source, expected, type, rowIndices, shape, expectedOverflowed);
 
         var src = backend.Upload(source, "source");
-        var destination = backend.Allocate(type.AsTensorType(), (long)rows * width, "cache");
+        var destination = backend.Allocate(type, (long)rows * width, "cache");
         var overflowed = new bool[rows];
         int count = backend.ScatterRows(src, destination, rowIndices, shape, overflowed);
         var actual = backend.DownloadBytes(destination);
         int at = expected.AsSpan().CommonPrefixLength(actual);
         if (at < expected.Length)
         {
-            int element = at / type.SizeOf();
+            int element = (int)type.ElementCount(at / type.ByteLength(1) * type.ByteLength(1));
             int row = (int)rowIndices.AsSpan().IndexOf(element / width);
             float value = source[row * width + element % width];
             Assert.Fail($"{backend.Name} {type.Name()}: 0x{BitConverter.SingleToUInt32Bits(value):X8} narrowed wrong");
@@ -156,14 +156,14 @@ public class ScatterTests
             ushort[] specials = [0x7C00, 0xFC00, 0x7C01, 0xFD55, 0x7F81, 0xFF80, 0x0001, 0x83FF, 0x0080, 0x8001, 0x7BFF, 0x7F7F];
             specials.CopyTo(halves[250..]);
         }
-        var expected = new byte[length * type.SizeOf()];
+        var expected = new byte[type.ByteLength(length)];
         long expectedOverflows = Scatter.ConvertReference(new HostStorage(stored, sourceType), expected, type);
         if (type == StorageType.F16 && sourceType != StorageType.F16)
             Assert.True(expectedOverflows > 0);
 
-        var source = backend.Allocate(sourceType.AsTensorType(), length, "source");
+        var source = backend.Allocate(sourceType, length, "source");
         backend.Upload(source, stored);
-        var destination = backend.Allocate(type.AsTensorType(), length, "destination");
+        var destination = backend.Allocate(type, length, "destination");
         long overflows = backend.Convert(source, destination);
         Bits.Equal(expected, backend.DownloadBytes(destination), $"{backend.Name} {sourceType.Name()} → {type.Name()}");
         Assert.Equal(expectedOverflows, overflows);

@@ -52,15 +52,8 @@ public static class TestValues
     /// <summary>The values narrowed to a storage type, as raw bytes.</summary>
     public static byte[] Stored(ReadOnlySpan<float> values, StorageType type)
     {
-        var bytes = new byte[values.Length * type.SizeOf()];
-        for (int i = 0; i < values.Length; i++)
-        {
-            uint bits = Scatter.Narrow(values[i], type);
-            if (type == StorageType.F32)
-                BitConverter.TryWriteBytes(bytes.AsSpan(i * 4), bits);
-            else
-                BitConverter.TryWriteBytes(bytes.AsSpan(i * 2), (ushort)bits);
-        }
+        var bytes = new byte[type.ByteLength(values.Length)];
+        type.Format().Narrow(values, bytes);
         return bytes;
     }
 

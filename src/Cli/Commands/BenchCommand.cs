@@ -34,29 +34,24 @@ public static class BenchCommand
             Description = "Decode steps of the decode tests, comma-separated (0: none)",
             DefaultValueFactory = _ => "64",
         };
-        var repetitions = new Option<int>("--repetitions", "-r") { Description = "Timed runs per test", DefaultValueFactory = _ => 5 };
-        var batch = new Option<string>("--batch-size", "-b")
+        var repetitions = NumberOptions.Int("--repetitions", ["-r"], "Timed runs per test", Accepts<int>.AtLeast(1), 5);
+        // llama-bench's -b is the batch of prompt tokens; sequences decoding together are llama.cpp's
+        // -np/--parallel. --batch-size is the name this option had before.
+        var batch = new Option<string>("--parallel", "-np", "--batch-size")
         {
             Description = "Sequences decoding together in the decode tests, comma-separated; t/s is their aggregate",
             DefaultValueFactory = _ => "1",
         };
         var json = new Option<string?>("--json") { Description = "Write the results as JSON to this file" };
         var plot = new Option<string?>("--plot") { Description = "Draw tokens/s against context depth, prompt length and batch size into this PNG (runs a sweep)" };
-        var plotContext = new Option<int>("--plot-context")
-        {
-            Description = "Longest context of the --plot sweep; it measures at this length and at halvings of it",
-            DefaultValueFactory = _ => 1024,
-        };
-        var warmUp = new Option<double>("--warmup-seconds")
-        {
-            Description = "Untimed warm-up per test: runs repeat until this much time has passed (at least one), so the JIT's optimised code is measured",
-            DefaultValueFactory = _ => 1.0,
-        };
-        var baseline = new Option<int>("--baseline-mib")
-        {
-            Description = "Buffer of the memory-bandwidth baseline in MiB; it must be far larger than the caches",
-            DefaultValueFactory = _ => (int)(MemoryBandwidthProbe.DefaultBytes >> 20),
-        };
+        var plotContext = NumberOptions.Int("--plot-context", [],
+            "Longest context of the --plot sweep; it measures at this length and at halvings of it", Accepts<int>.AtLeast(2), 1024);
+        var warmUp = NumberOptions.Double("--warmup-seconds", [],
+            "Untimed warm-up per test: runs repeat until this much time has passed (at least one), so the JIT's optimised code is measured",
+            Accepts<double>.Between(0, 3600, "seconds"), 1.0);
+        var baseline = NumberOptions.Int("--baseline-mib", [],
+            "Buffer of the memory-bandwidth baseline in MiB; it must be far larger than the caches", Accepts<int>.AtLeast(1),
+            (int)(MemoryBandwidthProbe.DefaultBytes >> 20));
 
         var command = new Command("bench", "Measure prefill and decode tokens/s (like llama-bench) and decode's share of memory bandwidth");
         foreach (var option in new Option[] { model.Model, model.Device, model.Threads, model.KvType })
@@ -69,7 +64,7 @@ public static class BenchCommand
             var settings = new Settings(
                 Lengths(parse.GetValue(prompt)!, "--n-prompt", allowZero: true),
                 Lengths(parse.GetValue(generate)!, "--n-gen", allowZero: true),
-                Lengths(parse.GetValue(batch)!, "--batch-size", allowZero: false),
+                Lengths(parse.GetValue(batch)!, "--parallel", allowZero: false),
                 parse.GetValue(repetitions),
                 parse.GetValue(plot) != null ? parse.GetValue(plotContext) : 0,
                 parse.GetValue(baseline),
@@ -84,6 +79,11 @@ public static class BenchCommand
                 throw new UsageException($"--plot-context {settings.PlotContext} must be at least 2");
             if (settings.Prompts.All(p => p == 0) && settings.Steps.All(n => n == 0))
                 throw new UsageException("nothing to measure: --n-prompt and --n-gen are both 0");
+            model.CheckPaths(parse);
+            if (parse.GetValue(json) is string jsonPath)
+                PathArguments.Output("--json", jsonPath, standardAllowed: false);
+            if (parse.GetValue(plot) is string plotPath)
+                PathArguments.Output("--plot", plotPath, standardAllowed: false);
             return Run(model, parse, settings, parse.GetValue(json), parse.GetValue(plot));
         });
         return command;
@@ -93,13 +93,13 @@ public static class BenchCommand
 
     static int Run(ModelOptions modelOptions, ParseResult parse, Settings settings, string? jsonPath, string? plotPath)
     {
-        string path = modelOptions.RequireModel(parse);
         using var backend = modelOptions.CreateBackend(parse);
-        using var checkpoint = ModelCheckpoint.Open(path);
+        using var checkpoint = modelOptions.OpenCheckpoint(parse);
+        string path = checkpoint.SourcePath;
         var footprint = ModelFootprint.Of(checkpoint);
         var kvType = StorageTypes.Parse(parse.GetValue(modelOptions.KvType)!);
         int threads = backend is SimdBackend simd ? simd.Threads
-            : parse.GetValue(modelOptions.Threads) > 0 ? parse.GetValue(modelOptions.Threads) : Environment.ProcessorCount;
+            : Math.Min(parse.GetValue(modelOptions.Threads), Environment.ProcessorCount) is > 0 and var t ? t : Environment.ProcessorCount;
 
         var tests = new List<ThroughputTest>();
         foreach (int p in settings.Prompts.Where(p => p > 0))
@@ -114,7 +114,7 @@ public static class BenchCommand
 
         int context = all.Max(t => t.Positions);
         if (context > checkpoint.Config.ContextLength)
-            throw new UsageException($"the tests need {context} positions; {path} has a context of {checkpoint.Config.ContextLength}");
+            throw new InvalidOperationException($"the tests need {context} positions; {path} has a context of {checkpoint.Config.ContextLength}");
         var options = new TransformerOptions
         {
             Slots = all.Max(t => t.Batch),
@@ -132,6 +132,7 @@ public static class BenchCommand
         {
             if (backend.Kind != "cuda")
             {
+                MemoryPlan.EnsureFits((long)settings.Baseline << 20, $"the memory-bandwidth probe (--baseline-mib {settings.Baseline})");
                 Status($"allocating the memory-bandwidth probe ({settings.Baseline} MiB)");
                 probe = new MemoryBandwidthProbe((long)settings.Baseline << 20);
                 probeWorkers = new CpuWorkers(threads);
@@ -184,7 +185,7 @@ public static class BenchCommand
 
         if (jsonPath != null)
         {
-            File.WriteAllText(jsonPath, report.Json(results, [.. promptResults, .. depthResults]));
+            PathArguments.WriteText("--json", jsonPath, report.Json(results, [.. promptResults, .. depthResults]));
             Console.Error.WriteLine($"wrote the results to {jsonPath}");
         }
         if (plotPath != null)
@@ -216,7 +217,7 @@ public static class BenchCommand
         int steps = Math.Min(settings.Steps.Where(n => n > 0).DefaultIfEmpty(16).First(), 16);
         int longest = Math.Min(settings.PlotContext, modelContext - steps);
         if (longest < 2)
-            throw new UsageException($"the model's context of {modelContext} leaves no room for a plot sweep");
+            throw new InvalidOperationException($"the model's context of {modelContext} leaves no room for a plot sweep");
         var points = new List<int>();
         for (int c = longest; c >= Math.Max(2, longest / 16); c /= 2)
             points.Insert(0, c);

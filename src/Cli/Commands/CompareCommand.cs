@@ -31,15 +31,14 @@ public static class CompareCommand
         command.SetAction(parse =>
         {
             var ids = LogitsCommand.ParseTokens(parse.GetValue(tokens)!);
-            string referencePath = parse.GetValue(reference)!;
-            if (!File.Exists(referencePath))
-                throw new UsageException($"--reference {referencePath} does not exist");
+            string referencePath = PathArguments.Input("--reference", parse.GetValue(reference));
+            model.CheckPaths(parse);
             bool all = parse.GetValue(allPositions);
 
             using var backend = model.CreateBackend(parse);
-            using var loaded = ModelLoader.Open(model.RequireModel(parse), backend, model.TransformerOptions(parse, slots: 1),
-                parse.GetValue(model.Tokenizer));
+            using var loaded = model.Open(parse, backend, model.TransformerOptions(parse, slots: 1));
             int vocabulary = loaded.Config.VocabSize;
+            LogitsCommand.CheckVocabulary(ids, vocabulary);
             var expected = ReadReference(referencePath, all ? ids.Length : 1, vocabulary, ids.Length, all);
             var logits = Scoring.Logits(loaded.Transformer, ids, all);
             var positions = LogitComparison.Compare(expected, logits, vocabulary);
@@ -70,13 +69,14 @@ public static class CompareCommand
     /// <summary>The reference's floats, or a failure that says what shape the file has and what was expected.</summary>
     static float[] ReadReference(string path, int rows, int vocabulary, int tokens, bool all)
     {
-        var bytes = File.ReadAllBytes(path);
         long expected = (long)rows * vocabulary;
+        // The shape is told from the length alone: a wrong file may be huge.
+        long length = new FileInfo(path).Length;
         string want = $"{rows} × {vocabulary} (the vocabulary) = {expected} float32 values for {tokens} token{(tokens == 1 ? "" : "s")}"
             + (all ? " with --all-positions" : ", the last position only");
-        if (bytes.Length % 4 != 0)
-            throw new InvalidOperationException($"the reference {path} is {bytes.Length} bytes, not whole float32 values; expected {want}");
-        long count = bytes.Length / 4;
+        if (length % 4 != 0)
+            throw new InvalidOperationException($"the reference {path} is {length} bytes, not whole float32 values; expected {want}");
+        long count = length / 4;
         if (count != expected)
         {
             string holds = count % vocabulary == 0 ? $"{count / vocabulary} row{(count / vocabulary == 1 ? "" : "s")} of {vocabulary}" : $"{count} values, not whole rows of {vocabulary}";
@@ -85,6 +85,7 @@ public static class CompareCommand
                 : "";
             throw new InvalidOperationException($"shape mismatch: the reference {path} holds {holds}; expected {want}{hint}");
         }
-        return MemoryMarshal.Cast<byte, float>(bytes).ToArray();
+        MemoryPlan.EnsureFits(length, $"the reference {path}");
+        return MemoryMarshal.Cast<byte, float>(File.ReadAllBytes(path)).ToArray();
     }
 }

@@ -43,11 +43,8 @@ public static class CreateModelCommand
             DefaultValueFactory = _ => "gguf",
         };
         format.AcceptOnlyFromAmong("gguf", "hf");
-        var seed = new Option<ulong>("--seed")
-        {
-            Description = "Seed of the weights; the same seed gives byte-identical files on any machine.",
-            DefaultValueFactory = _ => 0,
-        };
+        var seed = NumberOptions.ULong("--seed", [], "Seed of the weights; the same seed gives byte-identical files on any machine",
+            Accepts<ulong>.Between(0, ulong.MaxValue), 0);
         var output = new Option<string>("--out", "-o")
         {
             Description = "The GGUF file, or the folder for --format hf.",
@@ -120,26 +117,33 @@ public static class CreateModelCommand
         }
     }
 
-    static void CheckOutput(string path, ModelSourceFormat format, bool force)
+    internal static void CheckOutput(string path, ModelSourceFormat format, bool force)
     {
+        if (path.Trim().Length == 0)
+            throw new UsageException("--out needs a path; it was empty");
+        if (path == PathArguments.StandardStream)
+            throw new UsageException("--out cannot write to stdout ('-'); name a file or folder");
+        string parent = Path.GetDirectoryName(Path.GetFullPath(path))!;
+        if (!Directory.Exists(parent))
+            throw new FileArgumentException($"--out {path}: the folder {parent} does not exist");
         if (format == ModelSourceFormat.Gguf)
         {
             if (Directory.Exists(path))
-                throw new UsageException($"{path} is a folder; --out names the GGUF file to write");
+                throw new FileArgumentException($"--out {path} is a folder; --out names the GGUF file to write");
             if (File.Exists(path) && !force)
                 throw new UsageException($"{path} exists; pass --force to overwrite it");
         }
         else
         {
             if (File.Exists(path))
-                throw new UsageException($"{path} is a file; --format hf writes a folder");
+                throw new FileArgumentException($"--out {path} is a file; --format hf writes a folder");
             if (Directory.Exists(path) && Directory.EnumerateFileSystemEntries(path).Any() && !force)
                 throw new UsageException($"{path} is not empty; pass --force to write into it");
         }
     }
 
     /// <summary>Writes with a progress bar on stderr when it is a terminal, silently otherwise.</summary>
-    static void Write(ModelWritePlan plan, string what, CancellationToken cancellation)
+    internal static void Write(ModelWritePlan plan, string what, CancellationToken cancellation)
     {
         if (Console.IsErrorRedirected)
         {
@@ -173,7 +177,7 @@ public static class CreateModelCommand
         _ => n.ToString(CultureInfo.InvariantCulture),
     };
 
-    static string Bytes(long n) => n switch
+    internal static string Bytes(long n) => n switch
     {
         >= 1L << 30 => string.Create(CultureInfo.InvariantCulture, $"{n / (double)(1L << 30):F2} GiB"),
         >= 1L << 20 => string.Create(CultureInfo.InvariantCulture, $"{n / (double)(1L << 20):F1} MiB"),

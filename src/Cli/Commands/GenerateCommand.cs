@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Text.Json;
+using IlgpuLlm.Kernels;
 using IlgpuLlm.Model;
 using IlgpuLlm.Model.Tokenizers;
 using IlgpuLlm.Runtime.Generation;
@@ -19,110 +20,89 @@ public static class GenerateCommand
         var promptsFile = new Option<string?>("--prompts-file") { Description = "A file with one prompt per line, generated in batches" };
         var chat = new Option<bool>("--chat") { Description = "Wrap the prompt in the model's chat template as a user message" };
         var system = new Option<string?>("--system") { Description = "System message for --chat" };
-        var template = new Option<string?>("--chat-template") { Description = "Chat format: llama3, llama2, gemma or chatml (default: from the model)" };
-        var maxNewTokens = new Option<int>("--max-new-tokens", "-n") { Description = "Tokens to generate at most", DefaultValueFactory = _ => 256 };
-        var temperature = new Option<float>("--temperature") { Description = "Sampling temperature; 0 is greedy", DefaultValueFactory = _ => 0.8f };
-        var topK = new Option<int>("--top-k") { Description = "Keep the k most likely tokens (0: off)", DefaultValueFactory = _ => 40 };
-        var topP = new Option<float>("--top-p") { Description = "Keep the most likely tokens up to this probability mass (1: off)", DefaultValueFactory = _ => 0.95f };
-        var minP = new Option<float>("--min-p") { Description = "Drop tokens less likely than this fraction of the top one (0: off)", DefaultValueFactory = _ => 0.05f };
-        var repeatPenalty = new Option<float>("--repeat-penalty") { Description = "Penalty for tokens among the last 64 (1: off)", DefaultValueFactory = _ => 1f };
-        var seed = new Option<ulong?>("--seed", "-s") { Description = "Random seed (default: a new one, printed in the summary)" };
-        var batchSize = new Option<int>("--batch-size", "-b") { Description = "Prompts generated together with --prompts-file", DefaultValueFactory = _ => 4 };
-        var outputJson = new Option<string?>("--output-json") { Description = "Write results of --prompts-file as JSON to this file" };
-        var stop = new Option<string[]>("--stop") { Description = "Stop when the generated text contains this string (repeatable)" };
+        var template = new Option<string?>("--chat-template")
+        {
+            Description = $"Chat format (default: from the model): {string.Join(", ", ChatTemplate.Names)}",
+        };
+        template.Validators.Add(result =>
+        {
+            if (result.Tokens.Count > 0 && !ChatTemplate.Names.Contains(result.Tokens[^1].Value.Trim().ToLowerInvariant()))
+                result.AddError($"--chat-template '{result.Tokens[^1].Value}' is not one of {string.Join(", ", ChatTemplate.Names)}");
+        });
+        // Names as llama.cpp's; the names these options had before are kept as aliases.
+        var maxNewTokens = NumberOptions.Int("--n-predict", ["-n", "--max-new-tokens"], "Tokens to generate at most", Accepts<int>.AtLeast(0), 256);
+        var sampling = new SamplingOptions();
+        var batchSize = NumberOptions.Int("--parallel", ["-np", "--batch-size"], "Prompts of --prompts-file generated together",
+            Accepts<int>.AtLeast(1), 4);
+        var outputJson = new Option<string?>("--output-json") { Description = "Write results of --prompts-file as JSON to this file ('-': stdout)" };
+        var stop = new Option<string[]>("--stop") { Description = "Stop when the generated text contains this string, which is left out of the output (repeatable)" };
+        stop.Validators.Add(result =>
+        {
+            if (result.Tokens.Any(t => t.Value.Length == 0))
+                result.AddError("--stop needs a non-empty string; an empty one would stop before any text");
+        });
 
         var command = new Command("generate", "Generate text with a model (streams to stdout; summary on stderr)");
         model.AddTo(command);
-        foreach (var option in new Option[] { prompt, promptsFile, chat, system, template, maxNewTokens, temperature, topK, topP, minP, repeatPenalty, seed, batchSize, outputJson, stop })
+        foreach (var option in new Option[] { prompt, promptsFile, chat, system, template, maxNewTokens })
+            command.Options.Add(option);
+        sampling.AddTo(command);
+        foreach (var option in new Option[] { batchSize, outputJson, stop })
             command.Options.Add(option);
 
-        command.SetAction(parse =>
+        command.SetAction(async (parse, cancellation) =>
         {
             bool isChat = parse.GetValue(chat);
             if (parse.GetValue(prompt) != null && parse.GetValue(promptsFile) != null)
                 throw new UsageException("give either --prompt or --prompts-file, not both");
-            if (parse.GetValue(maxNewTokens) < 0)
-                throw new UsageException($"--max-new-tokens {parse.GetValue(maxNewTokens)} must not be negative");
-            if (parse.GetValue(batchSize) < 1)
-                throw new UsageException($"--batch-size {parse.GetValue(batchSize)} must be at least 1");
             if (parse.GetValue(outputJson) != null && parse.GetValue(promptsFile) == null)
                 throw new UsageException("--output-json needs --prompts-file");
+            model.CheckPaths(parse);
+            if (parse.GetValue(promptsFile) is string promptsPath)
+                PathArguments.Input("--prompts-file", promptsPath);
+            if (parse.GetValue(outputJson) is string jsonPath)
+                PathArguments.Output("--output-json", jsonPath, standardAllowed: true);
             if (!isChat && parse.GetValue(system) != null)
                 throw new UsageException("--system needs --chat");
             if (!isChat && parse.GetValue(template) != null)
                 throw new UsageException("--chat-template needs --chat");
-            if (parse.GetValue(template) is string templateName)
-            {
-                try
-                {
-                    ChatTemplate.FromName(templateName);
-                }
-                catch (ArgumentException)
-                {
-                    throw new UsageException($"--chat-template '{templateName}' is not one of llama3, llama2, gemma, chatml, qwen2.5");
-                }
-            }
-            var settings = new SamplerSettings
-            {
-                Temperature = parse.GetValue(temperature),
-                TopK = parse.GetValue(topK),
-                TopP = parse.GetValue(topP),
-                MinP = parse.GetValue(minP),
-                RepetitionPenalty = parse.GetValue(repeatPenalty),
-                Seed = parse.GetValue(seed) ?? (ulong)Random.Shared.NextInt64(),
-            };
-            try
-            {
-                settings.Validate();
-            }
-            catch (ArgumentException e)
-            {
-                throw new UsageException(e.Message.Replace("sampling row 0: ", "", StringComparison.Ordinal));
-            }
+            var generation = sampling.Generation(parse, parse.GetValue(maxNewTokens), parse.GetValue(stop) ?? []);
 
             var file = parse.GetValue(promptsFile);
-            var prompts = file != null ? ReadPrompts(file) : [new Prompt(parse.GetValue(prompt) ?? "", 0)];
-            int slots = file != null ? Math.Min(parse.GetValue(batchSize), Math.Max(1, prompts.Length)) : 1;
-
-            using var backend = model.CreateBackend(parse);
-            using var loaded = OpenModel(model, parse, backend, slots);
-            var tokenizer = loaded.RequireTokenizer();
-            var chatTemplate = isChat ? loaded.ChatTemplate(parse.GetValue(template)) : null;
-            var requests = prompts.Select((p, i) => new GenerationRequest(
-                Tokens(loaded, tokenizer, chatTemplate, p.Text, parse.GetValue(system)), parse.GetValue(maxNewTokens), settings)
+            var lines = file != null ? ReadPrompts(file) : [new PromptLine(parse.GetValue(prompt) ?? "", 0)];
+            int slots = file != null ? Math.Min(parse.GetValue(batchSize), Math.Max(1, lines.Length)) : 1;
+            using var llm = model.OpenLanguageModel(parse, slots, isChat ? parse.GetValue(template) : null);
+            var prompts = lines.Select(line => isChat ? Prompt.FromMessages(Messages(line.Text, parse.GetValue(system))) : Prompt.FromText(line.Text)).ToArray();
+            try
             {
-                Sequence = i,
-                StopStrings = parse.GetValue(stop) ?? [],
-            }).ToArray();
-            CheckContext(requests, prompts, file, loaded.Transformer.ContextLength);
-            var stopTokens = loaded.StopTokens().ToList();
-            if (chatTemplate != null && loaded.EndOfTurnToken(chatTemplate) is int endOfTurn && !stopTokens.Contains(endOfTurn))
-                stopTokens.Add(endOfTurn);
-            var generator = new Generator(loaded.Transformer, stopTokens, (prompt, generated) => Continuation(tokenizer, prompt, generated))
+                if (file == null)
+                    return await Stream(llm, prompts[0], generation, echo: isChat ? null : lines[0].Text, cancellation);
+                var results = llm.Generate(prompts, generation, cancellation);
+                Report(results[0].Usage.Run, llm.Device, generation.Sampling);
+                Write(lines, results, parse.GetValue(outputJson));
+                var failed = results.Select((r, i) => (Result: r, Index: i)).Where(r => r.Result.Error != null).ToArray();
+                if (failed.Length == 0)
+                    return 0;
+                Console.Error.WriteLine($"error: {failed.Length} of {results.Count} prompts failed; prompt {failed[0].Index} " +
+                    $"(line {lines[failed[0].Index].Line} of {file}): {TerminalText.Line(failed[0].Result.Error ?? "")}");
+                return CliRunner.Failure;
+            }
+            catch (PromptTooLongException e)
             {
-                DrawableTokens = Math.Min(tokenizer.VocabSize, loaded.Config.VocabSize),
-            };
-
-            if (file == null)
-                return Stream(generator, requests[0], tokenizer, echo: chatTemplate == null ? prompts[0].Text : null, backend.Name, settings);
-            var results = generator.Run(requests, slots);
-            Report(generator.Stats, backend.Name, settings);
-            Write(prompts, requests, results, tokenizer, parse.GetValue(outputJson));
-            var failed = results.Select((r, i) => (Result: r, Index: i)).Where(r => r.Result.Reason == FinishReason.Error).ToArray();
-            if (failed.Length == 0)
-                return 0;
-            Console.Error.WriteLine($"error: {failed.Length} of {results.Count} prompts failed; prompt {failed[0].Index} " +
-                $"(line {prompts[failed[0].Index].Line} of {file}): {failed[0].Result.Message}");
-            return CliRunner.Failure;
+                string which = e.Index is int i ? $"prompt {i} (line {lines[i].Line} of {file})" : "the prompt";
+                throw new InvalidOperationException(
+                    $"{which} is {e.Length} tokens long; the context holds {e.Limit} positions (--ctx-size, at most the model's own)");
+            }
         });
         return command;
     }
 
     /// <summary>A prompt and the line of the prompts file it came from (0 for --prompt).</summary>
-    sealed record Prompt(string Text, int Line);
+    sealed record PromptLine(string Text, int Line);
 
-    static Prompt[] ReadPrompts(string file)
+    static PromptLine[] ReadPrompts(string file)
     {
+        MemoryPlan.EnsureFits(new FileInfo(file).Length * 8, $"reading --prompts-file {file}");
         string[] lines;
         try
         {
@@ -132,104 +112,72 @@ public static class GenerateCommand
         {
             throw new IOException($"cannot read the prompts file {file}: {e.Message}", e);
         }
-        var prompts = lines.Select((text, i) => new Prompt(text, i + 1)).Where(p => p.Text.Trim().Length > 0).ToArray();
+        var prompts = lines.Select((text, i) => new PromptLine(text, i + 1)).Where(p => p.Text.Trim().Length > 0).ToArray();
         if (prompts.Length == 0)
             throw new InvalidOperationException($"{file} holds no prompts (one per line; blank lines are skipped)");
         return prompts;
     }
 
-    /// <summary>A prompt that does not fit the cache fails before any work, naming the prompt and the limit.</summary>
-    static void CheckContext(GenerationRequest[] requests, Prompt[] prompts, string? file, int context)
+    /// <summary>--chat's conversation: the --system message, if any, and the prompt as the user's.</summary>
+    static List<ChatMessage> Messages(string text, string? system)
     {
-        for (int i = 0; i < requests.Length; i++)
-        {
-            int length = requests[i].Prompt.Count;
-            if (length <= context)
-                continue;
-            string which = file == null ? "the prompt" : $"prompt {i} (line {prompts[i].Line} of {file})";
-            throw new InvalidOperationException(
-                $"{which} is {length} tokens long; the context holds {context} positions (--context, at most the model's own)");
-        }
+        var messages = new List<ChatMessage>();
+        if (!string.IsNullOrEmpty(system))
+            messages.Add(ChatMessage.System(system));
+        messages.Add(ChatMessage.User(text));
+        return messages;
     }
 
-    static LoadedModel OpenModel(ModelOptions model, ParseResult parse, IlgpuLlm.Runtime.Backends.IBackend backend, int slots)
+    /// <summary>Streams the text to stdout after the prompt (<paramref name="echo"/>), then the summary to stderr.</summary>
+    static async Task<int> Stream(LanguageModel llm, Prompt prompt, GenerationOptions generation, string? echo, CancellationToken cancellation)
     {
-        var path = parse.GetValue(model.Model);
-        var options = model.TransformerOptions(parse, slots);
-        if (path != null)
-            return ModelLoader.Open(path, backend, options, parse.GetValue(model.Tokenizer));
-        Console.Error.WriteLine("note: no --model given, so this runs the built-in demo model: random weights and a byte-level vocabulary, " +
-            "so its text is meaningless. Pass --model PATH (a GGUF file, a Hugging Face folder or a llama2.c checkpoint) to run a real model.");
-        return ModelLoader.OpenDemo(backend, options);
-    }
-
-    /// <summary>The prompt's ids: the chat template around a user message, or the raw text (BOS alone when empty).</summary>
-    static int[] Tokens(LoadedModel loaded, ITokenizer tokenizer, ChatTemplate? chatTemplate, string text, string? system)
-    {
-        if (chatTemplate != null)
-        {
-            var messages = new List<ChatMessage>();
-            if (!string.IsNullOrEmpty(system))
-                messages.Add(ChatMessage.System(system));
-            messages.Add(ChatMessage.User(text));
-            return chatTemplate.Encode(tokenizer, messages, addGenerationPrompt: true);
-        }
-        if (text.Length == 0)
-        {
-            int bos = tokenizer.Special.Bos ?? loaded.Config.BosTokenId
-                ?? throw new UsageException("this model has no BOS token to start from; give a --prompt");
-            return [bos];
-        }
-        return tokenizer.Encode(text, addBos: tokenizer.AddBosByDefault, parseSpecial: false);
-    }
-
-    static int Stream(Generator generator, GenerationRequest request, ITokenizer tokenizer, string? echo,
-        string backendName, SamplerSettings settings)
-    {
-        var output = Console.Out;
+        // Encoding and the context check happen here, before anything is printed.
+        var pieces = llm.GenerateAsync(prompt, generation, cancellation);
+        // Model text reaches the terminal only through the sanitiser.
+        using var output = new TerminalText.Writer(Console.Out);
         if (!string.IsNullOrEmpty(echo))
             output.Write(echo);
-        var decoder = tokenizer.CreateStreamingDecoder();
-        decoder.Prime(request.Prompt.ToArray());
-        var result = generator.Run([request], 1, (_, token) =>
+        GenerationPiece? last = null;
+        try
         {
-            output.Write(decoder.Append(token));
-            output.Flush();
-        })[0];
-        output.Write(decoder.Flush());
-        output.WriteLine();
-        output.Flush();
-        if (result.Reason == FinishReason.Error)
-        {
-            Console.Error.WriteLine($"error: {result.Message}");
-            return CliRunner.Failure;
+            await foreach (var piece in pieces)
+            {
+                output.Write(piece.Text);
+                output.Flush();
+                last = piece;
+            }
         }
-        Report(generator.Stats, backendName, settings);
-        if (result.Message != null)
-            Console.Error.WriteLine($"note: {result.Message}");
+        finally
+        {
+            output.WriteLine();
+            output.Finish();
+        }
+        Report(last!.Usage!.Run, llm.Device, generation.Sampling);
+        if (last.Message != null)
+            Console.Error.WriteLine($"note: {TerminalText.Line(last.Message)}");
         return 0;
     }
 
-    static void Report(GenerationStats stats, string backendName, SamplerSettings settings) =>
+    static void Report(GenerationStats stats, string device, SamplerSettings settings) =>
         Console.Error.WriteLine(
             $"prompt {stats.PromptTokens} tokens, prefill {stats.PrefillTokensPerSecond:F1} tokens/s; " +
             $"generated {stats.DecodedTokens} tokens after the first, decode {stats.DecodeTokensPerSecond:F1} tokens/s; " +
-            $"{backendName}; seed {settings.Seed}");
+            $"{device}; seed {settings.Seed}");
 
     /// <summary>
     /// The results in input order: as JSON (prompt, tokens, text, finish_reason, error) or as text.
-    /// Each text is decoded as the continuation of its prompt, so it starts with the space a
-    /// SentencePiece vocabulary puts at the start of a word.
+    /// Each text continues its prompt (it starts with the space a SentencePiece vocabulary puts at
+    /// the start of a word) and ends before a stop string.
     /// </summary>
-    static void Write(Prompt[] prompts, GenerationRequest[] requests, IReadOnlyList<GenerationResult> results, ITokenizer tokenizer, string? jsonPath)
+    static void Write(PromptLine[] prompts, IReadOnlyList<Completion> results, string? jsonPath)
     {
         var entries = prompts.Select((prompt, i) => new
         {
             prompt = prompt.Text,
             tokens = results[i].Tokens,
-            text = Continuation(tokenizer, requests[i].Prompt, results[i].Tokens),
-            finish_reason = results[i].Reason.ToString().ToLowerInvariant(),
-            error = results[i].Reason == FinishReason.Error ? results[i].Message : null,
+            text = results[i].Text,
+            finish_reason = results[i].FinishReason.ToString().ToLowerInvariant(),
+            error = results[i].Error,
         }).ToArray();
         if (jsonPath != null)
         {
@@ -238,32 +186,15 @@ public static class GenerateCommand
                 WriteIndented = true,
                 DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull,
             });
-            try
-            {
-                File.WriteAllText(jsonPath, json);
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-            {
-                throw new IOException($"cannot write {jsonPath}: {e.Message}", e);
-            }
-            Console.Error.WriteLine($"wrote {entries.Length} results to {jsonPath}");
+            PathArguments.WriteText("--output-json", jsonPath, json + "\n");
+            Console.Error.WriteLine($"wrote {entries.Length} results to {(jsonPath == PathArguments.StandardStream ? "stdout" : jsonPath)}");
             return;
         }
+        using var output = new TerminalText.Writer(Console.Out);
         for (int i = 0; i < entries.Length; i++)
         {
-            Console.Out.WriteLine($"--- {i}: {entries[i].finish_reason}");
-            Console.Out.WriteLine(entries[i].prompt + entries[i].text);
+            output.WriteLine($"--- {i}: {entries[i].finish_reason}");
+            output.WriteLine(entries[i].prompt + entries[i].text);
         }
-    }
-
-    /// <summary>The text of <paramref name="generated"/> as it continues <paramref name="prompt"/>.</summary>
-    static string Continuation(ITokenizer tokenizer, IReadOnlyList<int> prompt, IReadOnlyList<int> generated)
-    {
-        var decoder = tokenizer.CreateStreamingDecoder();
-        decoder.Prime(prompt.ToArray());
-        var text = new System.Text.StringBuilder();
-        foreach (int id in generated)
-            text.Append(decoder.Append(id));
-        return text.Append(decoder.Flush()).ToString();
     }
 }

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using IlgpuLlm.Kernels;
 using IlgpuLlm.Model.Formats;
 using Spectre.Console;
 
@@ -9,31 +10,32 @@ public static class InspectCommand
 {
     public static Command Create()
     {
-        var model = new Option<string>("--model", "-m") { Description = "A GGUF file, a Hugging Face folder or a llama2.c checkpoint", Required = true };
+        var model = new ModelOptions();
         var command = new Command("inspect", "Print a model's resolved configuration and tensor table");
-        command.Options.Add(model);
+        command.Options.Add(model.Model);
         command.SetAction(parse =>
         {
-            using var checkpoint = ModelCheckpoint.Open(parse.GetValue(model)!);
+            using var checkpoint = model.OpenCheckpoint(parse);
             var output = new AnsiConsoleOutput(Console.Out);
             var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = output });
             // Piped into a file or grep, a table wrapped at 80 columns would split names and shapes.
             if (!output.IsTerminal)
                 console.Profile.Width = 240;
-            console.WriteLine($"{checkpoint.SourcePath} ({checkpoint.Format})");
+            console.WriteLine(TerminalText.Sanitize($"{checkpoint.SourcePath} ({checkpoint.Format})"));
             var config = new Table().AddColumns("setting", "value").Border(TableBorder.Simple);
-            foreach (var (name, value) in Describe(checkpoint.Config))
-                config.AddRow(Markup.Escape(name), Markup.Escape(value));
+            foreach (var (name, value) in Describe(checkpoint.Config, ""))
+                config.AddRow(Markup.Escape(name), Markup.Escape(TerminalText.Sanitize(value)));
             console.Write(config);
             var tensors = new Table().AddColumns("tensor", "dtype", "shape", "source").Border(TableBorder.Simple);
             long parameters = 0, bytes = 0;
             foreach (var tensor in checkpoint.Tensors)
             {
-                tensors.AddRow(Markup.Escape(tensor.Name), tensor.DataType.ToString().ToLowerInvariant(),
+                // A quantized tensor shows its block format and the bytes of its blocks (its values are their dequantization).
+                tensors.AddRow(Markup.Escape(TerminalText.Sanitize(tensor.Name)), (tensor.Quantized?.Format.Name() ?? tensor.DataType.ToString()).ToLowerInvariant(),
                     Markup.Escape("[" + string.Join(", ", tensor.Shape) + "]"),
-                    Markup.Escape(tensor.Transformation == null ? tensor.SourceName : $"{tensor.SourceName} ({tensor.Transformation})"));
+                    Markup.Escape(TerminalText.Sanitize(tensor.Transformation == null ? tensor.SourceName : $"{tensor.SourceName} ({tensor.Transformation})")));
                 parameters += tensor.ElementCount;
-                bytes += tensor.ByteLength;
+                bytes += tensor.Quantized?.ByteLength ?? tensor.ByteLength;
             }
             console.Write(tensors);
             console.WriteLine($"{checkpoint.Tensors.Length} tensors, {parameters:N0} parameters, {bytes / 1048576.0:F1} MiB");
@@ -42,12 +44,23 @@ public static class InspectCommand
         return command;
     }
 
-    /// <summary>Every setting of a configuration, by property name, arrays shown compactly.</summary>
-    static IEnumerable<(string, string)> Describe(IlgpuLlm.Model.ModelConfig config)
+    /// <summary>
+    /// Every setting of a configuration, by property name, arrays shown compactly; a setting that is
+    /// itself a record of settings (rope scaling) is shown field by field ("RopeScaling.Factor").
+    /// </summary>
+    static IEnumerable<(string, string)> Describe(object config, string prefix)
     {
-        foreach (var property in typeof(IlgpuLlm.Model.ModelConfig).GetProperties())
+        foreach (var property in config.GetType().GetProperties(System.Reflection.BindingFlags.Instance | System.Reflection.BindingFlags.Public))
         {
+            if (property.GetIndexParameters().Length > 0 || property.Name == "EqualityContract")
+                continue;
             var value = property.GetValue(config);
+            if (value != null && value.GetType() is { IsEnum: false, IsPrimitive: false } type && type.Namespace?.StartsWith("IlgpuLlm", StringComparison.Ordinal) == true)
+            {
+                foreach (var field in Describe(value, $"{prefix}{property.Name}."))
+                    yield return field;
+                continue;
+            }
             string text = value switch
             {
                 null => "-",
@@ -57,7 +70,7 @@ public static class InspectCommand
                 float f => f.ToString("R"),
                 _ => value.ToString() ?? "-",
             };
-            yield return (property.Name, text);
+            yield return (prefix + property.Name, text);
         }
     }
 

@@ -14,7 +14,7 @@ public static class LogitsCommand
     {
         var model = new ModelOptions();
         var tokens = new Option<string>("--tokens") { Description = "Token ids separated by spaces, e.g. \"1 403 407\"", Required = true };
-        var output = new Option<string>("--out", "-o") { Description = "File to write the float32 logits to", Required = true };
+        var output = new Option<string>("--out", "-o") { Description = "File to write the float32 logits to ('-': stdout)", Required = true };
         var allPositions = new Option<bool>("--all-positions") { Description = "Write logits after every token, not only the last" };
         var command = new Command("logits", "Write the model's logits for given token ids as raw float32");
         model.AddTo(command);
@@ -24,30 +24,38 @@ public static class LogitsCommand
         command.SetAction(parse =>
         {
             var ids = ParseTokens(parse.GetValue(tokens)!);
+            model.CheckPaths(parse);
+            string path = PathArguments.Output("--out", parse.GetValue(output), standardAllowed: true);
             using var backend = model.CreateBackend(parse);
-            using var loaded = ModelLoader.Open(model.RequireModel(parse), backend, model.TransformerOptions(parse, slots: 1),
-                parse.GetValue(model.Tokenizer));
-            foreach (int id in ids)
-                if (id >= loaded.Config.VocabSize)
-                    throw new UsageException($"--tokens: id {id} is outside the vocabulary of {loaded.Config.VocabSize} tokens");
+            using var loaded = model.Open(parse, backend, model.TransformerOptions(parse, slots: 1));
+            CheckVocabulary(ids, loaded.Config.VocabSize);
             if (ids.Length > loaded.Transformer.ContextLength)
                 throw new InvalidOperationException(
-                    $"{ids.Length} tokens need {ids.Length} positions; the context holds {loaded.Transformer.ContextLength} (--context, at most the model's own)");
-            var logits = Scoring.Logits(loaded.Transformer, ids, parse.GetValue(allPositions));
-            string path = parse.GetValue(output)!;
+                    $"{ids.Length} tokens need {ids.Length} positions; the context holds {loaded.Transformer.ContextLength} (--ctx-size, at most the model's own)");
+            bool all = parse.GetValue(allPositions);
+            MemoryPlan.EnsureFits((all ? ids.Length : 1) * 4L * loaded.Config.VocabSize, "the logits");
+            var logits = Scoring.Logits(loaded.Transformer, ids, all);
             try
             {
-                using var file = File.Create(path);
+                using var file = path == PathArguments.StandardStream ? Console.OpenStandardOutput() : File.Create(path);
                 file.Write(MemoryMarshal.AsBytes(logits.AsSpan()));
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
                 throw new IOException($"cannot write {path}: {e.Message}", e);
             }
-            Console.Error.WriteLine($"wrote {logits.Length / loaded.Config.VocabSize} × {loaded.Config.VocabSize} logits to {parse.GetValue(output)}");
+            Console.Error.WriteLine($"wrote {logits.Length / loaded.Config.VocabSize} × {loaded.Config.VocabSize} logits to {(path == PathArguments.StandardStream ? "stdout" : path)}");
             return 0;
         });
         return command;
+    }
+
+    /// <summary>Every id of --tokens must be one of the model's: a wrong id is a wrong argument.</summary>
+    public static void CheckVocabulary(int[] ids, int vocabulary)
+    {
+        foreach (int id in ids)
+            if (id >= vocabulary)
+                throw new UsageException($"--tokens: id {id} is outside the vocabulary of {vocabulary} tokens");
     }
 
     public static int[] ParseTokens(string text)
@@ -55,8 +63,8 @@ public static class LogitsCommand
         var parts = text.Split([' ', ',', '\t', '\n'], StringSplitOptions.RemoveEmptyEntries);
         if (parts.Length == 0)
             throw new UsageException("--tokens lists no token ids");
-        return parts.Select(p => int.TryParse(p, out int id) && id >= 0
+        return parts.Select(p => int.TryParse(p, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int id)
             ? id
-            : throw new UsageException($"--tokens: '{p}' is not a token id")).ToArray();
+            : throw new UsageException($"--tokens: '{p}' is not a token id (a whole number, 0 or more)")).ToArray();
     }
 }

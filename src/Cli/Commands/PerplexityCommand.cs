@@ -19,31 +19,25 @@ public static class PerplexityCommand
     {
         var model = new ModelOptions();
         var file = new Option<string>("--file", "-f") { Description = "The text to score (UTF-8)", Required = true };
-        var window = new Option<int>("--ctx-size", "-c")
-        {
-            Description = "Tokens per window; the first half of each is context, the rest is scored",
-            DefaultValueFactory = _ => 512,
-        };
-        var chunks = new Option<int>("--chunks") { Description = "Score at most this many windows (0: all)", DefaultValueFactory = _ => 0 };
+        var window = NumberOptions.Int("--ctx-size", ["-c"], "Tokens per window; the first half of each is context, the rest is scored",
+            Accepts<int>.AtLeast(4), 512);
+        var chunks = NumberOptions.Int("--chunks", [], "Score at most this many windows", Accepts<int>.AtLeast(0, "0: all"), 0);
         var command = new Command("perplexity", "Perplexity of a model over a text, as llama.cpp's llama-perplexity computes it");
         foreach (var option in new Option[] { model.Model, model.Tokenizer, model.Device, model.Threads, model.KvType, file, window, chunks })
             command.Options.Add(option);
         command.SetAction(parse =>
         {
             int c = parse.GetValue(window);
-            if (c < 4)
-                throw new UsageException($"--ctx-size {c} must be at least 4");
-            if (parse.GetValue(chunks) < 0)
-                throw new UsageException($"--chunks {parse.GetValue(chunks)} must not be negative");
-            string path = parse.GetValue(file)!;
-            if (!File.Exists(path))
-                throw new UsageException($"--file {path} does not exist");
+            string path = PathArguments.Input("--file", parse.GetValue(file));
+            // The text is read whole: its bytes, its characters (UTF-16) and then its tokens.
+            MemoryPlan.EnsureFits(new FileInfo(path).Length * 8, $"reading --file {path}");
+            model.CheckPaths(parse);
 
             using var backend = model.CreateBackend(parse);
             var options = model.TransformerOptions(parse, slots: 1) with { ContextLength = c, MaxRowsPerForward = Math.Min(c, 512) };
-            using var loaded = ModelLoader.Open(model.RequireModel(parse), backend, options, parse.GetValue(model.Tokenizer));
+            using var loaded = model.Open(parse, backend, options);
             if (loaded.Transformer.ContextLength < c)
-                throw new UsageException($"--ctx-size {c} exceeds the model's context of {loaded.Config.ContextLength}");
+                throw new InvalidOperationException($"--ctx-size {c} exceeds the model's context of {loaded.Config.ContextLength}");
             var tokenizer = loaded.RequireTokenizer();
 
             var clock = Stopwatch.StartNew();

@@ -2,9 +2,10 @@ using IlgpuLlm.Kernels;
 namespace IlgpuLlm.Model.Formats;
 
 /// <summary>
-/// ggml tensor types by their on-disk id (ggml.h <c>enum ggml_type</c>). The engine computes
-/// with F32, F16 and BF16 only; the others are listed so a quantized GGUF is recognised by name,
-/// its layout still validated (block sizes below), and rejected with a message that names the type.
+/// ggml tensor types by their on-disk id (ggml.h <c>enum ggml_type</c>). The engine reads F32,
+/// F16, BF16 and the block formats of <see cref="QuantFormat"/>; the others are listed so a file
+/// holding them is recognised by name, its layout still validated (block sizes below), and
+/// rejected with a message that names the tensor and the type.
 /// </summary>
 public enum GgmlType : uint
 {
@@ -105,12 +106,41 @@ public static class GgmlTypeLayout
     public static string Name(GgmlType type) =>
         Enum.IsDefined(type) ? type.ToString() : $"type id {(uint)type}";
 
-    /// <summary>The engine's storage type for a ggml type, or null when the engine cannot compute with it.</summary>
-    public static StorageType? ToTensorDataType(GgmlType type) => type switch
+    /// <summary>The engine's block format for a quantized ggml type, or null when it is not one the engine reads.</summary>
+    public static QuantFormat? ToQuantFormat(GgmlType type) => type switch
     {
-        GgmlType.F32 => StorageType.F32,
-        GgmlType.F16 => StorageType.F16,
-        GgmlType.BF16 => StorageType.BF16,
+        GgmlType.Q4_0 => QuantFormat.Q4_0,
+        GgmlType.Q4_1 => QuantFormat.Q4_1,
+        GgmlType.Q5_0 => QuantFormat.Q5_0,
+        GgmlType.Q5_1 => QuantFormat.Q5_1,
+        GgmlType.Q8_0 => QuantFormat.Q8_0,
+        GgmlType.Q2_K => QuantFormat.Q2_K,
+        GgmlType.Q3_K => QuantFormat.Q3_K,
+        GgmlType.Q4_K => QuantFormat.Q4_K,
+        GgmlType.Q5_K => QuantFormat.Q5_K,
+        GgmlType.Q6_K => QuantFormat.Q6_K,
         _ => null,
     };
+
+    /// <summary>The ggml type of a block format.</summary>
+    public static GgmlType ToGgmlType(QuantFormat format) => format switch
+    {
+        QuantFormat.Q4_0 => GgmlType.Q4_0,
+        QuantFormat.Q4_1 => GgmlType.Q4_1,
+        QuantFormat.Q5_0 => GgmlType.Q5_0,
+        QuantFormat.Q5_1 => GgmlType.Q5_1,
+        QuantFormat.Q8_0 => GgmlType.Q8_0,
+        QuantFormat.Q2_K => GgmlType.Q2_K,
+        QuantFormat.Q3_K => GgmlType.Q3_K,
+        QuantFormat.Q4_K => GgmlType.Q4_K,
+        QuantFormat.Q5_K => GgmlType.Q5_K,
+        QuantFormat.Q6_K => GgmlType.Q6_K,
+        _ => throw new ArgumentOutOfRangeException(nameof(format), format, null),
+    };
+
+    /// <summary>The ggml types a model tensor may have, for messages.</summary>
+    public static string Readable => "F32, F16, BF16, " + string.Join(", ", Enum.GetValues<QuantFormat>().Select(f => f.Name()));
+
+    /// <summary>The engine's storage type for a ggml type, or null when the engine cannot compute with it.</summary>
+    public static StorageType? ToTensorDataType(GgmlType type) => StorageFormat.FromGgmlTypeId((uint)type)?.Type;
 }

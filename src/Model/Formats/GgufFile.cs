@@ -78,7 +78,16 @@ public sealed unsafe class GgufFile : IDisposable
     {
         if (!BitConverter.IsLittleEndian)
             throw new PlatformNotSupportedException("GGUF reading assumes a little-endian host");
-        var file = MappedFile.Open(path);
+        return Open(MappedFile.Open(path));
+    }
+
+    /// <summary>A GGUF held in memory (a model shipped inside an assembly); <paramref name="name"/> is what messages call it.</summary>
+    public static GgufFile FromBytes(string name, ReadOnlySpan<byte> bytes) => Open(MappedFile.FromBytes(name, bytes));
+
+    static GgufFile Open(MappedFile file)
+    {
+        if (!BitConverter.IsLittleEndian)
+            throw new PlatformNotSupportedException("GGUF reading assumes a little-endian host");
         try
         {
             return Parse(file);
@@ -430,6 +439,7 @@ public sealed unsafe class GgufFile : IDisposable
         }
 
         CheckNoOverlap(file.Path, tensors);
+        GgufLayout.Check(file.Path, tensors, alignment);
         return new GgufFile(file, version, alignment, dataOffset, entries.ToImmutable(), byKey,
             tensors.MoveToImmutable(), byName);
     }

@@ -12,9 +12,10 @@ internal static class GgufModelReader
 {
     public const string ArchitectureKey = "general.architecture";
 
-    public static ModelCheckpoint Open(string path)
+    public static ModelCheckpoint Open(string path) => Open(GgufFile.Open(path));
+
+    public static ModelCheckpoint Open(GgufFile gguf)
     {
-        var gguf = GgufFile.Open(path);
         try
         {
             return Build(gguf);
@@ -29,10 +30,10 @@ internal static class GgufModelReader
     static ModelCheckpoint Build(GgufFile gguf)
     {
         foreach (var tensor in gguf.Tensors)
-            if (GgmlTypeLayout.ToTensorDataType(tensor.Type) is null)
+            if (GgmlTypeLayout.ToTensorDataType(tensor.Type) is null && GgmlTypeLayout.ToQuantFormat(tensor.Type) is null)
                 throw new ModelFormatException(gguf.Path,
-                    $"tensor '{tensor.Name}' is {GgmlTypeLayout.Name(tensor.Type)}; only F32, F16 and BF16 tensors are supported " +
-                    "(quantized and integer GGUF tensors are not)");
+                    $"tensor '{tensor.Name}' is {GgmlTypeLayout.Name(tensor.Type)}; the supported tensor types are {GgmlTypeLayout.Readable} " +
+                    "(the IQ*, TQ* and integer types are not)");
 
         var config = ReadConfig(gguf);
 
@@ -40,8 +41,9 @@ internal static class GgufModelReader
         foreach (var tensor in gguf.Tensors)
         {
             if (tensor.Name == TensorNames.RopeFrequencies) continue; // consumed into the config
+            var quantized = GgmlTypeLayout.ToQuantFormat(tensor.Type);
             sources.Add(tensor.Name, new SourceTensor(tensor.Name, tensor.Name, gguf.File, tensor.FileOffset,
-                GgmlTypeLayout.ToTensorDataType(tensor.Type)!.Value, tensor.Shape));
+                GgmlTypeLayout.ToTensorDataType(tensor.Type) ?? StorageType.F32, tensor.Shape, quantized));
         }
 
         var store = new TensorStore();
@@ -232,8 +234,11 @@ internal static class GgufModelReader
             throw new ModelFormatException(gguf.Path,
                 $"tensor '{TensorNames.RopeFrequencies}': expected shape [{headDim / 2}] (head_dim / 2), found [{string.Join(", ", frequencies.Shape)}]");
 
+        if (GgmlTypeLayout.ToTensorDataType(frequencies.Type) is not StorageType frequencyType)
+            throw new ModelFormatException(gguf.Path,
+                $"tensor '{TensorNames.RopeFrequencies}' is {GgmlTypeLayout.Name(frequencies.Type)}; expected F32 (llama.cpp's converter writes it so)");
         var values = new float[headDim / 2];
-        GgmlTypeLayout.ToTensorDataType(frequencies.Type)!.Value.WidenToFloat32(gguf.GetTensorBytes(frequencies), values);
+        frequencyType.Format().Widen(gguf.GetTensorBytes(frequencies), values);
         for (int i = 0; i < values.Length; i++)
             if (!float.IsFinite(values[i]) || values[i] <= 0)
                 throw new ModelFormatException(gguf.Path,

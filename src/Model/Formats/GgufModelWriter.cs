@@ -28,13 +28,7 @@ public static class GgufModelWriter
     };
 
     /// <summary>The ggml type of a storage type.</summary>
-    public static GgmlType GgmlTypeOf(StorageType type) => type switch
-    {
-        StorageType.F32 => GgmlType.F32,
-        StorageType.F16 => GgmlType.F16,
-        StorageType.BF16 => GgmlType.BF16,
-        _ => throw new ArgumentOutOfRangeException(nameof(type), type, null),
-    };
+    public static GgmlType GgmlTypeOf(StorageType type) => (GgmlType)type.Format().GgmlTypeId;
 
     /// <summary>Plans writing a GGUF file; nothing is written until <see cref="ModelWritePlan.Write"/>.</summary>
     public static ModelWritePlan Plan(string path, ModelConfig config, IEnumerable<TensorSource> tensors,
@@ -51,7 +45,15 @@ public static class GgufModelWriter
     /// </summary>
     /// <exception cref="NotSupportedException">The config has something llama.cpp cannot express for the architecture.</exception>
     /// <exception cref="ArgumentException">The tensors are not exactly the set the config implies, or the vocabulary does not fit.</exception>
-    public static GgufWriter Prepare(ModelConfig config, IEnumerable<TensorSource> tensors, TokenizerVocabulary? vocabulary = null, string? name = null)
+    public static GgufWriter Prepare(ModelConfig config, IEnumerable<TensorSource> tensors, TokenizerVocabulary? vocabulary = null, string? name = null) =>
+        Prepare(config, tensors, vocabulary, name, quantization: null);
+
+    /// <summary>
+    /// <see cref="Prepare(ModelConfig, IEnumerable{TensorSource}, TokenizerVocabulary?, string?)"/>
+    /// with the matrices <paramref name="quantization"/> picks a block format for written in it.
+    /// </summary>
+    internal static GgufWriter Prepare(ModelConfig config, IEnumerable<TensorSource> tensors, TokenizerVocabulary? vocabulary,
+        string? name, ITensorQuantization? quantization)
     {
         ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(tensors);
@@ -98,7 +100,9 @@ public static class GgufModelWriter
         }
         if (config.SlidingWindow is { } window)
             w.AddUInt32(Key("attention.sliding_window"), (uint)window);
-        w.AddUInt32("general.file_type", FileType(matched.Select(m => m.Source)));
+        w.AddUInt32("general.file_type", quantization?.FileType ?? FileType(matched.Select(m => m.Source)));
+        if (quantization is not null)
+            w.AddUInt32(TensorQuantization.VersionKey, TensorQuantization.Version);
 
         AddVocabulary(w, config, vocabulary);
 
@@ -113,14 +117,24 @@ public static class GgufModelWriter
         {
             // The converter keeps every 1-D tensor (norms, biases) in F32, whatever the file type.
             var type = source.Shape.Length <= 1 ? StorageType.F32 : source.DataType;
-            Action<Stream> write = stream => ModelWriting.Copy(stream, source, type);
-            if (config.Family == ModelFamily.Llama && expected.Role is TensorRole.Query or TensorRole.Key or TensorRole.QueryBias or TensorRole.KeyBias)
+            // llama.cpp's llama architecture rotates adjacent pairs (NORM rope), so the converter
+            // permutes q/k rows per head; the reader undoes exactly this.
+            int? heads = config.Family == ModelFamily.Llama && expected.Role is TensorRole.Query or TensorRole.Key or TensorRole.QueryBias or TensorRole.KeyBias
+                ? expected.Role is TensorRole.Query or TensorRole.QueryBias ? config.HeadCount : config.KeyValueHeadCount
+                : null;
+            if (quantization?.TypeOf(source.Name, source.Shape) is GgmlType chosen)
             {
-                // llama.cpp's llama architecture rotates adjacent pairs (NORM rope), so the converter
-                // permutes q/k rows per head; the reader undoes exactly this.
-                int heads = expected.Role is TensorRole.Query or TensorRole.QueryBias ? config.HeadCount : config.KeyValueHeadCount;
-                write = stream => ModelWriting.CopyRotaryInterleaved(stream, source, heads, config.HeadDim, type);
+                if (GgmlTypeLayout.ToQuantFormat(chosen) is QuantFormat format)
+                {
+                    w.AddTensor(source.Name, chosen, source.Shape, stream => ModelWriting.CopyQuantized(stream, source, format, heads, config.HeadDim));
+                    continue;
+                }
+                type = GgmlTypeLayout.ToTensorDataType(chosen) ?? throw new InvalidOperationException($"tensor '{source.Name}': cannot write {chosen}");
             }
+            var storage = type;
+            Action<Stream> write = heads is int h
+                ? stream => ModelWriting.CopyRotaryInterleaved(stream, source, h, config.HeadDim, storage)
+                : stream => ModelWriting.Copy(stream, source, storage);
             w.AddTensor(source.Name, GgmlTypeOf(type), source.Shape, write);
         }
         return w;

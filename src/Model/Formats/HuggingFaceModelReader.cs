@@ -65,14 +65,9 @@ internal static class HuggingFaceModelReader
         // transformers ties lm_head to embed_tokens on load when tie_word_embeddings is set,
         // ignoring a stored copy; do the same.
         if (canonical == TensorNames.Output && config.TiedEmbeddings) return;
-        var dataType = tensor.DType switch
-        {
-            "F32" => StorageType.F32,
-            "F16" => StorageType.F16,
-            "BF16" => StorageType.BF16,
-            _ => throw new ModelFormatException(file.Path,
-                $"tensor '{tensor.Name}' has dtype {tensor.DType}; only F32, F16 and BF16 are supported"),
-        };
+        var dataType = StorageFormat.FromSafetensorsName(tensor.DType)?.Type
+            ?? throw new ModelFormatException(file.Path,
+                $"tensor '{tensor.Name}' has dtype {tensor.DType}; only {string.Join(", ", StorageFormat.All.Select(f => f.SafetensorsName).OfType<string>())} are supported");
         if (!sources.TryAdd(canonical, new SourceTensor(canonical, tensor.Name, file.File, tensor.FileOffset, dataType, tensor.Shape)))
             throw new ModelFormatException(file.Path, $"tensor '{tensor.Name}' appears in more than one shard");
     }

@@ -41,13 +41,8 @@ public static class HuggingFaceModelWriter
     };
 
     /// <summary>transformers' <c>torch_dtype</c> name of a storage type.</summary>
-    public static string TorchDType(StorageType type) => type switch
-    {
-        StorageType.F32 => "float32",
-        StorageType.F16 => "float16",
-        StorageType.BF16 => "bfloat16",
-        _ => throw new ArgumentOutOfRangeException(nameof(type), type, null),
-    };
+    public static string TorchDType(StorageType type) =>
+        type.Format().TorchName ?? throw new NotSupportedException($"transformers has no torch_dtype for {type.Name()}");
 
     /// <summary>Plans writing the folder; nothing is written until <see cref="ModelWritePlan.Write"/>.</summary>
     /// <exception cref="NotSupportedException">The config has something config.json cannot express.</exception>
@@ -117,7 +112,7 @@ public static class HuggingFaceModelWriter
     {
         var values = source.ToFloat32Array();
         bool Exact(StorageType type) => values.All(m =>
-            BitConverter.SingleToInt32Bits(1f + StorageNarrowing.RoundTo(type, m - 1f)) == BitConverter.SingleToInt32Bits(m));
+            BitConverter.SingleToInt32Bits(1f + type.Format().RoundTrip(m - 1f)) == BitConverter.SingleToInt32Bits(m));
         if (Exact(source.DataType)) return source.DataType;
         if (Exact(StorageType.F32)) return StorageType.F32;
         int bad = Array.FindIndex(values, m => BitConverter.SingleToInt32Bits(1f + (m - 1f)) != BitConverter.SingleToInt32Bits(m));

@@ -28,12 +28,12 @@ internal static unsafe class InMemoryCheckpoint
             foreach (var (e, source) in matched)
             {
                 byte* data = store.Allocate(source.ByteLength);
-                int size = source.DataType.SizeOf();
-                long chunkElements = CopyChunkBytes / size;
+                var format = source.DataType.Format();
+                long chunkElements = format.ElementCount(CopyChunkBytes / format.BlockBytes * format.BlockBytes);
                 for (long first = 0; first < source.ElementCount; first += chunkElements)
                 {
                     long count = Math.Min(chunkElements, source.ElementCount - first);
-                    source.Read(first, new Span<byte>(data + first * size, checked((int)(count * size))));
+                    source.Read(first, new Span<byte>(data + format.ByteLength(first), checked((int)format.ByteLength(count))));
                 }
                 result.Add(ModelTensor.InMemory(store, e.Name, name, source.DataType, source.Shape, data));
             }

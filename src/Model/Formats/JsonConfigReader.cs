@@ -15,6 +15,8 @@ internal readonly struct JsonConfigReader(string path, JsonElement element, stri
 
     public static JsonDocument Parse(string path)
     {
+        if (FileKind.WhyNotRegularFile(path) is string why)
+            throw new ModelFormatException(path, why);
         byte[] bytes;
         try
         {
@@ -24,6 +26,8 @@ internal readonly struct JsonConfigReader(string path, JsonElement element, stri
         {
             throw new ModelFormatException(path, $"cannot read the file ({e.Message})", e);
         }
+        if (Utf8Text.Problem(bytes) is string invalid)
+            throw new ModelFormatException(path, $"not a UTF-8 JSON file: {invalid}");
         try
         {
             var document = JsonDocument.Parse(bytes, new JsonDocumentOptions { MaxDepth = 32, CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true });

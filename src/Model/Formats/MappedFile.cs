@@ -32,6 +32,8 @@ public sealed unsafe class MappedFile : IDisposable
     /// </summary>
     public static MappedFile Open(string path)
     {
+        if (FileKind.WhyNotRegularFile(path) is string why)
+            throw new ModelFormatException(path, why);
         FileStream stream;
         try
         {
@@ -67,6 +69,33 @@ public sealed unsafe class MappedFile : IDisposable
             view?.Dispose();
             map?.Dispose();
             stream.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// A copy of <paramref name="bytes"/> in anonymous shared memory, served like a mapped file:
+    /// a model shipped inside an assembly. <paramref name="name"/> is what messages call it.
+    /// </summary>
+    public static MappedFile FromBytes(string name, ReadOnlySpan<byte> bytes)
+    {
+        if (bytes.Length == 0)
+            throw new ModelFormatException(name, "the file is empty (0 bytes)");
+        var map = MemoryMappedFile.CreateNew(null, bytes.Length, MemoryMappedFileAccess.ReadWrite);
+        MemoryMappedViewAccessor? view = null;
+        try
+        {
+            view = map.CreateViewAccessor(0, bytes.Length, MemoryMappedFileAccess.ReadWrite);
+            byte* pointer = null;
+            view.SafeMemoryMappedViewHandle.AcquirePointer(ref pointer);
+            pointer += view.PointerOffset;
+            bytes.CopyTo(new Span<byte>(pointer, bytes.Length));
+            return new MappedFile(name, bytes.Length, map, view, pointer);
+        }
+        catch
+        {
+            view?.Dispose();
+            map.Dispose();
             throw;
         }
     }

@@ -63,8 +63,8 @@ public sealed class ModelCheckpoint : IDisposable
     {
         if (Directory.Exists(path))
             return HuggingFaceModelReader.Open(path);
-        if (!File.Exists(path))
-            throw new ModelFormatException(path, "no such file or folder");
+        if (FileKind.WhyNotRegularFile(path) is string why)
+            throw new ModelFormatException(path, why);
         if (path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase)
             || path.EndsWith(".safetensors.index.json", StringComparison.OrdinalIgnoreCase)
             || System.IO.Path.GetFileName(path) == "config.json")
@@ -102,6 +102,9 @@ public sealed class ModelCheckpoint : IDisposable
     }
 
     public static ModelCheckpoint OpenGguf(string path) => GgufModelReader.Open(path);
+
+    /// <summary>A GGUF model held in memory (one shipped inside an assembly); <paramref name="name"/> is its <see cref="SourcePath"/>.</summary>
+    public static ModelCheckpoint OpenGguf(string name, ReadOnlySpan<byte> bytes) => GgufModelReader.Open(GgufFile.FromBytes(name, bytes));
 
     /// <summary>Opens a transformers folder: config.json (+ generation_config.json) and model.safetensors or its sharded index.</summary>
     public static ModelCheckpoint OpenHuggingFace(string folder) => HuggingFaceModelReader.Open(folder);
@@ -156,7 +159,8 @@ public sealed class ModelCheckpoint : IDisposable
 
 /// <summary>A tensor as a reader found it in a file, already named canonically.</summary>
 internal sealed record SourceTensor(
-    string CanonicalName, string SourceName, MappedFile File, long FileOffset, StorageType DataType, ImmutableArray<long> Shape);
+    string CanonicalName, string SourceName, MappedFile File, long FileOffset, StorageType DataType, ImmutableArray<long> Shape,
+    QuantFormat? Quantized = null);
 
 /// <summary>What a source's tensors need to reach the normalised (transformers) layout.</summary>
 internal sealed record Normalisation(
@@ -205,6 +209,8 @@ internal static unsafe class CheckpointAssembler
 
     static ModelTensor Wrap(ExpectedTensor e, SourceTensor s, ModelConfig config, Normalisation normalisation, TensorStore store)
     {
+        if (s.Quantized is QuantFormat format)
+            return WrapQuantized(e, s, format, config, normalisation, store);
         // Check the bytes exist before any lazy transform could read them.
         var mapped = ModelTensor.Mapped(store, e.Name, s.SourceName, s.DataType, s.Shape, s.File, s.FileOffset);
         if (normalisation.RotaryRowsInterleaved && e.Role is TensorRole.Query or TensorRole.Key or TensorRole.QueryBias or TensorRole.KeyBias)
@@ -222,6 +228,28 @@ internal static unsafe class CheckpointAssembler
                 destination => GemmaNormWeights.AddOne(mapped, new Span<float>((void*)destination, checked((int)mapped.ElementCount))));
         }
         return mapped;
+    }
+
+    /// <summary>
+    /// A tensor in a block format: its blocks as they are (or with q/k rows un-permuted, whole rows
+    /// of blocks moving together), and the f32 dequantization as the tensor's values.
+    /// </summary>
+    static ModelTensor WrapQuantized(ExpectedTensor e, SourceTensor s, QuantFormat format, ModelConfig config,
+        Normalisation normalisation, TensorStore store)
+    {
+        var mapped = QuantizedData.Mapped(store, format, s.Shape, s.File, s.FileOffset, $"tensor '{s.SourceName}'");
+        if (normalisation.RotaryRowsInterleaved && e.Role is TensorRole.Query or TensorRole.Key or TensorRole.QueryBias or TensorRole.KeyBias)
+        {
+            int heads = e.Role is TensorRole.Query or TensorRole.QueryBias ? config.HeadCount : config.KeyValueHeadCount;
+            var unpermuted = QuantizedData.Derived(store, format, s.Shape,
+                destination => RotaryRowOrder.ToHalfSplit(mapped.Pointer, (byte*)destination, heads, config.HeadDim,
+                    mapped.ByteLength / (heads * (long)config.HeadDim)));
+            return ModelTensor.Dequantized(store, e.Name, s.SourceName, s.File.Path, s.Shape, unpermuted,
+                "rows un-permuted from adjacent-pair rotary order (llama.cpp / Meta) to transformers' half-split order");
+        }
+        if (normalisation.NormsStoreOffsetFromOne && e.Role is TensorRole.Norm)
+            throw new ModelFormatException(s.File.Path, $"tensor '{s.SourceName}' is a Gemma norm in {format.Name()}; norms must be F32, F16 or BF16");
+        return ModelTensor.Dequantized(store, e.Name, s.SourceName, s.File.Path, s.Shape, mapped, null);
     }
 }
 

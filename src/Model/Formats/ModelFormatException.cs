@@ -9,13 +9,13 @@ namespace IlgpuLlm.Model.Formats;
 public sealed class ModelFormatException : Exception
 {
     public ModelFormatException(string filePath, string message)
-        : base($"{filePath}: {message}")
+        : base(Excerpt.Message($"{filePath}: {message}"))
     {
         FilePath = filePath;
     }
 
     public ModelFormatException(string filePath, string message, Exception innerException)
-        : base($"{filePath}: {message}", innerException)
+        : base(Excerpt.Message($"{filePath}: {message}"), innerException)
     {
         FilePath = filePath;
     }

@@ -21,8 +21,10 @@ public sealed unsafe class ModelTensor
     byte* _materialised;
 
     ModelTensor(TensorStore store, string name, string sourceName, string sourcePath, StorageType dataType,
-        ImmutableArray<long> shape, MappedFile? file, long fileOffset, Action<IntPtr>? materialise, string? transformation)
+        ImmutableArray<long> shape, MappedFile? file, long fileOffset, Action<IntPtr>? materialise, string? transformation,
+        QuantizedData? quantized = null)
     {
+        Quantized = quantized;
         _store = store;
         Name = name;
         SourceName = sourceName;
@@ -30,7 +32,7 @@ public sealed unsafe class ModelTensor
         DataType = dataType;
         Shape = shape;
         ElementCount = shape.Aggregate(1L, (a, b) => checked(a * b));
-        ByteLength = checked(ElementCount * dataType.SizeOf());
+        ByteLength = dataType.ByteLength(ElementCount);
         _file = file;
         _fileOffset = fileOffset;
         _materialise = materialise;
@@ -54,6 +56,27 @@ public sealed unsafe class ModelTensor
     internal static ModelTensor Derived(TensorStore store, string name, string sourceName, string sourcePath,
         StorageType dataType, ImmutableArray<long> shape, string transformation, Action<IntPtr> fill) =>
         new(store, name, sourceName, sourcePath, dataType, shape, null, 0, fill, transformation);
+
+    /// <summary>
+    /// A tensor in a block format (Q4_K, Q8_0, …): <see cref="Quantized"/> holds its blocks (rows in
+    /// the normalised order), and <see cref="Pointer"/> is their exact dequantization to f32
+    /// (docs/NUMERICS.md, "Quantized weights"), computed on first access.
+    /// </summary>
+    internal static ModelTensor Dequantized(TensorStore store, string name, string sourceName, string sourcePath,
+        ImmutableArray<long> shape, QuantizedData blocks, string? rowTransformation)
+    {
+        string transformation = (rowTransformation is null ? "" : rowTransformation + "; ") +
+            $"dequantized from {blocks.Format.Name()} to f32 on first use";
+        return new ModelTensor(store, name, sourceName, sourcePath, StorageType.F32, shape, null, 0,
+            destination => blocks.Dequantize(new Span<float>((void*)destination, checked((int)blocks.ElementCount))), transformation, blocks);
+    }
+
+    /// <summary>
+    /// The weights in their block format, exactly as the file stores them apart from the row order
+    /// of <see cref="Transformation"/>; null for f32, f16 and bf16 tensors. When it is set,
+    /// <see cref="DataType"/> and <see cref="Pointer"/> describe the f32 dequantization instead.
+    /// </summary>
+    public QuantizedData? Quantized { get; }
 
     /// <summary>Canonical name, e.g. <c>blk.0.attn_q.weight</c> (see <see cref="TensorNames"/>).</summary>
     public string Name { get; }
@@ -123,7 +146,8 @@ public sealed unsafe class ModelTensor
     /// </summary>
     public ReadOnlySpan<T> AsSpan<T>() where T : unmanaged
     {
-        if (sizeof(T) != DataType.SizeOf())
+        var format = DataType.Format();
+        if (format.BlockElements != 1 || sizeof(T) != format.BlockBytes)
             throw new InvalidOperationException($"tensor '{Name}' is {DataType}; {typeof(T).Name} has the wrong size");
         return MemoryMarshal.Cast<byte, T>(Bytes);
     }
@@ -140,8 +164,8 @@ public sealed unsafe class ModelTensor
     {
         if (first < 0 || first > ElementCount - destination.Length)
             throw new ArgumentOutOfRangeException(nameof(first));
-        int size = DataType.SizeOf();
-        DataType.WidenToFloat32(new ReadOnlySpan<byte>(Pointer + first * size, destination.Length * size), destination);
+        var format = DataType.Format();
+        format.Widen(new ReadOnlySpan<byte>(Pointer + format.ByteLength(first), checked((int)format.ByteLength(destination.Length))), destination);
     }
 
     /// <summary>All elements widened to f32 (for tests and small tensors).</summary>
@@ -153,7 +177,110 @@ public sealed unsafe class ModelTensor
     }
 
     public override string ToString() =>
-        $"{Name} {DataType} [{string.Join(", ", Shape)}]{(IsTransformed ? " (transformed)" : "")}";
+        $"{Name} {(Quantized is { } q ? q.Format.Name() : DataType.ToString())} [{string.Join(", ", Shape)}]{(IsTransformed ? " (transformed)" : "")}";
+}
+
+/// <summary>
+/// A weight's blocks in one of the <see cref="QuantFormat"/>s: rows of whole blocks, row-major like
+/// every tensor. The bytes are the file's memory map, or for rows the loader reordered a copy made
+/// on first access; valid until the owning <see cref="ModelCheckpoint"/> is disposed.
+/// </summary>
+public sealed unsafe class QuantizedData
+{
+    readonly TensorStore _store;
+    readonly MappedFile? _file;
+    readonly long _fileOffset;
+    readonly Action<IntPtr>? _materialise;
+    readonly Lock _materialiseLock = new();
+    byte* _materialised;
+
+    QuantizedData(TensorStore store, QuantFormat format, ImmutableArray<long> shape, MappedFile? file, long fileOffset, Action<IntPtr>? materialise)
+    {
+        _store = store;
+        Format = format;
+        ElementCount = shape.Aggregate(1L, (a, b) => checked(a * b));
+        RowLength = shape.IsEmpty ? 1 : shape[^1];
+        RowBytes = format.RowBytes(RowLength);
+        ByteLength = checked(ElementCount / RowLength * RowBytes);
+        _file = file;
+        _fileOffset = fileOffset;
+        _materialise = materialise;
+    }
+
+    internal static QuantizedData Mapped(TensorStore store, QuantFormat format, ImmutableArray<long> shape, MappedFile file, long fileOffset, string what)
+    {
+        var data = new QuantizedData(store, format, shape, file, fileOffset, null);
+        file.CheckRange(fileOffset, data.ByteLength, what);
+        return data;
+    }
+
+    /// <summary>Blocks computed on first access; <paramref name="fill"/> writes ByteLength bytes.</summary>
+    internal static QuantizedData Derived(TensorStore store, QuantFormat format, ImmutableArray<long> shape, Action<IntPtr> fill) =>
+        new(store, format, shape, null, 0, fill);
+
+    public QuantFormat Format { get; }
+
+    public long ElementCount { get; }
+
+    /// <summary>Weights per row (the innermost dimension): whole blocks.</summary>
+    public long RowLength { get; }
+
+    public long RowBytes { get; }
+
+    public long ByteLength { get; }
+
+    /// <summary>The first byte of the first block.</summary>
+    public byte* Pointer
+    {
+        get
+        {
+            _store.ThrowIfDisposed();
+            if (_file is not null) return _file.PointerAt(_fileOffset);
+            if (_materialised != null) return _materialised;
+            lock (_materialiseLock)
+            {
+                if (_materialised == null)
+                {
+                    byte* buffer = _store.Allocate(ByteLength);
+                    _materialise!((IntPtr)buffer);
+                    _materialised = buffer;
+                }
+                return _materialised;
+            }
+        }
+    }
+
+    /// <summary>A byte range of the blocks.</summary>
+    public ReadOnlySpan<byte> GetBytes(long offset, int length)
+    {
+        if (offset < 0 || length < 0 || offset > ByteLength - length)
+            throw new ArgumentOutOfRangeException(nameof(offset), $"[{offset}, {offset + length}) is outside {ByteLength} bytes of {Format.Name()} blocks");
+        return new ReadOnlySpan<byte>(Pointer + offset, length);
+    }
+
+    /// <summary>Every weight dequantized exactly (the scalar reference's bits, computed with the SIMD dequantizer).</summary>
+    public void Dequantize(Span<float> destination)
+    {
+        if (destination.Length != ElementCount)
+            throw new ArgumentException($"{ElementCount} {Format.Name()} weights need {ElementCount} floats, not {destination.Length}");
+        fixed (float* y = destination)
+            QuantizedSimd.Dequantize(SimdLevels.Best, Format, Pointer, y, ElementCount / Format.BlockSize());
+    }
+
+    /// <summary>The first block whose scales are NaN or infinite, or null (reads every block's scale fields).</summary>
+    public BadScale? FindBadScale()
+    {
+        long blockBytes = Format.BlockBytes();
+        // In slices of whole blocks: a span holds at most 2^31 bytes, a tensor may hold more.
+        long slice = int.MaxValue / blockBytes * blockBytes;
+        for (long offset = 0; offset < ByteLength; offset += slice)
+        {
+            int length = (int)Math.Min(slice, ByteLength - offset);
+            if (QuantizedBlocks.FindBadScale(Format, GetBytes(offset, length)) is { } bad)
+                return bad with { Block = bad.Block + offset / blockBytes };
+        }
+        return null;
+    }
 }
 
 /// <summary>

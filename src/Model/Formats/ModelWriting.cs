@@ -117,24 +117,27 @@ internal static class ModelWriting
 
     static void CopyRange(Stream destination, TensorSource source, long first, long count, StorageType type)
     {
-        int inSize = source.DataType.SizeOf(), outSize = type.SizeOf();
-        int chunk = (int)Math.Min(ChunkElements, Math.Max(1, count));
-        var bytes = new byte[chunk * inSize];
+        var from = source.DataType.Format();
+        var to = type.Format();
+        int block = from.BlockElements;
+        int chunk = (int)Math.Min(ChunkElements / block * block, Math.Max(block, count));
+        var bytes = new byte[from.ByteLength(chunk)];
         var floats = type == source.DataType ? null : new float[chunk];
-        var converted = type == source.DataType ? null : new byte[chunk * outSize];
+        var converted = type == source.DataType ? null : new byte[to.ByteLength(chunk)];
         for (long done = 0; done < count; done += chunk)
         {
             int n = (int)Math.Min(chunk, count - done);
-            var span = bytes.AsSpan(0, n * inSize);
+            var span = bytes.AsSpan(0, (int)from.ByteLength(n));
             source.Read(first + done, span);
             if (floats is null)
             {
                 destination.Write(span);
                 continue;
             }
-            source.DataType.WidenToFloat32(span, floats.AsSpan(0, n));
-            StorageNarrowing.Narrow(type, floats.AsSpan(0, n), converted.AsSpan(0, n * outSize));
-            destination.Write(converted.AsSpan(0, n * outSize));
+            from.Widen(span, floats.AsSpan(0, n));
+            var narrowed = converted.AsSpan(0, (int)to.ByteLength(n));
+            to.Narrow(floats.AsSpan(0, n), narrowed);
+            destination.Write(narrowed);
         }
     }
 
@@ -150,8 +153,7 @@ internal static class ModelWriting
         if (source.RowCount != (long)heads * headDim)
             throw new ArgumentException($"tensor '{source.Name}': {source.RowCount} rows is not {heads} heads × {headDim}");
         int half = headDim / 2;
-        int size = source.DataType.SizeOf();
-        int rowBytes = checked((int)(rowLength * size));
+        int rowBytes = checked((int)source.DataType.ByteLength(rowLength));
         var head = new byte[checked(headDim * rowBytes)];
         var permuted = new byte[head.Length];
         for (int h = 0; h < heads; h++)
@@ -174,22 +176,24 @@ internal static class ModelWriting
         int chunk = (int)Math.Min(ChunkElements, Math.Max(1, source.ElementCount));
         var values = new float[chunk];
         var mapped = new float[chunk];
-        var bytes = new byte[chunk * type.SizeOf()];
+        var format = type.Format();
+        var bytes = new byte[format.ByteLength(chunk)];
         for (long done = 0; done < source.ElementCount; done += chunk)
         {
             int n = (int)Math.Min(chunk, source.ElementCount - done);
             source.ReadFloat32(done, values.AsSpan(0, n));
             for (int i = 0; i < n; i++)
             {
-                float y = StorageNarrowing.RoundTo(type, f(values[i]));
+                float y = format.RoundTrip(f(values[i]));
                 if (BitConverter.SingleToInt32Bits(inverse(y)) != BitConverter.SingleToInt32Bits(values[i]))
                     throw new NotSupportedException(
                         $"tensor '{source.Name}': element {done + i} = {values[i]:R} cannot be stored as {what} in {type.Name()} " +
                         $"and read back exactly ({y:R} gives {inverse(y):R})");
                 mapped[i] = y;
             }
-            StorageNarrowing.Narrow(type, mapped.AsSpan(0, n), bytes.AsSpan(0, n * type.SizeOf()));
-            destination.Write(bytes.AsSpan(0, n * type.SizeOf()));
+            var narrowed = bytes.AsSpan(0, (int)format.ByteLength(n));
+            format.Narrow(mapped.AsSpan(0, n), narrowed);
+            destination.Write(narrowed);
         }
     }
 
@@ -200,11 +204,53 @@ internal static class ModelWriting
             destination.Write(bytes);
             return;
         }
-        var floats = new float[bytes.Length / from.SizeOf()];
-        from.WidenToFloat32(bytes, floats);
-        var converted = new byte[floats.Length * to.SizeOf()];
-        StorageNarrowing.Narrow(to, floats, converted);
+        var floats = new float[from.ElementCount(bytes.Length)];
+        from.Format().Widen(bytes, floats);
+        var converted = new byte[to.ByteLength(floats.Length)];
+        to.Format().Narrow(floats, converted);
         destination.Write(converted);
+    }
+
+    /// <summary>
+    /// Streams a matrix quantized to <paramref name="format"/> row by row (ggml's reference
+    /// quantizers, <see cref="BlockQuantizer"/>); with <paramref name="heads"/> set, its rows are
+    /// first permuted into llama.cpp's adjacent-pair rotary order as <see cref="CopyRotaryInterleaved"/>
+    /// does (rows are quantized independently, so permuting before or after is the same).
+    /// Rows of a chunk are quantized in parallel; each row's bytes depend on that row alone.
+    /// </summary>
+    public static void CopyQuantized(Stream destination, TensorSource source, QuantFormat format, int? heads = null, int headDim = 0,
+        CancellationToken cancellation = default)
+    {
+        long rowLength = source.RowLength, rows = source.RowCount;
+        int rowBytes = checked((int)format.RowBytes(rowLength));
+        int width = checked((int)rowLength);
+        // A chunk is whole heads when rows are permuted, so each chunk permutes on its own.
+        int group = heads is null ? 1 : headDim;
+        if (heads is { } h && rows != (long)h * headDim)
+            throw new ArgumentException($"tensor '{source.Name}': {rows} rows is not {h} heads × {headDim}");
+        int chunkRows = Math.Max(group, (int)Math.Min(rows, Math.Max(1, ChunkElements / width)) / group * group);
+        var values = new float[(long)chunkRows * width];
+        var ordered = heads is null ? values : new float[values.Length];
+        var blocks = new byte[(long)chunkRows * rowBytes];
+        for (long first = 0; first < rows; first += chunkRows)
+        {
+            cancellation.ThrowIfCancellationRequested();
+            int n = (int)Math.Min(chunkRows, rows - first);
+            source.ReadFloat32(first * rowLength, values.AsSpan(0, n * width));
+            if (heads is not null)
+            {
+                int half = headDim / 2;
+                for (int head = 0; head < n / headDim; head++)
+                    for (int j = 0; j < 2; j++)
+                        for (int k = 0; k < half; k++)
+                            values.AsSpan(((head * headDim) + j * half + k) * width, width)
+                                .CopyTo(ordered.AsSpan(((head * headDim) + 2 * k + j) * width, width));
+            }
+            var input = ordered;
+            Parallel.For(0, n, new ParallelOptions { CancellationToken = cancellation }, row =>
+                BlockQuantizer.Quantize(format, input.AsSpan(row * width, width), blocks.AsSpan(row * rowBytes, rowBytes)));
+            destination.Write(blocks, 0, n * rowBytes);
+        }
     }
 
     /// <summary>A float written so that reading it back as a double and rounding to f32 gives it exactly.</summary>

@@ -83,6 +83,8 @@ public sealed unsafe class SafetensorsFile : IDisposable
         long dataStart = 8 + (long)headerLength;
         long dataLength = file.Length - dataStart;
 
+        if (Utf8Text.Problem(headerBytes, baseOffset: 8) is string invalid)
+            throw new ModelFormatException(path, $"the JSON header is not UTF-8: {invalid}");
         JsonDocument document;
         try
         {

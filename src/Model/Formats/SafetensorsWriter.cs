@@ -23,13 +23,8 @@ public sealed class SafetensorsWriter
     byte[]? _header;
 
     /// <summary>The safetensors dtype name of a storage type.</summary>
-    public static string DTypeName(StorageType type) => type switch
-    {
-        StorageType.F32 => "F32",
-        StorageType.F16 => "F16",
-        StorageType.BF16 => "BF16",
-        _ => throw new ArgumentOutOfRangeException(nameof(type), type, null),
-    };
+    public static string DTypeName(StorageType type) =>
+        type.Format().SafetensorsName ?? throw new NotSupportedException($"safetensors cannot hold {type.Name()} tensors");
 
     public IEnumerable<SafetensorsTensorLayout> Tensors => _tensors.Select(t => t.Layout);
 

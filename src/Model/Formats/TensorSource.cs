@@ -35,7 +35,7 @@ public sealed class TensorSource
         if (Shape.Any(d => d < 0))
             throw new ArgumentException($"tensor '{name}': shape [{string.Join(", ", Shape)}] has a negative dimension", nameof(shape));
         ElementCount = Shape.Aggregate(1L, (a, b) => checked(a * b));
-        ByteLength = checked(ElementCount * dataType.SizeOf());
+        ByteLength = dataType.ByteLength(ElementCount);
         _read = read;
     }
 
@@ -57,13 +57,19 @@ public sealed class TensorSource
     /// <summary>Elements per row of the tensor viewed as [Shape[0], rest].</summary>
     public long RowLength => RowCount == 0 ? 0 : ElementCount / RowCount;
 
-    /// <summary>Elements [firstElement, firstElement + destination.Length / size) as stored bytes.</summary>
+    /// <summary>Elements [firstElement, firstElement + the elements the destination holds) as stored bytes (whole blocks).</summary>
     public void Read(long firstElement, Span<byte> destination)
     {
-        int size = DataType.SizeOf();
-        if (destination.Length % size != 0)
-            throw new ArgumentException($"tensor '{Name}': {destination.Length} bytes is not a whole number of {DataType.Name()} elements", nameof(destination));
-        long count = destination.Length / size;
+        long count;
+        try
+        {
+            count = DataType.ElementCount(destination.Length);
+            DataType.ByteLength(firstElement);
+        }
+        catch (ArgumentException e)
+        {
+            throw new ArgumentException($"tensor '{Name}': {e.Message}", nameof(destination));
+        }
         if (firstElement < 0 || firstElement > ElementCount - count)
             throw new ArgumentOutOfRangeException(nameof(firstElement),
                 $"tensor '{Name}': elements [{firstElement}, {firstElement + count}) are outside its {ElementCount}");
@@ -79,15 +85,15 @@ public sealed class TensorSource
             Read(firstElement, MemoryMarshal.AsBytes(destination));
             return;
         }
-        const int chunk = 1 << 14;
-        int size = DataType.SizeOf();
-        Span<byte> buffer = new byte[Math.Min(destination.Length, chunk) * size];
+        var format = DataType.Format();
+        int chunk = (1 << 14) / format.BlockElements * format.BlockElements;
+        Span<byte> buffer = new byte[format.ByteLength(Math.Min(destination.Length, chunk))];
         for (int done = 0; done < destination.Length; done += chunk)
         {
             int n = Math.Min(chunk, destination.Length - done);
-            var bytes = buffer[..(n * size)];
+            var bytes = buffer[..(int)format.ByteLength(n)];
             Read(firstElement + done, bytes);
-            DataType.WidenToFloat32(bytes, destination.Slice(done, n));
+            format.Widen(bytes, destination.Slice(done, n));
         }
     }
 
@@ -103,9 +109,9 @@ public sealed class TensorSource
     public static unsafe TensorSource FromCheckpoint(ModelTensor tensor)
     {
         ArgumentNullException.ThrowIfNull(tensor);
-        int size = tensor.DataType.SizeOf();
+        var format = tensor.DataType.Format();
         return new TensorSource(tensor.Name, tensor.DataType, tensor.Shape,
-            (first, destination) => new ReadOnlySpan<byte>(tensor.Pointer + first * size, destination.Length).CopyTo(destination));
+            (first, destination) => new ReadOnlySpan<byte>(tensor.Pointer + format.ByteLength(first), destination.Length).CopyTo(destination));
     }
 
     /// <summary>
@@ -116,18 +122,21 @@ public sealed class TensorSource
     public static TensorSource FromFloat32(string name, StorageType dataType, IEnumerable<long> shape, Action<long, Span<float>> values)
     {
         ArgumentNullException.ThrowIfNull(values);
+        var format = dataType.Format();
+        if (!format.Narrows)
+            throw new ArgumentException($"tensor '{name}': {format.Name} values cannot be written from f32 values", nameof(dataType));
         if (dataType == StorageType.F32)
             return new TensorSource(name, dataType, shape, (first, destination) => values(first, MemoryMarshal.Cast<byte, float>(destination)));
         return new TensorSource(name, dataType, shape, (first, destination) =>
         {
             const int chunk = 1 << 18;
-            var bits = MemoryMarshal.Cast<byte, ushort>(destination);
-            Span<float> buffer = new float[Math.Min(bits.Length, chunk)];
-            for (int done = 0; done < bits.Length; done += chunk)
+            long count = format.ElementCount(destination.Length);
+            Span<float> buffer = new float[Math.Min(count, chunk)];
+            for (int done = 0; done < count; done += chunk)
             {
-                int n = Math.Min(chunk, bits.Length - done);
+                int n = (int)Math.Min(chunk, count - done);
                 values(first + done, buffer[..n]);
-                StorageNarrowing.Narrow(dataType, buffer[..n], MemoryMarshal.AsBytes(bits.Slice(done, n)));
+                format.Narrow(buffer[..n], destination.Slice((int)format.ByteLength(done), (int)format.ByteLength(n)));
             }
         });
     }
@@ -143,76 +152,4 @@ public sealed class TensorSource
     }
 
     public override string ToString() => $"{Name} {DataType.Name()} [{string.Join(", ", Shape)}]";
-}
-
-/// <summary>
-/// f32 → storage type, round to nearest even: the same bits as <see cref="HalfBits"/>'s scalar
-/// conversions (NaN included), vectorised because writing a model narrows every weight.
-/// </summary>
-public static class StorageNarrowing
-{
-    public static void Narrow(StorageType type, ReadOnlySpan<float> source, Span<byte> destination)
-    {
-        if (destination.Length != source.Length * type.SizeOf())
-            throw new ArgumentException($"{source.Length} {type.Name()} elements need {source.Length * type.SizeOf()} bytes, not {destination.Length}");
-        switch (type)
-        {
-            case StorageType.F32:
-                MemoryMarshal.AsBytes(source).CopyTo(destination);
-                break;
-            case StorageType.F16:
-                NarrowToF16(source, MemoryMarshal.Cast<byte, ushort>(destination));
-                break;
-            case StorageType.BF16:
-                NarrowToBf16(source, MemoryMarshal.Cast<byte, ushort>(destination));
-                break;
-            default:
-                throw new ArgumentOutOfRangeException(nameof(type), type, null);
-        }
-    }
-
-    static void NarrowToF16(ReadOnlySpan<float> source, Span<ushort> destination)
-    {
-        // .NET's float → Half is IEEE round-to-nearest-even, as HalfBits.F32ToF16 is; only the
-        // payload a NaN keeps may differ, so any NaN sends the span down the scalar path.
-        if (source.Length > 0 && !float.IsNaN(TensorPrimitives.Max(source)))
-        {
-            TensorPrimitives.ConvertToHalf(source, MemoryMarshal.Cast<ushort, Half>(destination));
-            return;
-        }
-        for (int i = 0; i < source.Length; i++)
-            destination[i] = HalfBits.F32ToF16(source[i]);
-    }
-
-    static void NarrowToBf16(ReadOnlySpan<float> source, Span<ushort> destination)
-    {
-        var bits = MemoryMarshal.Cast<float, uint>(source);
-        int i = 0;
-        if (Vector.IsHardwareAccelerated)
-        {
-            int width = Vector<uint>.Count;
-            for (; i + 2 * width <= bits.Length; i += 2 * width)
-                Vector.Narrow(RoundToBf16(new Vector<uint>(bits[i..])), RoundToBf16(new Vector<uint>(bits[(i + width)..])))
-                    .CopyTo(destination[i..]);
-        }
-        for (; i < bits.Length; i++)
-            destination[i] = HalfBits.F32ToBf16(source[i]);
-    }
-
-    /// <summary>HalfBits.F32ToBf16 lane by lane: ties to even, NaN made quiet with its sign and high payload.</summary>
-    static Vector<uint> RoundToBf16(Vector<uint> bits)
-    {
-        var rounded = (bits + new Vector<uint>(0x7FFF) + ((bits >> 16) & Vector<uint>.One)) >> 16;
-        var nan = Vector.GreaterThan(bits & new Vector<uint>(0x7FFFFFFF), new Vector<uint>(0x7F800000));
-        return Vector.ConditionalSelect(nan, (bits >> 16) | new Vector<uint>(0x40), rounded);
-    }
-
-    /// <summary>The value <paramref name="value"/> becomes when stored as <paramref name="type"/> and widened back.</summary>
-    public static float RoundTo(StorageType type, float value) => type switch
-    {
-        StorageType.F32 => value,
-        StorageType.F16 => HalfBits.F16ToF32(HalfBits.F32ToF16(value)),
-        StorageType.BF16 => HalfBits.Bf16ToF32(HalfBits.F32ToBf16(value)),
-        _ => throw new ArgumentOutOfRangeException(nameof(type), type, null),
-    };
 }

@@ -119,6 +119,10 @@ public sealed class ChatTemplate
     /// (ChatML with Qwen2.5's default system prompt).
     /// </summary>
     /// <exception cref="ArgumentException">The name is none of these.</exception>
+    /// <summary>Every name <see cref="FromName"/> accepts (case does not matter).</summary>
+    public static readonly IReadOnlyList<string> Names =
+        ["llama3", "llama-3", "llama2", "llama-2", "gemma", "gemma2", "gemma3", "chatml", "qwen", "qwen2", "qwen2.5"];
+
     public static ChatTemplate FromName(string name)
     {
         return name.Trim().ToLowerInvariant() switch
@@ -128,7 +132,7 @@ public sealed class ChatTemplate
             "gemma" or "gemma2" or "gemma3" => new ChatTemplate(ChatFormat.Gemma, null),
             "chatml" => new ChatTemplate(ChatFormat.ChatML, null),
             "qwen" or "qwen2" or "qwen2.5" => new ChatTemplate(ChatFormat.ChatML, Qwen25DefaultSystemPrompt),
-            _ => throw new ArgumentException($"unknown chat template '{name}' (known: llama3, llama2, gemma, chatml, qwen2.5)", nameof(name)),
+            _ => throw new ArgumentException($"unknown chat template '{name}' (known: {string.Join(", ", Names)})", nameof(name)),
         };
     }
 

@@ -13,7 +13,9 @@ public static partial class TokenizerFactory
     /// </summary>
     /// <exception cref="ModelFormatException">A key is missing or of the wrong type (from <see cref="GgufFile"/>).</exception>
     /// <exception cref="TokenizerLoadException">The vocabulary is inconsistent or of a kind this engine does not run.</exception>
-    public static ITokenizer FromGguf(GgufFile gguf)
+    public static ITokenizer FromGguf(GgufFile gguf) => TokenizerChecks.EnsureUsable(ReadGguf(gguf), gguf.Path);
+
+    static ITokenizer ReadGguf(GgufFile gguf)
     {
         ArgumentNullException.ThrowIfNull(gguf);
         var model = gguf.GetString("tokenizer.ggml.model");

@@ -1,3 +1,4 @@
+using IlgpuLlm.Model.Formats;
 using System.Text.Json;
 
 namespace IlgpuLlm.Model.Tokenizers;
@@ -31,10 +32,10 @@ public static class HuggingFaceTokenizerFiles
             var added = new List<AddedToken>();
             if (root.TryGetProperty("added_tokens", out var addedTokens) && addedTokens.ValueKind == JsonValueKind.Array)
                 foreach (var token in addedTokens.EnumerateArray())
-                    added.Add(AddedToken.FromJson(token, token.GetProperty("id").GetInt32()));
+                    added.Add(AddedToken.FromJson(token, TokenIds.FromJson(token.GetProperty("id"), $"added token {AddedTokenName(token)}")));
 
             bool nfc = ReadNormalizer(root.TryGetProperty("normalizer", out var n) ? n : default);
-            var (preTokenizer, addPrefixSpace) = ReadPreTokenizer(root.GetProperty("pre_tokenizer"));
+            var (preTokenizer, addPrefixSpace) = ReadPreTokenizer(root.GetProperty("pre_tokenizer"), path);
             var (templateBos, templateAddsBos) = ReadPostProcessor(root.TryGetProperty("post_processor", out var p) ? p : default);
             var config = configPath is null ? null : TokenizerConfig.Load(configPath);
             if (config is not null)
@@ -96,8 +97,11 @@ public static class HuggingFaceTokenizerFiles
             try
             {
                 foreach (var entry in doc.RootElement.EnumerateObject())
-                    if (added.All(a => a.Id != entry.Value.GetInt32()))
-                        added.Add(new AddedToken(entry.Value.GetInt32(), entry.Name, Special: true, false, false));
+                {
+                    int id = TokenIds.FromJson(entry.Value, $"token '{Excerpt.Of(entry.Name, 40)}'");
+                    if (added.All(a => a.Id != id))
+                        added.Add(new AddedToken(id, entry.Name, Special: true, false, false));
+                }
             }
             catch (Exception e) when (e is FormatException or InvalidOperationException)
             {
@@ -224,9 +228,7 @@ public static class HuggingFaceTokenizerFiles
         var result = new Dictionary<string, int>(StringComparer.Ordinal);
         foreach (var entry in vocab.EnumerateObject())
         {
-            if (entry.Value.ValueKind != JsonValueKind.Number || !entry.Value.TryGetInt32(out int id))
-                throw new FormatException($"token '{entry.Name}' has no integer id");
-            result[entry.Name] = id;
+            result[entry.Name] = TokenIds.FromJson(entry.Value, $"token '{Excerpt.Of(entry.Name, 40)}'");
         }
         return result;
     }
@@ -267,7 +269,10 @@ public static class HuggingFaceTokenizerFiles
         throw new NotSupportedException($"normalizer '{type}' is not supported (only NFC)");
     }
 
-    static (PreTokenizer PreTokenizer, bool AddPrefixSpace) ReadPreTokenizer(JsonElement pre)
+    static string AddedTokenName(JsonElement token) =>
+        token.TryGetProperty("content", out var content) && content.ValueKind == JsonValueKind.String ? $"'{Excerpt.Of(content.GetString()!, 40)}'" : "(no content)";
+
+    static (PreTokenizer PreTokenizer, bool AddPrefixSpace) ReadPreTokenizer(JsonElement pre, string path)
     {
         var stages = new List<PreTokenizer>();
         bool addPrefixSpace = false;
@@ -291,8 +296,8 @@ public static class HuggingFaceTokenizerFiles
                         throw new NotSupportedException($"Split pre-tokenizer with behavior '{behavior}' (or invert) is not supported; only Isolated");
                     var pattern = e.GetProperty("pattern");
                     stages.Add(pattern.TryGetProperty("Regex", out var regex)
-                        ? PreTokenizer.FromRegex(regex.GetString()!)
-                        : PreTokenizer.FromRegex(System.Text.RegularExpressions.Regex.Escape(pattern.GetProperty("String").GetString()!)));
+                        ? PreTokenizer.FromRegex(regex.GetString()!, path)
+                        : PreTokenizer.FromRegex(System.Text.RegularExpressions.Regex.Escape(pattern.GetProperty("String").GetString()!), path));
                     break;
                 default:
                     throw new NotSupportedException($"pre-tokenizer '{type}' is not supported (Sequence, Split and ByteLevel are)");
@@ -330,6 +335,8 @@ public static class HuggingFaceTokenizerFiles
     static JsonDocument ParseJson(string path)
     {
         var bytes = TokenizerFiles.ReadAllBytes(path);
+        if (Formats.Utf8Text.Problem(bytes) is string invalid)
+            throw new TokenizerLoadException(path, $"not a UTF-8 JSON file: {invalid}");
         try
         {
             return JsonDocument.Parse(bytes);
@@ -373,7 +380,7 @@ public static class HuggingFaceTokenizerFiles
                 var config = new TokenizerConfig();
                 if (root.TryGetProperty("added_tokens_decoder", out var decoder))
                     foreach (var entry in decoder.EnumerateObject())
-                        config.AddedTokens.Add(AddedToken.FromJson(entry.Value, int.Parse(entry.Name, System.Globalization.CultureInfo.InvariantCulture)));
+                        config.AddedTokens.Add(AddedToken.FromJson(entry.Value, TokenIds.FromText(entry.Name, $"added token {AddedTokenName(entry.Value)}")));
                 config.TokenizerClass = root.TryGetProperty("tokenizer_class", out var cls) ? cls.GetString() : null;
                 config.HasBos = root.TryGetProperty("bos_token", out _);
                 config.BosToken = TokenText(root, "bos_token");

@@ -40,12 +40,13 @@ public abstract class PreTokenizer
     /// A Hugging Face <c>Split</c> pre-tokenizer with behavior "Isolated": matches and the text between
     /// them both become pieces. The three known patterns get their exact matchers.
     /// </summary>
-    public static PreTokenizer FromRegex(string pattern) => pattern switch
+    /// <param name="source">The file the pattern came from, for messages (see <see cref="UserPatterns"/>).</param>
+    public static PreTokenizer FromRegex(string pattern, string source = "a tokenizer") => pattern switch
     {
         Llama3Pattern => Llama3,
         Qwen2Pattern => Qwen2,
         Gpt2Pattern => Gpt2,
-        _ => new RegexSplitter(pattern),
+        _ => new RegexSplitter(pattern, source),
     };
 
     /// <summary>Applies several pre-tokenizers in turn, each splitting the pieces of the one before (Hugging Face's Sequence).</summary>
@@ -256,13 +257,25 @@ internal sealed class UnicodeClassSplitter(UnicodeClassSplitter.Flavor flavor) :
 }
 
 /// <summary>A pattern without a hand-coded matcher, on .NET's Regex; see <see cref="PreTokenizer"/> for the surrogate caveat.</summary>
-internal sealed class RegexSplitter(string pattern) : PreTokenizer
+internal sealed class RegexSplitter(string pattern, string source) : PreTokenizer
 {
-    readonly Regex regex = new(pattern, RegexOptions.Compiled | RegexOptions.CultureInvariant);
+    readonly Regex regex = UserPatterns.Create(pattern, source);
 
     public override string Name => $"Regex({pattern})";
 
     public override void Split(ReadOnlySpan<char> text, List<(int Start, int Length)> pieces)
+    {
+        try
+        {
+            SplitOnMatches(text, pieces);
+        }
+        catch (RegexMatchTimeoutException e)
+        {
+            throw UserPatterns.TimedOut(pattern, source, text.Length, e);
+        }
+    }
+
+    void SplitOnMatches(ReadOnlySpan<char> text, List<(int Start, int Length)> pieces)
     {
         int last = 0;
         foreach (var match in regex.EnumerateMatches(text))

@@ -15,10 +15,10 @@ public static partial class TokenizerFactory
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         if (Directory.Exists(path))
-            return OpenFolder(path);
+            return TokenizerChecks.EnsureUsable(OpenFolder(path), path);
         if (!File.Exists(path))
             throw new TokenizerLoadException(path, "no such file or folder");
-        return OpenFile(path);
+        return TokenizerChecks.EnsureUsable(OpenFile(path), path);
     }
 
     static ITokenizer OpenFolder(string folder)
@@ -80,6 +80,7 @@ public static partial class TokenizerFactory
 
     static byte[] ReadHead(string path, int count)
     {
+        TokenizerFiles.RequireRegularFile(path);
         try
         {
             using var stream = File.OpenRead(path);

@@ -5,6 +5,7 @@ internal static class TokenizerFiles
 {
     public static byte[] ReadAllBytes(string path)
     {
+        RequireRegularFile(path);
         try
         {
             return File.ReadAllBytes(path);
@@ -17,6 +18,7 @@ internal static class TokenizerFiles
 
     public static string[] ReadAllLines(string path)
     {
+        RequireRegularFile(path);
         try
         {
             return File.ReadAllLines(path);
@@ -25,5 +27,12 @@ internal static class TokenizerFiles
         {
             throw new TokenizerLoadException(path, e is FileNotFoundException or DirectoryNotFoundException ? "file not found" : e.Message, e);
         }
+    }
+
+    /// <summary>A named pipe or a device would block or never end: only regular files are read.</summary>
+    public static void RequireRegularFile(string path)
+    {
+        if (Formats.FileKind.WhyNotRegularFile(path) is string why)
+            throw new TokenizerLoadException(path, why == "no such file or folder" ? "file not found" : why);
     }
 }

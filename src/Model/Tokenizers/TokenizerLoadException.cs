@@ -7,7 +7,7 @@ namespace IlgpuLlm.Model.Tokenizers;
 public sealed class TokenizerLoadException : IOException
 {
     public TokenizerLoadException(string filePath, string problem, Exception? inner = null)
-        : base($"{filePath}: {problem}", inner)
+        : base(Formats.Excerpt.Message($"{filePath}: {problem}"), inner)
     {
         FilePath = filePath;
     }

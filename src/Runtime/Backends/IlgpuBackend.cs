@@ -15,12 +15,13 @@ public sealed class IlgpuBackend : IBackend
     readonly Context context;
     readonly Accelerator accelerator;
     readonly KernelLibrary kernels;
+    readonly DeviceCounters counters = new();
 
     IlgpuBackend(Context context, Accelerator accelerator, string kind, LaunchProfile? profile = null)
     {
         this.context = context;
         this.accelerator = accelerator;
-        kernels = new KernelLibrary(accelerator, profile);
+        kernels = new KernelLibrary(accelerator, profile, counters);
         Kind = kind;
         string shapes = kind != "cuda" && kernels.Profile == LaunchProfile.Cuda ? ", CUDA launch shapes" : "";
         Name = kind == "cuda" ? $"cuda ({accelerator.Name})" : $"ilgpu-cpu ({accelerator.NumMultiprocessors} threads{shapes})";
@@ -66,16 +67,55 @@ public sealed class IlgpuBackend : IBackend
 
     public string Name { get; }
     public string Kind { get; }
+    public DeviceCounters Counters => counters;
+
+    // The one place for each kind of device work, so that every one is counted.
+
+    MemoryBuffer1D<T, Stride1D.Dense> NewBuffer<T>(long length) where T : unmanaged
+    {
+        counters.Allocation();
+        return accelerator.Allocate1D<T>(Math.Max(1, length));
+    }
+
+    void Release(MemoryBuffer buffer)
+    {
+        counters.Free();
+        buffer.Dispose();
+    }
+
+    void Zero<T>(MemoryBuffer1D<T, Stride1D.Dense> buffer) where T : unmanaged
+    {
+        counters.Launch();
+        buffer.MemSetToZero();
+    }
+
+    void Wait()
+    {
+        counters.Wait();
+        accelerator.Synchronize();
+    }
+
+    void CopyIn<T>(ArrayView<T> destination, ReadOnlySpan<T> values) where T : unmanaged
+    {
+        counters.Upload();
+        destination.CopyFromCPU(values);
+    }
+
+    void CopyOut<T>(ArrayView<T> source, Span<T> values) where T : unmanaged
+    {
+        counters.Download();
+        source.CopyToCPU(values);
+    }
 
     public Tensor Allocate(TensorType type, long length, string name)
     {
         if (length < 0)
             throw new ArgumentOutOfRangeException(nameof(length), $"{name}: cannot allocate {length} values");
-        var buffer = accelerator.Allocate1D<byte>(Math.Max(1, checked(length * type.SizeOf())));
+        var buffer = NewBuffer<byte>(type.ByteLength(length));
         // Device memory comes back holding whatever was freed there last; a KV cache's unused
         // positions must be zeros (as on the SIMD backend), or converting it to f16 counts their
         // stale bits as overflows.
-        buffer.MemSetToZero();
+        Zero(buffer);
         return new Tensor(this, buffer, type, 0, length, name);
     }
 
@@ -86,29 +126,29 @@ public sealed class IlgpuBackend : IBackend
         for (long done = 0; done < bytes; done += int.MaxValue / 2)
         {
             int chunk = (int)Math.Min(int.MaxValue / 2, bytes - done);
-            Own(tensor).View.AsContiguous().SubView(done, chunk).CopyFromCPU(new ReadOnlySpan<byte>(data + done, chunk));
+            CopyIn(Own(tensor).View.AsContiguous().SubView(done, chunk), new ReadOnlySpan<byte>(data + done, chunk));
         }
         return tensor;
     }
 
-    public void Free(Tensor tensor) => Own(tensor).Dispose();
+    public void Free(Tensor tensor) => Release(Own(tensor));
 
     public void Upload(Tensor destination, ReadOnlySpan<byte> values)
     {
         Shapes.Expect($"upload to {destination.Name}", values.Length, destination.ByteLength, "bytes of the tensor");
         if (values.Length > 0)
-            Bytes(destination).CopyFromCPU(values);
+            CopyIn(Bytes(destination), values);
     }
 
     public void Download(Tensor source, Span<byte> values)
     {
         Shapes.Expect($"download from {source.Name}", values.Length, source.ByteLength, "bytes of the tensor");
-        accelerator.Synchronize();
+        Wait();
         if (values.Length > 0)
-            Bytes(source).CopyToCPU(values);
+            CopyOut(Bytes(source), values);
     }
 
-    public void Synchronize() => accelerator.Synchronize();
+    public void Synchronize() => Wait();
 
     MemoryBuffer1D<byte, Stride1D.Dense> Own(Tensor tensor)
     {
@@ -119,8 +159,7 @@ public sealed class IlgpuBackend : IBackend
 
     ArrayView<byte> Bytes(Tensor tensor)
     {
-        int size = tensor.Type.SizeOf();
-        return Own(tensor).View.SubView(tensor.Offset * size, tensor.Length * size);
+        return Own(tensor).View.SubView(tensor.ByteOffset, tensor.ByteLength);
     }
 
     ArrayView<float> F32(Tensor tensor)
@@ -129,24 +168,10 @@ public sealed class IlgpuBackend : IBackend
         return Bytes(tensor).Cast<float>();
     }
 
-    /// <summary>
-    /// Copies small per-call host data (ids, positions, key ranges) to the device for one op.
-    /// Dispose it only after the op has finished (<see cref="Synchronize"/>).
-    /// </summary>
-    MemoryBuffer1D<T, Stride1D.Dense> Stage<T>(ReadOnlySpan<T> values) where T : unmanaged
+    ArrayView<int> I32(Tensor tensor)
     {
-        var buffer = accelerator.Allocate1D<T>(Math.Max(1, values.Length));
-        if (values.Length > 0)
-            buffer.View.AsContiguous().SubView(0, values.Length).CopyFromCPU(values);
-        return buffer;
-    }
-
-    /// <summary>A device buffer of <paramref name="length"/> zeroed values for an op's per-call results.</summary>
-    MemoryBuffer1D<T, Stride1D.Dense> Scratch<T>(long length) where T : unmanaged
-    {
-        var buffer = accelerator.Allocate1D<T>(Math.Max(1, length));
-        buffer.MemSetToZero();
-        return buffer;
+        Expect(tensor, TensorType.I32);
+        return Bytes(tensor).Cast<int>();
     }
 
     static void Expect(Tensor tensor, TensorType type)
@@ -155,81 +180,74 @@ public sealed class IlgpuBackend : IBackend
             throw new ArgumentException($"{tensor.Name} holds {tensor.Type.Name()} values; this op needs {type.Name()}");
     }
 
-    public void Embedding(Tensor table, ReadOnlySpan<int> ids, Tensor output, EmbeddingShape shape, float scale)
+    /// <summary>
+    /// Work space an op keeps between calls (attention scores, sampling weights when the caller
+    /// gives none), grown only when a call needs more.
+    /// </summary>
+    ArrayView<float> Workspace(ref MemoryBuffer1D<float, Stride1D.Dense>? buffer, long floats)
+    {
+        if (buffer == null || buffer.Length < floats)
+        {
+            if (buffer != null)
+                Release(buffer);
+            buffer = NewBuffer<float>(floats);
+        }
+        return buffer.View.AsContiguous().SubView(0, Math.Max(1, floats));
+    }
+
+    MemoryBuffer1D<float, Stride1D.Dense>? attentionScores, samplingWeights;
+    MemoryBuffer1D<long, Stride1D.Dense>? finiteResult, convertOverflows;
+
+    public void Embedding(Tensor table, Tensor ids, Tensor output, EmbeddingShape shape, float scale)
     {
         shape.Validate(table.Length, ids.Length, output.Length);
-        shape.ValidateIds(ids);
-        using var staged = Stage(ids);
-        Kernels.Embedding.Run(kernels, Bytes(table), table.Type.AsStorage(), staged.View, F32(output), shape, scale);
-        accelerator.Synchronize();
+        Kernels.Embedding.Run(kernels, Bytes(table), table.Type.Storage, I32(ids), F32(output), shape, scale);
     }
 
     public void Linear(Tensor x, Tensor weight, Tensor? bias, Tensor y, LinearShape shape) =>
-        Kernels.Linear.Run(kernels, F32(x), Bytes(weight), weight.Type.AsStorage(), bias is null ? null : F32(bias), F32(y), shape);
+        Kernels.Linear.Run(kernels, F32(x), Bytes(weight), weight.Type.Storage, bias is null ? null : F32(bias), F32(y), shape);
 
     public void RmsNorm(Tensor x, Tensor weight, Tensor y, RmsNormShape shape) =>
-        Kernels.RmsNorm.Run(kernels, F32(x), Bytes(weight), weight.Type.AsStorage(), F32(y), shape);
+        Kernels.RmsNorm.Run(kernels, F32(x), Bytes(weight), weight.Type.Storage, F32(y), shape);
 
     public void Rotary(Tensor x, Tensor angles, RotaryShape shape) =>
         Kernels.Rotary.Run(kernels, F32(x), F32(angles), shape);
 
-    public int ScatterRows(Tensor source, Tensor destination, ReadOnlySpan<long> rowIndices, ScatterShape shape,
-        Span<bool> rowOverflowed)
+    public void ScatterRows(Tensor source, Tensor destination, Tensor rowIndices, ScatterShape shape, ProblemFlags? overflowed)
     {
-        var type = destination.Type.AsStorage();
-        shape.Validate(source.Length, destination.Length, rowIndices);
-        Shapes.Expect("scatter: overflow flags", rowOverflowed.Length, shape.Rows, $"one per row, rows {shape.Rows}");
-        using var indices = Stage(rowIndices);
-        using var flags = Scratch<int>(shape.Rows);
-        var flagsView = flags.View.AsContiguous().SubView(0, shape.Rows);
-        Scatter.Run(kernels, F32(source), Bytes(destination), type, rowIndices, indices.View.AsContiguous().SubView(0, rowIndices.Length),
-            shape, flagsView);
-        Span<int> overflowed = shape.Rows <= 256 ? stackalloc int[shape.Rows] : new int[shape.Rows];
-        accelerator.Synchronize();
-        flagsView.CopyToCPU(overflowed);
-        int count = 0;
-        for (int r = 0; r < shape.Rows; r++)
-        {
-            rowOverflowed[r] = overflowed[r] != 0;
-            count += overflowed[r] != 0 ? 1 : 0;
-        }
-        return count;
+        overflowed?.Validate("scatter: overflow flags", shape.Rows);
+        Scatter.Run(kernels, F32(source), Bytes(destination), destination.Type.Storage, I32(rowIndices), shape,
+            overflowed is { } flags ? I32(flags.Flags) : default, overflowed?.Mark ?? 0);
     }
 
     public long Convert(Tensor source, Tensor destination)
     {
-        var sourceType = source.Type.AsStorage();
-        var type = destination.Type.AsStorage();
+        var sourceType = source.Type.Storage;
+        var type = destination.Type.Storage;
         Shapes.Expect($"convert: destination {destination.Name}", destination.Length, source.Length, $"the length of {source.Name}");
-        using var overflows = Scratch<long>(1);
-        Scatter.RunConvert(kernels, Bytes(source), sourceType, Bytes(destination), type, overflows.View.AsContiguous());
+        var counter = convertOverflows ??= NewBuffer<long>(1);
+        Zero(counter);
+        Scatter.RunConvert(kernels, Bytes(source), sourceType, Bytes(destination), type, counter.View.AsContiguous());
         Span<long> count = stackalloc long[1];
-        accelerator.Synchronize();
-        overflows.View.AsContiguous().CopyToCPU(count);
+        Wait();
+        CopyOut(counter.View.AsContiguous(), count);
         return count[0];
     }
 
-    public void Attention(Tensor q, Tensor keys, Tensor values, Tensor output, ReadOnlySpan<KeyRange> ranges,
-        AttentionShape shape, AttentionBias? bias, Span<bool> fullyMasked)
+    public void Attention(Tensor q, Tensor keys, Tensor values, Tensor output, Tensor ranges, AttentionShape shape, AttentionBias? bias,
+        ProblemFlags? fullyMasked, Tensor? workspace = null)
     {
         if (keys.Type != values.Type)
             throw new ArgumentException($"attention: the key cache {keys.Name} holds {keys.Type.Name()} values and the value cache {values.Name} {values.Type.Name()}; both must share one storage type");
-        var cacheType = keys.Type.AsStorage();
-        int longest = Kernels.Attention.Validate(shape, q.Length, keys.Length, values.Length, output.Length, ranges,
-            bias?.Values.Length, bias?.Layout, fullyMasked.Length);
-        int groups = shape.Rows * shape.Heads;
-        using var rangesOnDevice = Stage(ranges);
-        using var scores = accelerator.Allocate1D<float>(Math.Max(1, (long)groups * longest));
-        using var flags = Scratch<int>(groups);
-        var flagsView = flags.View.AsContiguous().SubView(0, groups);
-        Kernels.Attention.Run(kernels, F32(q), Bytes(keys), Bytes(values), cacheType, F32(output), ranges,
-            rangesOnDevice.View.AsContiguous().SubView(0, ranges.Length), shape, bias is { } b ? F32(b.Values) : null, bias?.Layout,
-            scores.View.AsContiguous(), flagsView);
-        Span<int> masked = groups <= 256 ? stackalloc int[groups] : new int[groups];
-        accelerator.Synchronize();
-        flagsView.CopyToCPU(masked);
-        for (int i = 0; i < groups; i++)
-            fullyMasked[i] = masked[i] != 0;
+        Shapes.Expect("attention: key ranges", ranges.Length, 3L * shape.Rows, $"three per row (slot, begin, end), rows {shape.Rows}");
+        long groups = (long)shape.Rows * shape.Heads;
+        fullyMasked?.Validate("attention: fully-masked flags", groups);
+        long floats = groups * shape.KeysPerGroup;
+        var scores = workspace is { } given && given.Length >= floats ? F32(given).SubView(0, Math.Max(1, floats))
+            : Workspace(ref attentionScores, floats);
+        Kernels.Attention.Run(kernels, F32(q), Bytes(keys), Bytes(values), keys.Type.Storage, F32(output),
+            I32(ranges), shape, bias is { } b ? F32(b.Values) : null, bias?.Layout, scores,
+            fullyMasked is { } flags ? I32(flags.Flags) : default, fullyMasked?.Mark ?? 0);
     }
 
     public void GatedActivation(Tensor gate, Tensor up, Tensor output, long count, Activation activation) =>
@@ -247,29 +265,21 @@ public sealed class IlgpuBackend : IBackend
     public void Softmax(Tensor logits, Tensor probabilities, SoftmaxShape shape, float temperature) =>
         Kernels.Softmax.Run(kernels, F32(logits), F32(probabilities), shape, temperature);
 
-    /// <summary>The sampler's work space (rows × vocabulary weights), kept between calls and grown when needed.</summary>
-    MemoryBuffer1D<float, Stride1D.Dense>? samplingWeights;
-
-    public void Sample(Tensor logits, int vocabulary, ReadOnlySpan<SamplingRow> rows, ReadOnlySpan<int> penalizedTokens,
-        Span<int> tokens)
+    public void Sample(Tensor logits, Tensor parameters, Tensor penalized, Tensor tokens, SamplingShape shape, Tensor? skip,
+        Tensor? workspace = null)
     {
-        Sampling.Validate(logits.Length, vocabulary, rows, penalizedTokens, tokens.Length);
-        var logitValues = F32(logits);
-        long needed = (long)rows.Length * vocabulary;
-        if (samplingWeights == null || samplingWeights.Length < needed)
-        {
-            samplingWeights?.Dispose();
-            samplingWeights = accelerator.Allocate1D<float>(needed);
-        }
-        Span<int> packed = rows.Length <= 64 ? stackalloc int[rows.Length * Sampling.ParameterInts] : new int[rows.Length * Sampling.ParameterInts];
-        Sampling.PackParameters(rows, packed);
-        using var parameters = Stage<int>(packed);
-        using var penalized = Stage(penalizedTokens);
-        using var drawn = Scratch<int>(rows.Length);
-        Kernels.Sampling.Run(kernels, logitValues, samplingWeights.View.AsContiguous(), parameters.View.AsContiguous(),
-            penalized.View.AsContiguous(), drawn.View.AsContiguous(), vocabulary, rows.Length);
-        accelerator.Synchronize();
-        drawn.View.AsContiguous().SubView(0, rows.Length).CopyToCPU(tokens);
+        shape.Validate(logits.Length, parameters.Length, tokens.Length, skip?.Length);
+        long floats = (long)shape.Rows * shape.Vocabulary;
+        var weights = workspace is { } given && given.Length >= floats ? F32(given).SubView(0, floats)
+            : Workspace(ref samplingWeights, floats);
+        Kernels.Sampling.Run(kernels, F32(logits), weights, I32(parameters), penalized.Length > 0 ? I32(penalized) : I32(parameters),
+            I32(tokens), shape.Vocabulary, shape.Rows, skip: skip is null ? default : I32(skip));
+    }
+
+    public void FlagNonFinite(Tensor x, int rows, int width, ProblemFlags flags)
+    {
+        flags.Validate("finite check: flags", rows);
+        FiniteCheck.RunRows(kernels, F32(x), rows, width, I32(flags.Flags), flags.Mark);
     }
 
     public long FirstNonFinite(Tensor x, long count)
@@ -277,16 +287,19 @@ public sealed class IlgpuBackend : IBackend
         FiniteCheck.ValidateCount(x.Length, count);
         if (count == 0)
             return -1;
-        using var result = Stage<long>([FiniteCheck.NotFound]);
+        var result = finiteResult ??= NewBuffer<long>(1);
+        Span<long> lowest = [FiniteCheck.NotFound];
+        CopyIn(result.View.AsContiguous(), lowest);
         FiniteCheck.Run(kernels, F32(x).SubView(0, count), result.View.AsContiguous());
-        accelerator.Synchronize();
-        Span<long> lowest = stackalloc long[1];
-        result.View.AsContiguous().CopyToCPU(lowest);
+        Wait();
+        CopyOut(result.View.AsContiguous(), lowest);
         return lowest[0] == FiniteCheck.NotFound ? -1 : lowest[0];
     }
 
     public void Dispose()
     {
+        foreach (var buffer in new MemoryBuffer?[] { attentionScores, samplingWeights, finiteResult, convertOverflows })
+            buffer?.Dispose();
         kernels.Dispose();
         accelerator.Dispose();
         context.Dispose();

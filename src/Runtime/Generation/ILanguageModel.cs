@@ -45,4 +45,24 @@ public interface ILanguageModel
     /// tensor is valid until the next call.
     /// </summary>
     ForwardResult Forward(ReadOnlySpan<TokenRow> rows, ReadOnlySpan<int> logitRows, ForwardChecks checks = ForwardChecks.None);
+
+    /// <summary>A step batch shaped for this model's steps (its cache's kinds of layers, its rotary tables).</summary>
+    StepBatch CreateStepBatch() => new(Backend, new StepBatchLayout
+    {
+        MaxRows = MaxRowsPerForward, Slots = Slots, ContextLength = ContextLength, Vocabulary = VocabSize,
+    });
+
+    /// <summary>
+    /// The forward pass of an uploaded step batch: launches every op without waiting and returns
+    /// the logits of the batch's logits rows (valid until the next call); problems the ops find
+    /// are raised in the batch's flags. The default runs <see cref="Forward(ReadOnlySpan{TokenRow}, ReadOnlySpan{int}, ForwardChecks)"/>
+    /// and reports its problems to the batch.
+    /// </summary>
+    Tensor Forward(StepBatch batch)
+    {
+        var result = Forward(batch.Rows, batch.LogitRowIndices);
+        foreach (var problem in result.Problems)
+            batch.Report(problem);
+        return result.Logits;
+    }
 }
