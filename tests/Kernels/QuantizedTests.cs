@@ -114,27 +114,49 @@ public unsafe class QuantizedTests
         Bits.Equal(expected, actual, $"{format.Name()} {level.Name()}");
     }
 
-    /// <summary>Rows 1, 3, 17; widths of 1, 2, 5 blocks; out features 13 (an eight-row group, five singles, partial tiles).</summary>
+    /// <summary>
+    /// Rows 1, 3, 17; widths of 1, 2, 5 blocks; out features 13 (an eight-row group, five singles,
+    /// partial tiles). Then out features past one group of the CPU launch profile's 32: 45 (a
+    /// partial second group, odd) and 64 (two whole groups), at 4 rows (one whole row tile of the
+    /// ILGPU kernel) and 33 (the SIMD prefill's two row groups of 16 and one row over).
+    /// </summary>
     static IEnumerable<(int Rows, int Out, int Blocks)> Shapes()
     {
         foreach (int rows in new[] { 1, 3, 17 })
             foreach (int blocks in new[] { 1, 2, 5 })
                 yield return (rows, 13, blocks);
+        yield return (4, 64, 1);
+        yield return (33, 45, 2);
+        yield return (1, 45, 3);
     }
 
     /// <summary>Plus two rows of a real width (4096).</summary>
     static IEnumerable<(int Rows, int Out, int Blocks)> ShapesFor(QuantFormat format) =>
         Shapes().Append((2, 9, 4096 / format.BlockSize()));
 
+    /// <summary>
+    /// Every shape on every kernel library (the CPU accelerator with its own launch shapes and with
+    /// CUDA's, and CUDA where a device exists); and, for CUDA's launch shapes only, 2049 outputs of
+    /// one row, where a group walks two weight rows and the last group one (the profile gives one
+    /// output per group below 2048, so smaller shapes never reach that loop).
+    /// </summary>
     public static IEnumerable<object[]> LinearCases() =>
-        from format in Formats from shape in ShapesFor(format) select new object[] { format, shape.Rows, shape.Out, shape.Blocks };
+        (from library in KernelLibraries.Names
+         from format in Formats
+         from shape in ShapesFor(format)
+         select new object[] { library, format, shape.Rows, shape.Out, shape.Blocks })
+        .Concat(
+         from library in KernelLibraries.Names.Where(name => name != "ilgpu-cpu")
+         from format in new[] { QuantFormat.Q8_0, QuantFormat.Q4_K }
+         select new object[] { library, format, 1, 2049, 1 });
 
     [Theory]
     [MemberData(nameof(LinearCases))]
-    public void Ilgpu_linear_matches_the_reference(QuantFormat format, int rows, int outFeatures, int blocksPerRow)
+    public void Ilgpu_linear_matches_the_reference(string libraryName, QuantFormat format, int rows, int outFeatures, int blocksPerRow)
     {
         var (x, w, bias, shape) = LinearInputs(format, rows, outFeatures, blocksPerRow);
-        var accelerator = IlgpuCpuLibrary.Accelerator;
+        var library = KernelLibraries.Get(libraryName);
+        var accelerator = library.Accelerator;
         foreach (bool hasBias in new[] { false, true })
         {
             var expected = Reference(x, format, w, bias, hasBias, shape);
@@ -142,9 +164,9 @@ public unsafe class QuantizedTests
             using var ws = accelerator.Allocate1D(w);
             using var bs = accelerator.Allocate1D(bias);
             using var ys = accelerator.Allocate1D<float>(rows * outFeatures);
-            QuantizedLinear.Run(IlgpuCpuLibrary.Library, xs.View, ws.View, format, hasBias ? bs.View : null, ys.View, shape);
+            QuantizedLinear.Run(library, xs.View, ws.View, format, hasBias ? bs.View : null, ys.View, shape);
             accelerator.Synchronize();
-            Bits.Equal(expected, ys.GetAsArray1D(), $"ilgpu-cpu {format.Name()} {shape} bias={hasBias}");
+            Bits.Equal(expected, ys.GetAsArray1D(), $"{libraryName} {format.Name()} {shape} bias={hasBias}");
         }
     }
 
@@ -214,14 +236,16 @@ public unsafe class QuantizedTests
         var expected = new float[shape.Rows * width];
         QuantizedEmbedding.Reference(format, table, ids, expected, shape, scale);
 
-        var accelerator = IlgpuCpuLibrary.Accelerator;
-        using (var ts = accelerator.Allocate1D(table))
-        using (var idView = accelerator.Allocate1D(ids))
-        using (var output = accelerator.Allocate1D<float>(expected.Length))
+        foreach (var libraryName in KernelLibraries.Names)
         {
-            QuantizedEmbedding.Run(IlgpuCpuLibrary.Library, ts.View, format, idView.View, output.View, shape, scale);
+            var library = KernelLibraries.Get(libraryName);
+            var accelerator = library.Accelerator;
+            using var ts = accelerator.Allocate1D(table);
+            using var idView = accelerator.Allocate1D(ids);
+            using var output = accelerator.Allocate1D<float>(expected.Length);
+            QuantizedEmbedding.Run(library, ts.View, format, idView.View, output.View, shape, scale);
             accelerator.Synchronize();
-            Bits.Equal(expected, output.GetAsArray1D(), $"ilgpu-cpu {format.Name()} scale {scale}");
+            Bits.Equal(expected, output.GetAsArray1D(), $"{libraryName} {format.Name()} scale {scale}");
         }
         foreach (var level in SimdLevels.Available)
             foreach (int threads in new[] { 1, 2 })
