@@ -9,8 +9,8 @@ namespace IlgpuLlm.Tests.EndToEnd;
 /// The engine's promise against the field reports (pad = eos, missing attention masks, right
 /// padding): prompts of lengths 1, 5, 17 and 30 generated together — ragged, padded left, padded
 /// right — give logits bit-identical to each generated alone, at every step. On every backend's
-/// own model, and on every family model (sliding windows shorter than the prompts, soft-caps,
-/// q/k norms, biases) with each KV-cache type on the fast backends.
+/// own model, on every family model (sliding windows shorter than the prompts, soft-caps,
+/// q/k norms, biases) with each KV-cache type on the fast backends, and on every quantized model.
 /// </summary>
 [Collection(BackendCollection.Name)]
 public class BatchInvarianceTests
@@ -29,7 +29,12 @@ public class BatchInvarianceTests
          from model in TestModels.Families()
          from kv in new[] { StorageType.F32, StorageType.F16, StorageType.BF16 }
          from layout in Layouts
-         select new object[] { backend, model, kv, layout });
+         select new object[] { backend, model, kv, layout })
+        .Concat(
+         from backend in TestModels.FamilyBackends()
+         from model in TestModels.QuantizedModels()
+         from layout in Layouts
+         select new object[] { backend, model, StorageType.F32, layout });
 
     /// <summary>Every draw's logits, per request: generation with (temperature 0.8, seed 7) sampling.</summary>
     static List<float[]>[] Generate(LoadedModel model, int[][] prompts, int batchSize)

@@ -25,10 +25,10 @@ public class FamilyCrossBackendTests
         select new object[] { c.Set, c.Family, c.Kv, backend };
 
     /// <summary>Every SIMD configuration, and CUDA where a device exists.</summary>
-    static IEnumerable<string> ComparedBackends() =>
+    internal static IEnumerable<string> ComparedBackends() =>
         TestBackends.All.Select(b => (string)b[0]).Where(name => name.StartsWith("simd-", StringComparison.Ordinal) || name == "cuda");
 
-    static readonly int[] Chunks = [9, 5, 2, 1];
+    internal static readonly int[] Chunks = [9, 5, 2, 1];
 
     [Theory]
     [MemberData(nameof(Cases))]
@@ -64,7 +64,7 @@ public class FamilyCrossBackendTests
             new TransformerOptions { Slots = 2, KvType = kvType, ContextLength = 64, MaxRowsPerForward = maxRows });
 
     /// <summary>Every position's logits, feeding the prompt through the cache in chunks of the given sizes (the last repeated).</summary>
-    static float[] InChunks(LoadedModel model, int[] tokens, int[] chunks)
+    internal static float[] InChunks(LoadedModel model, int[] tokens, int[] chunks)
     {
         int vocabulary = model.Config.VocabSize;
         var logits = new float[tokens.Length * vocabulary];
@@ -80,7 +80,7 @@ public class FamilyCrossBackendTests
         return logits;
     }
 
-    static void AssertPositions(float[] expected, float[] actual, int vocabulary, string context)
+    internal static void AssertPositions(float[] expected, float[] actual, int vocabulary, string context)
     {
         Assert.Equal(expected.Length, actual.Length);
         for (int p = 0; p < expected.Length / vocabulary; p++)

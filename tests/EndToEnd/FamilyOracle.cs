@@ -29,7 +29,7 @@ public static class FamilyOracle
     /// <summary>Tokens of the short prompt.</summary>
     public const int ShortLength = 3;
 
-    static readonly ConcurrentDictionary<(string Set, string Family, StorageType Kv), Lazy<float[][]>> Results = new();
+    static readonly ConcurrentDictionary<(string Model, StorageType Kv), Lazy<float[][]>> Results = new();
 
     public static int[] Long(string set, string family) =>
         References.Tokens(References.Family(set, family, "ref", "promptB.tokens"))[..LongLength];
@@ -39,14 +39,19 @@ public static class FamilyOracle
 
     /// <summary>[long, short]: every position's logits ([tokens × vocabulary]) of each prompt, from one packed forward pass.</summary>
     public static float[][] Logits(string set, string family, StorageType kvType) =>
-        Results.GetOrAdd((set, family, kvType), key => new Lazy<float[][]>(() => Compute(key.Set, key.Family, key.Kv))).Value;
+        Logits(SharedModels.Family(set, family, "model.gguf"), Long(set, family), Short(set, family), kvType);
 
-    static float[][] Compute(string set, string family, StorageType kvType)
-    {
-        using var model = ModelLoader.Open(SharedModels.Family(set, family, "model.gguf"), TestBackends.Get("ilgpu-cpu"),
-            new TransformerOptions { Slots = 2, KvType = kvType, ContextLength = 64 });
-        return Scoring.PackedLogits(model.Transformer, [Long(set, family), Short(set, family)]);
-    }
+    /// <summary>
+    /// The same for any model file and its two prompts (a model's prompts are always the same, so
+    /// the file and the KV type name the result).
+    /// </summary>
+    public static float[][] Logits(string modelPath, int[] longPrompt, int[] shortPrompt, StorageType kvType) =>
+        Results.GetOrAdd((modelPath, kvType), key => new Lazy<float[][]>(() =>
+        {
+            using var model = ModelLoader.Open(key.Model, TestBackends.Get("ilgpu-cpu"),
+                new TransformerOptions { Slots = 2, KvType = key.Kv, ContextLength = 64 });
+            return Scoring.PackedLogits(model.Transformer, [longPrompt, shortPrompt]);
+        })).Value;
 
     /// <summary>(set, family, KV type) of every family model, as xunit theory data.</summary>
     public static IEnumerable<(string Set, string Family, StorageType Kv)> Cases() =>

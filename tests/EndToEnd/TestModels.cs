@@ -27,15 +27,27 @@ public static class TestModels
 
     /// <summary>
     /// A model by name: "default" is <see cref="PathFor"/>'s model for the backend, "set/family" a
-    /// family model's GGUF (../shared/models/families).
+    /// family model's GGUF (../shared/models/families), "quant/family/type" a quantized model
+    /// (../shared/models/quant).
     /// </summary>
     public static LoadedModel Open(string backendName, string model, int slots, StorageType kvType = StorageType.F32) =>
-        ModelLoader.Open(model == "default" ? PathFor(backendName) : References.Family(model.Split('/')[0], model.Split('/')[1], "model.gguf"),
-            TestBackends.Get(backendName), new TransformerOptions { Slots = slots, KvType = kvType });
+        ModelLoader.Open(ModelPath(backendName, model), TestBackends.Get(backendName), new TransformerOptions { Slots = slots, KvType = kvType });
+
+    static string ModelPath(string backendName, string model) => model.Split('/') switch
+    {
+        ["default"] => PathFor(backendName),
+        ["quant", var family, var type] => QuantizedModelTests.Quant(family, $"model-{type}.gguf"),
+        [var set, var family] => References.Family(set, family, "model.gguf"),
+        _ => throw new ArgumentException($"no test model named {model}"),
+    };
 
     /// <summary>"set/family" of every family model.</summary>
     public static IEnumerable<string> Families() =>
         SharedModels.FamilySets.SelectMany(set => SharedModels.Families.Select(family => $"{set}/{family}"));
+
+    /// <summary>"quant/family/type" of every quantized model.</summary>
+    public static IEnumerable<string> QuantizedModels() =>
+        from family in new[] { "llama3", "qwen2" } from type in QuantizedModelTests.Types select $"quant/{family}/{type}";
 
     /// <summary>Backends that run the family models in batch-invariance checks: SIMD (best level) with 1 and 2 threads, and CUDA where a device exists.</summary>
     public static IEnumerable<string> FamilyBackends() => Backends().Select(b => (string)b[0]).Where(name => !TestBackends.IsSlow(name));
