@@ -407,6 +407,41 @@ public class SamplingTests
         }
     }
 
+    /// <summary>
+    /// Min-p keeps a weight equal to its floor (e ≥ min-p): rows whose min-p is exactly the weight
+    /// of the 1st (min-p 1: only the maximum stays), 2nd, 3rd, 5th and 10th largest logit, so the
+    /// kept set ends at a tie with the floor, in the vector part of a row and in its tail (the
+    /// largest logits are moved to indices 5, 40, 250, vocabulary − 3 and vocabulary − 1). A
+    /// strict comparison drops that weight and changes the total the draw scales.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(NearTieCases))]
+    public void Min_p_keeps_weights_equal_to_its_floor(string runner, int vocabulary)
+    {
+        var x = TestValues.Random(vocabulary, seed: vocabulary + 5, scale: 4f);
+        var byValue = Enumerable.Range(0, vocabulary).OrderByDescending(i => x[i]).ToArray();
+        int[] places = [5, 40, 250, vocabulary - 3, vocabulary - 1];
+        for (int j = 0; j < places.Length; j++)
+            (x[places[j]], x[byValue[j]]) = (x[byValue[j]], x[places[j]]);
+        float max = Canonical.Max(x);
+        var descending = x.Select(v => CanonicalMath.Exp(v - max)).OrderByDescending(v => v).ToArray();
+        var rows = new[] { 0, 1, 2, 4, 9 }
+            .Select((rank, r) => new SamplingRow(1f, 0, 1f, descending[rank], 1f, 99, r, rank, 0, 0)).ToArray();
+        var logits = Enumerable.Repeat(x, rows.Length).SelectMany(v => v).ToArray();
+        var expectedTokens = new int[rows.Length];
+        var expected = Traced("reference", logits, vocabulary, rows, [], expectedTokens);
+        var tokens = new int[rows.Length];
+        var trace = Traced(runner, logits, vocabulary, rows, [], tokens);
+        for (int r = 0; r < rows.Length; r++)
+        {
+            string context = $"{runner} vocabulary {vocabulary} row {r} {rows[r]}";
+            Assert.True(expectedTokens[r] == tokens[r], $"{context}: token {tokens[r]}, expected {expectedTokens[r]}");
+            Bits.Equal(expected.AsSpan(r * SamplingTrace.Slots, SamplingTrace.Slots), trace.AsSpan(r * SamplingTrace.Slots, SamplingTrace.Slots), $"{context}: trace");
+        }
+        // Min-p 1 keeps exactly the maximum: its total is the maximum's weight, 1.
+        Assert.Equal(1f, expected[SamplingTrace.Total]);
+    }
+
     [Fact]
     public void The_trace_cases_reach_every_slot_and_every_prefix_block()
     {
