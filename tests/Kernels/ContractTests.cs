@@ -119,6 +119,65 @@ public class ContractTests
         }
     }
 
+    [Fact]
+    public void Rotary_rounds_each_product_and_the_sum_once_on_the_pairs_each_layout_names()
+    {
+        // §5: (a, b) → (a·cos − b·sin, b·cos + a·sin); pairs (i, i + d/2) or (2i, 2i + 1). Ordinary
+        // values over binades, where a fused multiply-add for either product would round differently.
+        foreach (var layout in new[] { RotaryLayout.HalfSplit, RotaryLayout.Interleaved })
+        {
+            var shape = new RotaryShape(3, 2, 34, layout);
+            var x = TestValues.Ordinary(shape.Rows * shape.Heads * shape.HeadDim, seed: 11);
+            var angles = TestValues.Ordinary(shape.Rows * shape.HeadDim, seed: 12, spread: 1);
+            var expected = (float[])x.Clone();
+            int pairs = shape.HeadDim / 2;
+            for (int r = 0; r < shape.Rows; r++)
+                for (int h = 0; h < shape.Heads; h++)
+                    for (int i = 0; i < pairs; i++)
+                    {
+                        int head = (r * shape.Heads + h) * shape.HeadDim;
+                        int first = head + (layout == RotaryLayout.HalfSplit ? i : 2 * i);
+                        int second = head + (layout == RotaryLayout.HalfSplit ? i + pairs : 2 * i + 1);
+                        float cos = angles[(r * pairs + i) * 2], sin = angles[(r * pairs + i) * 2 + 1];
+                        float a = x[first], b = x[second];
+                        float ac = a * cos, bs = b * sin, bc = b * cos, sa = a * sin;
+                        expected[first] = ac - bs;
+                        expected[second] = bc + sa;
+                    }
+            Rotary.Reference(x, angles, shape);
+            Bits.Equal(expected, x, layout.ToString());
+        }
+    }
+
+    [Fact]
+    public void Embedding_widens_exactly_and_rounds_the_scale_once()
+    {
+        // §5: out[r, i] = table[id_r, i] · scale, one rounding; §1: f16 and bf16 widen exactly.
+        const int vocabulary = 7, width = 33;
+        int[] ids = [6, 0, 3, 3];
+        var shape = new EmbeddingShape(ids.Length, vocabulary, width);
+        foreach (var type in Enum.GetValues<StorageType>())
+            foreach (float scale in new[] { 1f, 45.254833f, 0.3f })
+            {
+                var values = TestValues.FiniteForStorage(TestValues.Ordinary(vocabulary * width, seed: 21), type);
+                var stored = TestValues.Stored(values, type);
+                // Widened here by .NET's own conversions, not the project's.
+                var widened = Enumerable.Range(0, values.Length).Select(i => type switch
+                {
+                    StorageType.F16 => (float)BitConverter.UInt16BitsToHalf(BitConverter.ToUInt16(stored, 2 * i)),
+                    StorageType.BF16 => BitConverter.Int32BitsToSingle(BitConverter.ToUInt16(stored, 2 * i) << 16),
+                    _ => BitConverter.ToSingle(stored, 4 * i),
+                }).ToArray();
+                var expected = new float[ids.Length * width];
+                for (int r = 0; r < ids.Length; r++)
+                    for (int i = 0; i < width; i++)
+                        expected[r * width + i] = widened[ids[r] * width + i] * scale;
+                var actual = new float[expected.Length];
+                Embedding.Reference(new HostStorage(stored, type), ids, actual, shape, scale);
+                Bits.Equal(expected, actual, $"{type.Name()} scale {scale}");
+            }
+    }
+
     // ---- §3, the project's own functions, from the contract's text and constants derived here ----
 
     static readonly float Log2E = (float)(1 / Math.Log(2));
