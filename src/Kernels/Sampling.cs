@@ -82,6 +82,48 @@ public readonly record struct SamplingRow(
     static HashSet<int>? seenTokens;
 }
 
+/// <summary>
+/// The values one row's draw passes through, for tests to compare bit for bit across backends
+/// (the token alone rarely shows a change in the order of a sum). A caller that asks for a trace
+/// passes <see cref="Slots"/> floats per row, filled with a value of its choice; each backend
+/// writes the slots its path reaches and leaves the others as they were, so a different path
+/// shows too. Integer results are stored as their bit patterns.
+/// </summary>
+public static class SamplingTrace
+{
+    public const int Slots = 8;
+
+    /// <summary>Top-k's threshold order key (int bits), when top-k filters.</summary>
+    public const int TopKKey = 0;
+
+    /// <summary>The canonical maximum m of the tempered, top-k-filtered logits, when sampling (not greedy).</summary>
+    public const int Max = 1;
+
+    /// <summary>Top-p's target p · Σe (the canonical sum of the unfiltered weights), when top-p filters.</summary>
+    public const int TopPTarget = 2;
+
+    /// <summary>Top-p's threshold τ, when top-p filters.</summary>
+    public const int Tau = 3;
+
+    /// <summary>The canonical sum of the filtered weights the draw scales, when drawing.</summary>
+    public const int Total = 4;
+
+    /// <summary>The draw's target u · total, when drawing.</summary>
+    public const int Target = 5;
+
+    /// <summary>The canonical prefix sum of the weights before the drawn token (≤ target), when the inverse CDF runs.</summary>
+    public const int PrefixBefore = 6;
+
+    /// <summary>The canonical prefix sum through the drawn token (&gt; target), when the inverse CDF runs.</summary>
+    public const int PrefixThrough = 7;
+
+    /// <summary>Checks a trace buffer's length: empty (no trace) or <see cref="Slots"/> per row.</summary>
+    public static void Validate(long length, int rows)
+    {
+        if (length != 0)
+            Shapes.Expect("sampling: trace", length, (long)rows * Slots, $"{Slots} per row, rows {rows}");
+    }
+}
 
 /// <summary>
 /// Draws tokens. The order of the filters follows transformers' logits processors: repetition
@@ -96,16 +138,19 @@ public readonly record struct SamplingRow(
 /// </summary>
 public static partial class Sampling
 {
+    /// <param name="trace">Empty, or <see cref="SamplingTrace.Slots"/> per row to receive the values each draw passes through.</param>
     public static void Reference(ReadOnlySpan<float> logits, int vocabulary, ReadOnlySpan<SamplingRow> rows,
-        ReadOnlySpan<int> penalizedTokens, Span<int> tokens)
+        ReadOnlySpan<int> penalizedTokens, Span<int> tokens, Span<float> trace = default)
     {
         Validate(logits.Length, vocabulary, rows, penalizedTokens, tokens.Length);
+        SamplingTrace.Validate(trace.Length, rows.Length);
         var work = new float[vocabulary];
         for (int r = 0; r < rows.Length; r++)
         {
             int n = rows[r].Drawable(vocabulary);
             logits.Slice(r * vocabulary, n).CopyTo(work);
-            tokens[r] = SampleRow(work.AsSpan(0, n), rows[r], penalizedTokens.Slice(rows[r].PenaltyOffset, rows[r].PenaltyCount));
+            tokens[r] = SampleRow(work.AsSpan(0, n), rows[r], penalizedTokens.Slice(rows[r].PenaltyOffset, rows[r].PenaltyCount),
+                trace.IsEmpty ? default : trace.Slice(r * SamplingTrace.Slots, SamplingTrace.Slots));
         }
     }
 
@@ -120,9 +165,10 @@ public static partial class Sampling
             rows[r].Validate(r, vocabulary, penalizedTokens);
     }
 
-    /// <summary>One row; <paramref name="x"/> is overwritten with the filtered weights.</summary>
-    static int SampleRow(Span<float> x, SamplingRow row, ReadOnlySpan<int> penalized)
+    /// <summary>One row; <paramref name="x"/> is overwritten with the filtered weights. <paramref name="trace"/>: empty or this row's slots.</summary>
+    static int SampleRow(Span<float> x, SamplingRow row, ReadOnlySpan<int> penalized, Span<float> trace)
     {
+        bool tracing = !trace.IsEmpty;
         if (row.RepetitionPenalty != 1f)
             foreach (int id in penalized)
                 if (id < x.Length)
@@ -132,18 +178,40 @@ public static partial class Sampling
         for (int i = 0; i < x.Length; i++)
             x[i] = Div(x[i], row.Temperature);
         if (row.TopK > 0 && row.TopK < x.Length)
-            KeepAtOrAboveKey(x, KthLargestKey(x, row.TopK));
+        {
+            int key = KthLargestKey(x, row.TopK);
+            if (tracing)
+                trace[SamplingTrace.TopKKey] = BitConverter.Int32BitsToSingle(key);
+            KeepAtOrAboveKey(x, key);
+        }
         float max = Canonical.Max(x);
+        if (tracing)
+            trace[SamplingTrace.Max] = max;
         if (!(max > float.NegativeInfinity))
             return Argmax(x);
         for (int i = 0; i < x.Length; i++)
             x[i] = CanonicalMath.Exp(Sub(x[i], max));
         if (row.TopP < 1f)
-            KeepAtOrAbove(x, TopPThreshold(x, row.TopP));
+        {
+            float target = Mul(row.TopP, Canonical.Sum(x));
+            float tau = TopPThreshold(x, target);
+            if (tracing)
+                (trace[SamplingTrace.TopPTarget], trace[SamplingTrace.Tau]) = (target, tau);
+            KeepAtOrAbove(x, tau);
+        }
         if (row.MinP > 0f)
             KeepAtOrAbove(x, row.MinP); // the top token has weight 1, so min-p is an absolute floor
         float u = Philox.Uniform(row.Seed, row.Sequence, row.Step);
-        return InverseCdf(x, Mul(u, Canonical.Sum(x)));
+        float total = Canonical.Sum(x);
+        float drawTarget = Mul(u, total);
+        if (tracing)
+            (trace[SamplingTrace.Total], trace[SamplingTrace.Target]) = (total, drawTarget);
+        if (!(total > drawTarget))
+            return LastPositive(x);
+        int token = InverseCdf(x, drawTarget);
+        if (tracing)
+            (trace[SamplingTrace.PrefixBefore], trace[SamplingTrace.PrefixThrough]) = (Canonical.Sum(x[..token]), Canonical.Sum(x[..(token + 1)]));
+        return token;
     }
 
     /// <summary>transformers' and llama.cpp's repetition penalty: divide positive logits, multiply the others.</summary>
@@ -218,12 +286,11 @@ public static partial class Sampling
     /// <summary>
     /// transformers' top-p keeps the smallest set of most likely tokens whose probability reaches p
     /// (the token that crosses p included; ties with the smallest kept weight kept too).
-    /// In weights: the largest threshold τ in [0, 1] with Σ(e ≥ τ) ≥ p·Σe, by bisection over the
-    /// bit patterns of τ (the masked sum shrinks as τ grows).
+    /// In weights: the largest threshold τ in [0, 1] with Σ(e ≥ τ) ≥ target = p·Σe, by bisection
+    /// over the bit patterns of τ (the masked sum shrinks as τ grows).
     /// </summary>
-    static float TopPThreshold(ReadOnlySpan<float> e, float p)
+    static float TopPThreshold(ReadOnlySpan<float> e, float target)
     {
-        float target = Mul(p, Canonical.Sum(e));
         uint low = 0, high = AboveOneBits; // mass(≥ low) ≥ target > mass(≥ high)
         var masked = new float[e.Length];
         while (high - low > 1)
@@ -247,15 +314,10 @@ public static partial class Sampling
                 e[i] = 0f;
     }
 
-    /// <summary>
-    /// The smallest index k whose canonical prefix sum Σ e[0..k] exceeds the target; if rounding
-    /// leaves none (only a NaN total does), the last index with weight.
-    /// </summary>
+    /// <summary>The smallest index k whose canonical prefix sum Σ e[0..k] exceeds the target, which the total exceeds.</summary>
     static int InverseCdf(ReadOnlySpan<float> e, float target)
     {
         int low = -1, high = e.Length - 1; // prefix(low) ≤ target (low = −1: empty); answer in (low, high]
-        if (!(Canonical.Sum(e) > target))
-            return LastPositive(e);
         while (high - low > 1)
         {
             int middle = low + (high - low) / 2;
@@ -334,9 +396,11 @@ public static partial class Sampling
         public ArrayView<int> Parameters;
         public ArrayView<int> Penalized;
         public ArrayView<int> Tokens;
+        /// <summary><see cref="SamplingTrace.Slots"/> per row when <see cref="Tracing"/> is not 0.</summary>
+        public ArrayView<float> Trace;
         /// <summary>Rows whose entry is not 0 are not drawn (their logits are not finite); their token is −1.</summary>
         public ArrayView<int> Skip;
-        public int Vocabulary, HasSkip;
+        public int Vocabulary, Tracing, HasSkip;
     }
 
     /// <summary>
@@ -376,6 +440,8 @@ public static partial class Sampling
         int topK = a.Parameters[p + 4];
         int penaltyOffset = a.Parameters[p + 7];
         int penaltyCount = a.Parameters[p + 8];
+        bool tracing = a.Tracing != 0;
+        long traceAt = (long)row * SamplingTrace.Slots;
 
         var counts = SharedMemory.Allocate<int>(3 * KeyCandidates);
         // Two buffers of lane values so a reduction never overwrites lanes another thread may still read.
@@ -410,6 +476,8 @@ public static partial class Sampling
         if (topK > 0 && topK < vocabulary)
         {
             int threshold = GroupKthLargestKey(x, vocabulary, topK, thread, threads, counts);
+            if (tracing && thread == 0)
+                a.Trace[traceAt + SamplingTrace.TopKKey] = Interop.IntAsFloat((uint)threshold);
             for (int i = thread; i < vocabulary; i += threads)
             {
                 float v = x[i];
@@ -425,6 +493,8 @@ public static partial class Sampling
             maxLanes[lane] = LaneMax(x, vocabulary, lane);
         Group.Barrier();
         float max = StoredTree.Max(maxLanes);
+        if (tracing && thread == 0)
+            a.Trace[traceAt + SamplingTrace.Max] = max;
         if (!(max > float.NegativeInfinity))
         {
             GroupArgmax(x, vocabulary, thread, threads, bestValues, bestIndices, a.Tokens, row);
@@ -448,6 +518,11 @@ public static partial class Sampling
                 Group.Barrier();
                 float target = Mul(topP, StoredTree.Sum(totalLanes));
                 tau = GroupTopPThreshold(x, vocabulary, target, lane, warp, threads / Canonical.Lanes, lanes, ref buffer);
+                if (tracing && thread == 0)
+                {
+                    a.Trace[traceAt + SamplingTrace.TopPTarget] = target;
+                    a.Trace[traceAt + SamplingTrace.Tau] = tau;
+                }
             }
             for (int i = thread; i < vocabulary; i += threads)
             {
@@ -469,9 +544,14 @@ public static partial class Sampling
         ulong seed = (uint)a.Parameters[p + 9] | ((ulong)(uint)a.Parameters[p + 10] << 32);
         float u = Philox.Uniform(seed, a.Parameters[p + 5], a.Parameters[p + 6]);
         float drawTarget = Mul(u, total);
+        if (tracing && lane == 0)
+        {
+            a.Trace[traceAt + SamplingTrace.Total] = total;
+            a.Trace[traceAt + SamplingTrace.Target] = drawTarget;
+        }
         if (total > drawTarget)
         {
-            int token = WarpInverseCdf(x, vocabulary, lane, drawTarget, lanes, buffer);
+            int token = WarpInverseCdf(x, vocabulary, lane, drawTarget, lanes, buffer, tracing ? a.Trace.SubView(traceAt, SamplingTrace.Slots) : a.Trace, tracing);
             if (lane == 0)
                 a.Tokens[row] = token;
         }
@@ -652,9 +732,11 @@ public static partial class Sampling
     /// <summary>
     /// <see cref="InverseCdf"/> on warp 0: bisection over the prefix length, with the 32 lane sums
     /// of the lower bound kept, so each step only adds the terms between the lower bound and the
-    /// midpoint (about one pass over the row in all) before the tree.
+    /// midpoint (about one pass over the row in all) before the tree. When tracing, the prefix sums
+    /// before and through the drawn token go to <paramref name="trace"/> (this row's slots).
     /// </summary>
-    static int WarpInverseCdf(ArrayView<float> e, int n, int lane, float target, ArrayView<float> lanes, int buffer)
+    static int WarpInverseCdf(ArrayView<float> e, int n, int lane, float target, ArrayView<float> lanes, int buffer,
+        ArrayView<float> trace, bool tracing)
     {
         int low = 0, high = n; // prefix(low) ≤ target < prefix(high)
         float kept = 0f;
@@ -674,6 +756,21 @@ public static partial class Sampling
             {
                 low = middle;
                 kept = extended;
+            }
+        }
+        if (tracing)
+        {
+            // The free buffer's first two lane rows: the lanes of prefix(low), and with e[low] (the
+            // drawn token, which lane low mod 32 owns) added.
+            var before = lanes.SubView(buffer * MaxMassCandidates * Canonical.Lanes, Canonical.Lanes);
+            var through = lanes.SubView(buffer * MaxMassCandidates * Canonical.Lanes + Canonical.Lanes, Canonical.Lanes);
+            before[lane] = kept;
+            through[lane] = lane == (low & (Canonical.Lanes - 1)) ? Add(kept, e[low]) : kept;
+            Warp.Barrier();
+            if (lane == 0)
+            {
+                trace[SamplingTrace.PrefixBefore] = StoredTree.Sum(before);
+                trace[SamplingTrace.PrefixThrough] = StoredTree.Sum(through);
             }
         }
         return high - 1;
@@ -696,16 +793,17 @@ public static partial class Sampling
     }
 
     /// <summary>
-    /// Launches one group per row: <see cref="GpuWarps"/> warps on CUDA, one on the CPU accelerator
-    /// (or <paramref name="warpsPerRow"/> when given; the result never depends on it).
+    /// Launches one group per row: <see cref="GpuWarps"/> warps in the CUDA launch profile, one in the
+    /// CPU profile (or <paramref name="warpsPerRow"/> when given; the result never depends on it).
     /// <paramref name="weights"/> is work space of at least rows × vocabulary values;
     /// <paramref name="parameters"/> holds <see cref="PackParameters"/>'s output. The rows must have
     /// been validated (<see cref="Validate"/>) against the penalized list. Rows whose entry in
     /// <paramref name="skip"/> (when given) is not 0 are not drawn: their token is −1.
+    /// <paramref name="trace"/>, when given, receives <see cref="SamplingTrace.Slots"/> values per row.
     /// </summary>
     public static void Run(KernelLibrary library, ArrayView<float> logits, ArrayView<float> weights,
         ArrayView<int> parameters, ArrayView<int> penalized, ArrayView<int> tokens, int vocabulary, int rows,
-        int warpsPerRow = 0, ArrayView<int> skip = default)
+        int warpsPerRow = 0, ArrayView<int> skip = default, ArrayView<float>? trace = null)
     {
         Shapes.Positive("sampling: vocabulary", vocabulary);
         Shapes.Positive("sampling: rows", rows);
@@ -713,6 +811,8 @@ public static partial class Sampling
         Shapes.ExpectAtLeast("sampling: weights", weights.Length, (long)rows * vocabulary, $"rows {rows} × vocabulary {vocabulary}");
         Shapes.ExpectAtLeast("sampling: parameters", parameters.Length, (long)rows * ParameterInts, $"{ParameterInts} per row");
         Shapes.ExpectAtLeast("sampling: tokens", tokens.Length, rows, "one per row");
+        if (trace is { } traceView)
+            Shapes.Expect("sampling: trace", traceView.Length, (long)rows * SamplingTrace.Slots, $"{SamplingTrace.Slots} per row, rows {rows}");
         bool skipping = skip.IsValid && skip.Length > 0;
         if (skipping)
             Shapes.ExpectAtLeast("sampling: skipped rows", skip.Length, rows, "one per row");
@@ -723,7 +823,8 @@ public static partial class Sampling
         library.Get<Args>(Kernel)(new KernelConfig(rows, warpsPerRow * KernelContext.WarpSize), new Args
         {
             Logits = logits, Weights = weights, Parameters = parameters, Penalized = penalized, Tokens = tokens,
-            Skip = skipping ? skip : tokens, Vocabulary = vocabulary, HasSkip = skipping ? 1 : 0,
+            Trace = trace ?? weights, Skip = skipping ? skip : tokens,
+            Vocabulary = vocabulary, Tracing = trace.HasValue ? 1 : 0, HasSkip = skipping ? 1 : 0,
         });
     }
 }

@@ -21,6 +21,7 @@ public static unsafe class SamplingSimd
         internal int* Penalized;
         internal int* Tokens;
         internal int* Skip;
+        internal float* Trace;
         internal SimdLevel Level;
         internal DeviceCounters Counters = new();
 
@@ -63,7 +64,8 @@ public static unsafe class SamplingSimd
                     scratch.Reserve(n, Counters);
                     fixed (float* x = scratch.Values)
                     fixed (int* keys = scratch.Keys)
-                        Tokens[r] = SampleRow(Logits + (long)r * Vocabulary, x, keys, n, row, Penalized, Level);
+                        Tokens[r] = SampleRow(Logits + (long)r * Vocabulary, x, keys, n, row, Penalized, Level,
+                            Trace == null ? null : Trace + (long)r * SamplingTrace.Slots);
                 }
             }
             finally
@@ -93,10 +95,11 @@ public static unsafe class SamplingSimd
     /// <summary>
     /// Draws one token per row from <see cref="Sampling.PackParameters"/>'s rows, which must have been
     /// validated (<see cref="Sampling.Validate"/>). Rows whose entry in <paramref name="skip"/> (when
-    /// not null) is not 0 are not drawn: their token is −1.
+    /// not null) is not 0 are not drawn: their token is −1. <paramref name="trace"/>: null, or
+    /// <see cref="SamplingTrace.Slots"/> per row to receive the values each draw passes through.
     /// </summary>
     public static void Run(CpuWorkers workers, SimdLevel level, Job job, float* logits, int vocabulary, int* parameters, int rows,
-        int* penalized, int* tokens, int* skip)
+        int* penalized, int* tokens, int* skip, float* trace = null)
     {
         job.Logits = logits;
         job.Vocabulary = vocabulary;
@@ -105,13 +108,15 @@ public static unsafe class SamplingSimd
         job.Penalized = penalized;
         job.Tokens = tokens;
         job.Skip = skip;
+        job.Trace = trace;
         job.Level = SimdLevels.AtMost(level);
         job.Counters = workers.Counters;
         job.Reserve(Math.Min(workers.Threads, rows));
         workers.For(rows, 1, job);
+        job.Trace = null;
     }
 
-    static int SampleRow(float* logits, float* x, int* keys, int n, SamplingRow row, int* penalized, SimdLevel level)
+    static int SampleRow(float* logits, float* x, int* keys, int n, SamplingRow row, int* penalized, SimdLevel level, float* trace)
     {
         float temperature = row.Temperature;
         bool greedy = temperature == 0f;
@@ -135,9 +140,13 @@ public static unsafe class SamplingSimd
         {
             ToKeys(x, keys, n, level);
             int threshold = KthLargestKey(keys, n, row.TopK, level);
+            if (trace != null)
+                trace[SamplingTrace.TopKKey] = BitConverter.Int32BitsToSingle(threshold);
             KeepAtOrAboveKey(x, keys, n, threshold, level);
         }
         float max = Max(x, n, level);
+        if (trace != null)
+            trace[SamplingTrace.Max] = max;
         if (!(max > float.NegativeInfinity))
             return Argmax(x, n, level);
         float total = level switch
@@ -149,13 +158,18 @@ public static unsafe class SamplingSimd
         bool topP = row.TopP < 1f, minP = row.MinP > 0f;
         if (topP || minP)
         {
-            float tau = topP ? TopPThreshold(x, n, row.TopP * total, level) : float.NegativeInfinity;
+            float topPTarget = row.TopP * total;
+            float tau = topP ? TopPThreshold(x, n, topPTarget, level) : float.NegativeInfinity;
+            if (topP && trace != null)
+                (trace[SamplingTrace.TopPTarget], trace[SamplingTrace.Tau]) = (topPTarget, tau);
             // A disabled floor is −inf, which only NaN fails, and NaN fails the enabled floor too.
             Filter(x, n, tau, minP ? row.MinP : float.NegativeInfinity, level);
             total = Sum(x, n, level);
         }
         float target = Philox.Uniform(row.Seed, row.Sequence, row.Step) * total;
-        return total > target ? InverseCdf(x, n, target, level) : LastPositive(x, n);
+        if (trace != null)
+            (trace[SamplingTrace.Total], trace[SamplingTrace.Target]) = (total, target);
+        return total > target ? InverseCdf(x, n, target, level, trace) : LastPositive(x, n);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -527,7 +541,7 @@ public static unsafe class SamplingSimd
     /// terms of the block that crosses, one lane at a time.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static int InverseCdf(float* e, int n, float target, SimdLevel level)
+    static int InverseCdf(float* e, int n, float target, SimdLevel level, float* trace)
     {
         var lanes = stackalloc float[Canonical.Lanes];
         int full = n & ~31;
@@ -587,20 +601,33 @@ public static unsafe class SamplingSimd
                     lanes[j] += e[block + j];
             }
         }
-        return WithinBlock(e, n, block, target, lanes);
+        return WithinBlock(e, n, block, target, lanes, trace);
     }
 
-    /// <summary>Prefix lengths block+1 … block+32 (or n) one at a time, from the lanes of prefix(block).</summary>
-    static int WithinBlock(float* e, int n, int block, float target, float* lanes)
+    /// <summary>
+    /// Prefix lengths block+1 … block+32 (or n) one at a time, from the lanes of prefix(block); the
+    /// prefix sums before and through the drawn token go to <paramref name="trace"/> when it is not null.
+    /// </summary>
+    static int WithinBlock(float* e, int n, int block, float target, float* lanes, float* trace)
     {
         int active = Math.Min(Canonical.Lanes, n - block);
         var trial = stackalloc float[Canonical.Lanes];
         for (int r = 0; r < active; r++)
         {
+            float before = lanes[r];
             lanes[r] += e[block + r];
             new Span<float>(lanes, Canonical.Lanes).CopyTo(new Span<float>(trial, Canonical.Lanes));
-            if (Canonical.SumTree(new Span<float>(trial, Canonical.Lanes)) > target)
+            float through = Canonical.SumTree(new Span<float>(trial, Canonical.Lanes));
+            if (through > target)
+            {
+                if (trace != null)
+                {
+                    lanes[r] = before;
+                    trace[SamplingTrace.PrefixBefore] = Canonical.SumTree(new Span<float>(lanes, Canonical.Lanes));
+                    trace[SamplingTrace.PrefixThrough] = through;
+                }
                 return block + r;
+            }
         }
         return block + active - 1; // not reached: prefix(n), the total, exceeds the target
     }

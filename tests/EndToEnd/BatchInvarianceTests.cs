@@ -1,3 +1,4 @@
+using IlgpuLlm.Kernels;
 using IlgpuLlm.Model;
 using IlgpuLlm.Runtime.Generation;
 using IlgpuLlm.Tests.Support;
@@ -7,7 +8,9 @@ namespace IlgpuLlm.Tests.EndToEnd;
 /// <summary>
 /// The engine's promise against the field reports (pad = eos, missing attention masks, right
 /// padding): prompts of lengths 1, 5, 17 and 30 generated together — ragged, padded left, padded
-/// right — give logits bit-identical to each generated alone, at every step.
+/// right — give logits bit-identical to each generated alone, at every step. On every backend's
+/// own model, on every family model (sliding windows shorter than the prompts, soft-caps,
+/// q/k norms, biases) with each KV-cache type on the fast backends, and on every quantized model.
 /// </summary>
 [Collection(BackendCollection.Name)]
 public class BatchInvarianceTests
@@ -15,8 +18,23 @@ public class BatchInvarianceTests
     const int NewTokens = 6;
     static readonly int[] Lengths = [1, 5, 17, 30];
 
+    static readonly string[] Layouts = ["ragged", "padded-left", "padded-right"];
+
     public static IEnumerable<object[]> Cases() =>
-        TestModels.Backends().SelectMany(b => new[] { "ragged", "padded-left", "padded-right" }.Select(layout => new object[] { b[0], layout }));
+        (from b in TestModels.Backends()
+         from layout in Layouts
+         select new object[] { b[0], "default", StorageType.F32, layout })
+        .Concat(
+         from backend in TestModels.FamilyBackends()
+         from model in TestModels.Families()
+         from kv in new[] { StorageType.F32, StorageType.F16, StorageType.BF16 }
+         from layout in Layouts
+         select new object[] { backend, model, kv, layout })
+        .Concat(
+         from backend in TestModels.FamilyBackends()
+         from model in TestModels.QuantizedModels()
+         from layout in Layouts
+         select new object[] { backend, model, StorageType.F32, layout });
 
     /// <summary>Every draw's logits, per request: generation with (temperature 0.8, seed 7) sampling.</summary>
     static List<float[]>[] Generate(LoadedModel model, int[][] prompts, int batchSize)
@@ -31,9 +49,9 @@ public class BatchInvarianceTests
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void Batched_generation_equals_one_at_a_time_bit_for_bit(string backendName, string layout)
+    public void Batched_generation_equals_one_at_a_time_bit_for_bit(string backendName, string modelName, StorageType kvType, string layout)
     {
-        using var model = TestModels.Open(backendName, slots: Lengths.Length);
+        using var model = TestModels.Open(backendName, modelName, slots: Lengths.Length, kvType);
         var prompts = TestModels.Prompts(model.Config.VocabSize, Lengths);
 
         var alone = new List<float[]>[prompts.Length];
@@ -57,7 +75,7 @@ public class BatchInvarianceTests
         {
             Assert.Equal(NewTokens, together[i].Count);
             for (int step = 0; step < NewTokens; step++)
-                Bits.Equal(alone[i][step], together[i][step], $"{backendName} {layout}: prompt of {prompts[i].Length} tokens, step {step}");
+                Bits.Equal(alone[i][step], together[i][step], $"{backendName} {modelName} {kvType.Name()} KV {layout}: prompt of {prompts[i].Length} tokens, step {step}");
         }
     }
 

@@ -1,3 +1,4 @@
+using IlgpuLlm.Kernels;
 using IlgpuLlm.Model;
 using IlgpuLlm.Runtime.Generation;
 using IlgpuLlm.Tests.Support;
@@ -12,17 +13,24 @@ namespace IlgpuLlm.Tests.EndToEnd;
 [Collection(BackendCollection.Name)]
 public class PackedPrefillTests
 {
+    public static IEnumerable<object[]> Cases() =>
+        TestModels.Backends().Select(b => new object[] { b[0], "default", StorageType.F32 })
+            .Concat(from backend in TestModels.FamilyBackends()
+                    from model in TestModels.Families()
+                    from kv in new[] { StorageType.F32, StorageType.F16, StorageType.BF16 }
+                    select new object[] { backend, model, kv });
+
     [Theory]
-    [MemberData(nameof(TestModels.Backends), MemberType = typeof(TestModels))]
-    public void Packed_prefill_equals_separate_prefill(string backendName)
+    [MemberData(nameof(Cases))]
+    public void Packed_prefill_equals_separate_prefill(string backendName, string modelName, StorageType kvType)
     {
-        using var model = TestModels.Open(backendName, slots: 4);
+        using var model = TestModels.Open(backendName, modelName, slots: 4, kvType);
         var prompts = TestModels.Prompts(model.Config.VocabSize, 1, 5, 17, 30);
         var tokens = prompts.SelectMany(p => p).ToArray();
         int[] cumulative = [0, 1, 6, 23, 53];
         var packed = Scoring.PackedLogits(model.Transformer, PromptBatches.FromPacked(tokens, cumulative));
         for (int i = 0; i < prompts.Length; i++)
-            Bits.Equal(Scoring.Logits(model.Transformer, prompts[i], allPositions: true), packed[i], $"{backendName}: prompt {i}");
+            Bits.Equal(Scoring.Logits(model.Transformer, prompts[i], allPositions: true), packed[i], $"{backendName} {modelName} {kvType.Name()} KV: prompt {i}");
     }
 
     [Theory]

@@ -38,8 +38,8 @@ public class AttentionTests
     static float ScaleOf(int headDim) => 1f / MathF.Sqrt(headDim);
 
     /// <summary>
-    /// Every cache type, GQA ratio (1:1, 4:2, 4:1, 8:2, 6:1), head_dim 1, 3, 17, 32, 33, 64, 128, key counts 0, 1, 3,
-    /// 17, 33, 127, ragged ranges (other slots, Begin &gt; 0, ranges that wrap the ring), soft-cap,
+    /// Every cache type, GQA ratio (1:1, 4:2, 4:1, 8:2, 6:1, 2:1), head_dim 1, 3, 17, 31, 32, 33, 64, 128, key
+    /// counts 0, 1, 3, 16, 17, 32, 33, 48, 64, 127, ragged ranges (other slots, Begin &gt; 0, ranges that wrap the ring), soft-cap,
     /// scales from head_dim and from a query_pre_attn_scalar, biases with odd offsets and strides,
     /// −inf entries and a fully masked head, NaN in q, huge and tiny magnitudes. Few rows per case:
     /// ILGPU's CPU accelerator runs every warp in software.
@@ -77,6 +77,14 @@ public class AttentionTests
             [new(0, 50, 120), new(1, 0, 5), new(1, 7, 7)], ScaleOf(64), 0f, null, Magnitudes.Edges),
         new("bf16 6:1 hd128 counts 40, 33 with a fully masked head", StorageType.BF16, 6, 1, 128, 1, 48,
             [new(0, 0, 40), new(0, 5, 38)], ScaleOf(128), 0f, new(3, 300, 60, 2, true), Magnitudes.Ordinary),
+        // Key counts that are whole blocks of 16 (the SIMD scores' sixteen-key trees) and of 32
+        // (canonical lanes with no tail), head_dim 31 and 32 (one term per lane, with and without a tail).
+        new("f32 4:2 hd32 counts 32, 64 (wraps), 16", StorageType.F32, 4, 2, 32, 2, 70,
+            [new(0, 0, 32), new(1, 40, 104), new(0, 16, 32)], ScaleOf(32), 0f, null, Magnitudes.Ordinary),
+        new("f16 2:1 hd31 counts 64, 32, 17", StorageType.F16, 2, 1, 31, 1, 64,
+            [new(0, 0, 64), new(0, 32, 64), new(0, 47, 64)], ScaleOf(31), 0f, null, Magnitudes.Ordinary),
+        new("bf16 8:2 hd64 counts 16, 48, soft-cap 50", StorageType.BF16, 8, 2, 64, 1, 48,
+            [new(0, 0, 16), new(0, 0, 48)], ScaleOf(64), 50f, null, Magnitudes.Ordinary),
     ];
 
     public static IEnumerable<object[]> Cases() =>

@@ -8,11 +8,13 @@ namespace IlgpuLlm.Tests.Kernels;
 [Collection(BackendCollection.Name)]
 public class FiniteCheckTests
 {
-    // 200 000 values span several of the SIMD twin's blocks; ILGPU's CPU accelerator would take
-    // tens of seconds for that many threads, and its stride loop is covered with few threads below.
+    // Lengths around the SIMD twin's 32- and 64-value steps (31, 32, 33, 64, 512), a vocabulary's
+    // logits (128256) and 200 000 values that span several of its blocks; ILGPU's CPU accelerator
+    // would take tens of seconds for that many threads, and its stride loop is covered with few
+    // threads below.
     public static IEnumerable<object[]> Cases() =>
         from backend in TestBackends.All
-        from length in new[] { 1, 3, 17, 33, 127, 1000, 200_000 }
+        from length in new[] { 1, 3, 17, 31, 32, 33, 64, 127, 512, 1000, 128_256, 200_000 }
         where length <= 1000 || !TestBackends.IsCpuAccelerator((string)backend[0])
         select new[] { backend[0], length };
 

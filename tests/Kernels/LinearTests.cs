@@ -13,9 +13,12 @@ public class LinearTests
         // From 16 rows the SIMD backend takes its tiled path: row groups of 16 (17 and 33 leave
         // one row over), tiles of 6 outputs (7, 13, 50 leave a partial tile), k under one step
         // (17), whole steps (64, 96) and a partial last step (1100), several blocks (130).
+        // k of 31, 32 and 512 (one term per lane, one whole block, whole blocks only) in decode
+        // and prefill.
         (int rows, int outFeatures, int inFeatures)[] shapes =
             [(1, 1, 1), (1, 3, 33), (3, 17, 17), (5, 3, 127), (1, 33, 3), (6, 5, 64), (2, 4, 1000), (9, 50, 1100),
-             (1, 70, 100), (4, 9, 264), (17, 50, 1100), (16, 7, 17), (33, 13, 64), (20, 130, 96)];
+             (1, 70, 100), (4, 9, 264), (17, 50, 1100), (16, 7, 17), (33, 13, 64), (20, 130, 96), (1, 9, 32), (4, 10, 31),
+             (1, 17, 512), (18, 9, 512), (16, 6, 32)];
         foreach (var backend in TestBackends.All)
             foreach (var type in TestValues.ElementTypes)
                 foreach (var (m, n, k) in shapes)
@@ -28,12 +31,19 @@ public class LinearTests
     {
         var backend = TestBackends.Get(backendName);
         var shape = new LinearShape(rows, outFeatures, inFeatures);
-        // NaN and ±inf go into the last row of x and the last row of W only: one of them in a dot
-        // makes the whole output non-finite, and outputs that are all NaN would hide any error.
-        var x = TestValues.WithEdges(rows * inFeatures, seed: rows * 31 + inFeatures, nonFinite: false);
-        if (rows > 1 || inFeatures < 64)
+        // Most rows of x and W are ordinary values spread over binades, where every product and
+        // sum rounds, so a multiply then an add instead of a fused multiply-add, or any other order,
+        // changes bits. Edge values (±0, subnormals, ±1e30) fill one row of x and every eighth row
+        // of W; NaN and ±inf only the last row of x and of W: one of them in a dot makes the whole
+        // output non-finite, and outputs that are all NaN would hide any error.
+        var x = TestValues.Ordinary(rows * inFeatures, seed: rows * 31 + inFeatures);
+        if (rows > 2)
+            TestValues.WithEdges(inFeatures, seed: rows + 1, nonFinite: false).CopyTo(x, inFeatures);
+        if (rows > 1 || inFeatures < 32)
             TestValues.WithEdges(inFeatures, seed: rows, nonFinite: true).CopyTo(x, (rows - 1) * inFeatures);
-        var weights = TestValues.WithEdges(outFeatures * inFeatures, seed: outFeatures, nonFinite: false);
+        var weights = TestValues.Ordinary(outFeatures * inFeatures, seed: outFeatures, spread: 4);
+        for (int n = 1; n < outFeatures - 1; n += 8)
+            TestValues.WithEdges(inFeatures, seed: outFeatures + n, nonFinite: false).CopyTo(weights, n * inFeatures);
         if (type != StorageType.F16)
             TestValues.WithEdges(inFeatures, seed: outFeatures + 1, nonFinite: true).CopyTo(weights, (outFeatures - 1) * inFeatures);
         weights = TestValues.FiniteForStorage(weights, type);

@@ -1,5 +1,7 @@
 using System.Diagnostics;
 using System.Text.RegularExpressions;
+using ILGPU;
+using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
 using System.Reflection;
 using IlgpuLlm.Kernels;
@@ -10,8 +12,8 @@ namespace IlgpuLlm.Tests.Kernels;
 /// <summary>
 /// Every kernel compiles to PTX for sm_80 and sm_90 without a GPU, and the PTX keeps the numerics
 /// contract: only explicitly rounded floating-point instructions, no approximate or flush-to-zero
-/// forms, no unresolved externs, no local memory. Where NVIDIA's ptxas is available (CI installs
-/// it; ILGPULLM_PTXAS names it) the PTX must also assemble.
+/// forms, no unresolved externs, no local memory. The PTX must also assemble with NVIDIA's ptxas,
+/// which `dotnet test` fetches under .build/cuda where it is missing (ILGPULLM_PTXAS names another).
 /// </summary>
 public class PtxTests(ITestOutputHelper output)
 {
@@ -35,21 +37,40 @@ public class PtxTests(ITestOutputHelper output)
         var lines = ptx.Split('\n').Select(l => Regex.Replace(l, "//.*$", "").Trim()).Where(l => l.Length > 0).ToArray();
         foreach (var line in lines)
         {
+            // A guard predicate (@%p1, @!%p2) may precede any instruction: the checks read past it.
+            string instruction = Regex.Replace(line, @"^@!?%[\w$]+\s+", "");
+            string opcode = Regex.Match(instruction, @"^[a-z][\w.]*").Value;
+            string[] parts = opcode.Split('.');
+            bool floating = parts.Skip(1).Any(p => p is "f16" or "f16x2" or "bf16" or "bf16x2" or "f32" or "f64" or "tf32");
             if (Regex.IsMatch(line, @"\.approx\b"))
                 yield return $"approximate instruction: {line}";
             if (Regex.IsMatch(line, @"\.full\b"))
                 yield return $"non-IEEE division: {line}";
             if (Regex.IsMatch(line, @"\.ftz\b"))
                 yield return $"flush-to-zero: {line}";
+            if (floating && parts.Contains("sat"))
+                yield return $"saturating floating-point instruction (clamps to [0, 1], NaN to 0): {line}";
             if (Regex.IsMatch(line, @"\.extern\s+\.func"))
                 yield return $"unresolved external function: {line}";
-            if (Regex.IsMatch(line, @"^(mul|add|sub|fma|mad|div|sqrt|rcp)\.(f32|f64)\b"))
-                yield return $"floating-point instruction without an explicit rounding mode (ptxas may contract or approximate it): {line}";
-            if (Regex.IsMatch(line, @"^(ex2|lg2|sin|cos|rsqrt|tanh)\."))
+            if (floating && parts[0] is "mul" or "add" or "sub" or "fma" or "mad" or "div" or "sqrt" or "rcp")
+            {
+                if (!parts.Contains("rn"))
+                    yield return parts.Any(p => p is "rz" or "rm" or "rp")
+                        ? $"floating-point instruction rounding other than to nearest even: {line}"
+                        : $"floating-point instruction without an explicit rounding mode (ptxas may contract or approximate it): {line}";
+            }
+            if (floating && parts[0] is "min" or "max")
+                yield return $"hardware {parts[0]} (drops NaN, orders ±0 its own way; the contract's max propagates NaN): {line}";
+            if (floating && parts[0] is "abs" or "neg" && opcode is not ("abs.f32" or "abs.f64" or "neg.f32" or "neg.f64"))
+                yield return $"{parts[0]} in a form other than the exact sign operation on f32/f64: {line}";
+            if (floating && parts[0] is "ex2" or "lg2" or "sin" or "cos" or "rsqrt" or "tanh")
                 yield return $"hardware transcendental: {line}";
+            if (parts[0] == "cvt")
+                foreach (var problem in ConversionViolations(parts))
+                    yield return $"{problem}: {line}";
             if (Regex.IsMatch(line, @"\.local\b"))
                 yield return $"local memory: {line}";
-            var call = Regex.Match(line, @"^call(\.uni)?\s.*?,?\s*\(?\s*(?<target>[A-Za-z_][A-Za-z0-9_$]*)\s*,");
+            var call = Regex.Match(instruction, @"^call(\.uni)?\s.*?,?\s*\(?\s*(?<target>[A-Za-z_][A-Za-z0-9_$]*)\s*,");
             if (call.Success)
                 stubs.Add(call.Groups["target"].Value);
         }
@@ -57,6 +78,59 @@ public class PtxTests(ITestOutputHelper output)
             if (Regex.IsMatch(target, @"^(Add|Sub|Mul|Div|Fma|Sqrt)_\d+$"))
                 yield return $"call to an ExactMath stub that was not lowered to an instruction: {target}";
     }
+
+    /// <summary>
+    /// What a cvt may do under the contract: narrow to f16/bf16 never (that rounding is done in
+    /// integer arithmetic, docs/NUMERICS.md §1); float to integer only truncating (.rzi, C#'s cast);
+    /// integer or f64 to f32 only rounding to nearest even; widening exactly, with no rounding modifier.
+    /// </summary>
+    static IEnumerable<string> ConversionViolations(string[] parts)
+    {
+        var types = parts.Where(p => Regex.IsMatch(p, @"^(f16|f16x2|bf16|bf16x2|tf32|e4m3x2|e5m2x2|f32|f64|[su](8|16|32|64)|b(8|16|32|64))$")).ToArray();
+        if (types.Length != 2)
+            yield break;
+        string destination = types[0], source = types[1];
+        string? rounding = parts.FirstOrDefault(p => p is "rn" or "rz" or "rm" or "rp" or "rna" or "rni" or "rzi" or "rmi" or "rpi");
+        bool toFloat = destination[0] is 'f' or 't' or 'e' || destination.StartsWith("bf", StringComparison.Ordinal);
+        bool fromFloat = source[0] is 'f' or 't' or 'e' || source.StartsWith("bf", StringComparison.Ordinal);
+        if (destination is "f16" or "f16x2" or "bf16" or "bf16x2" or "tf32" or "e4m3x2" or "e5m2x2")
+            yield return "hardware narrowing to a 16-bit or smaller float";
+        else if (fromFloat && !toFloat && rounding != "rzi")
+            yield return "float to integer conversion other than truncation (.rzi, as C# casts)";
+        else if (toFloat && !fromFloat && rounding != "rn")
+            yield return "integer to float conversion rounding other than to nearest even";
+        else if (destination == "f32" && source == "f64" && rounding != "rn")
+            yield return "f64 to f32 conversion rounding other than to nearest even";
+    }
+
+    /// <summary>Lines the lint must reject, one per rule and form (a guard predicate in front included).</summary>
+    public static readonly string[] ForbiddenLines =
+    [
+        "mul.f32 %f1, %f2, %f3;", "add.f32 %f1, %f2, %f3;", "sub.f32 %f1, %f2, %f3;", "fma.f32 %f1, %f2, %f3, %f4;",
+        "@%p1 add.f32 %f1, %f2, %f3;", "@!%p2 mul.f32 %f1, %f2, %f3;", "@%p3 fma.rz.f32 %f1, %f2, %f3, %f4;",
+        "add.rz.f32 %f1, %f2, %f3;", "mul.rm.f32 %f1, %f2, %f3;", "div.rp.f32 %f1, %f2, %f3;", "sqrt.rz.f32 %f1, %f2;",
+        "mad.f32 %f1, %f2, %f3, %f4;", "add.rn.sat.f32 %f1, %f2, %f3;", "cvt.rn.sat.f32.f64 %f1, %fd1;",
+        "ex2.approx.f32 %f1, %f2;", "@%p1 ex2.approx.ftz.f32 %f1, %f2;", "lg2.approx.f32 %f1, %f2;", "@%p4 tanh.approx.f32 %f1, %f2;",
+        "div.full.f32 %f1, %f2, %f3;", "div.approx.f32 %f1, %f2, %f3;", "rcp.approx.ftz.f32 %f1, %f2;", "add.rn.ftz.f32 %f1, %f2, %f3;",
+        "min.f32 %f1, %f2, %f3;", "max.f32 %f1, %f2, %f3;", "@%p1 max.f32 %f1, %f2, %f3;", "max.NaN.f32 %f1, %f2, %f3;",
+        "min.ftz.NaN.f32 %f1, %f2, %f3;", "max.f64 %fd1, %fd2, %fd3;",
+        "abs.ftz.f32 %f1, %f2;", "neg.ftz.f32 %f1, %f2;", "abs.bf16 %rs1, %rs2;", "@%p2 neg.f16 %rs1, %rs2;",
+        "cvt.rn.f16.f32 %rs1, %f1;", "cvt.rz.bf16.f32 %rs1, %f1;", "cvt.rn.bf16x2.f32 %r1, %f1, %f2;",
+        "cvt.rni.s32.f32 %r1, %f1;", "cvt.rmi.s32.f32 %r1, %f1;", "@%p1 cvt.rpi.u32.f32 %r1, %f1;",
+        "cvt.rz.f32.s32 %f1, %r1;", "cvt.rm.f32.u32 %f1, %r1;", "cvt.rz.f32.f64 %f1, %fd1;",
+        ".extern .func (.param .b32 r) fmaf(.param .b32 a);", "ld.local.f32 %f1, [%rd1];", "@%p1 st.local.u32 [%rd1], %r1;",
+    ];
+
+    /// <summary>Lines the lint must accept: the exact forms kernels use.</summary>
+    public static readonly string[] AllowedLines =
+    [
+        "fma.rn.f32 %f1, %f2, %f3, %f4;", "add.rn.f32 %f1, %f2, %f3;", "@%p1 mul.rn.f32 %f1, %f2, %f3;", "div.rn.f32 %f1, %f2, %f3;",
+        "sqrt.rn.f32 %f1, %f2;", "mul.wide.u32 %rd1, %r1, 4;", "add.u64 %rd1, %rd2, %rd3;", "@!%p1 add.s32 %r1, %r2, 1;",
+        "max.s32 %r1, %r2, %r3;", "min.u32 %r1, %r2, %r3;", "abs.f32 %f1, %f2;", "neg.f32 %f1, %f2;", "abs.s32 %r1, %r2;",
+        "cvt.rzi.s32.f32 %r1, %f1;", "cvt.rn.f32.s32 %f1, %r1;", "cvt.rn.f32.u32 %f1, %r1;", "cvt.f64.f32 %fd1, %f1;",
+        "cvt.u32.u16 %r1, %rs1;", "cvt.s64.s32 %rd1, %r1;", "setp.gt.f32 %p1, %f1, %f2;", "selp.f32 %f1, %f2, %f3, %p1;",
+        "testp.notanumber.f32 %p1, %f1;", "ld.global.f32 %f1, [%rd1];", "mov.b32 %f1, %r1;",
+    ];
 
     [Theory]
     [MemberData(nameof(Cases))]
@@ -71,15 +145,10 @@ public class PtxTests(ITestOutputHelper output)
     [Fact]
     public void The_lint_catches_what_the_contract_forbids()
     {
-        string[] forbidden =
-        [
-            "mul.f32 %f1, %f2, %f3;", "add.f32 %f1, %f2, %f3;", "sub.f32 %f1, %f2, %f3;", "ex2.approx.f32 %f1, %f2;",
-            "div.full.f32 %f1, %f2, %f3;", "add.rn.ftz.f32 %f1, %f2, %f3;", ".extern .func (.param .b32 r) fmaf(.param .b32 a);",
-            "ld.local.f32 %f1, [%rd1];",
-        ];
-        foreach (var line in forbidden)
-            Assert.NotEmpty(Violations(line));
-        Assert.Empty(Violations("fma.rn.f32 %f1, %f2, %f3, %f4;\nadd.rn.f32 %f1, %f2, %f3;\nmul.wide.u32 %rd1, %r1, 4;\nadd.u64 %rd1, %rd2, %rd3;"));
+        foreach (var line in ForbiddenLines)
+            Assert.True(Violations(line).Any(), $"the lint accepts {line}");
+        foreach (var line in AllowedLines)
+            Assert.True(!Violations(line).Any(), $"the lint rejects {line}: {string.Join("; ", Violations(line))}");
     }
 
     /// <summary>The kernels that must stream with 128-bit loads, in the formats that allow them (not the block formats read value by value).</summary>
@@ -149,14 +218,57 @@ public class PtxTests(ITestOutputHelper output)
     /// them). A kernel that spills to local memory fails, and a streaming kernel may not use more
     /// than <see cref="GpuKernelAttribute.MaxStreamingRegisters"/> registers.
     /// </summary>
-    [SkippableTheory]
+
+    /// <summary>Kernels of one exact operation each, to see what it lowers to.</summary>
+    static class Probes
+    {
+        public static void Add(Index1D i, ArrayView<float> a) => a[i] = ExactMath.Add(a[i + 1], a[i + 2]);
+        public static void Sub(Index1D i, ArrayView<float> a) => a[i] = ExactMath.Sub(a[i + 1], a[i + 2]);
+        public static void Mul(Index1D i, ArrayView<float> a) => a[i] = ExactMath.Mul(a[i + 1], a[i + 2]);
+        public static void Div(Index1D i, ArrayView<float> a) => a[i] = ExactMath.Div(a[i + 1], a[i + 2]);
+        public static void Fma(Index1D i, ArrayView<float> a) => a[i] = ExactMath.Fma(a[i + 1], a[i + 2], a[i + 3]);
+        public static void Sqrt(Index1D i, ArrayView<float> a) => a[i] = ExactMath.Sqrt(a[i + 1]);
+        public static void Max(Index1D i, ArrayView<float> a) => a[i] = CanonicalMath.Max(a[i + 1], a[i + 2]);
+    }
+
+    /// <summary>The floating-point arithmetic instructions of a PTX listing, guard predicates and operands dropped.</summary>
+    static string[] FloatArithmetic(string ptx) =>
+        ptx.Split('\n').Select(l => Regex.Replace(Regex.Replace(l, "//.*$", "").Trim(), @"^@!?%[\w$]+\s+", ""))
+            .Select(l => Regex.Match(l, @"^(add|sub|mul|div|fma|mad|sqrt|rcp|rsqrt|min|max|ex2|lg2)\.[\w.]*\b(f32|f64)\b").Value)
+            .Where(op => op.Length > 0).ToArray();
+
+    /// <summary>
+    /// Each exact operation is one instruction with the rounding the contract names (a lowering to a
+    /// multiply and an add, or to another rounding mode, would give the GPU other bits than the
+    /// CPUs), and the contract's max is a compare and a select, never the GPU's NaN-dropping max.
+    /// </summary>
+    [Theory]
+    [InlineData("Add", "add.rn.f32")]
+    [InlineData("Sub", "sub.rn.f32")]
+    [InlineData("Mul", "mul.rn.f32")]
+    [InlineData("Div", "div.rn.f32")]
+    [InlineData("Fma", "fma.rn.f32")]
+    [InlineData("Sqrt", "sqrt.rn.f32")]
+    [InlineData("Max", null)]
+    public void Each_exact_operation_lowers_to_its_one_instruction(string operation, string? instruction)
+    {
+        string ptx;
+        lock (Compiler)
+            ptx = Compiler.Value.Compile(typeof(Probes).GetMethod(operation)!, CudaArchitecture.SM_80);
+        Assert.Equal(instruction is null ? [] : [instruction], FloatArithmetic(ptx));
+        Assert.Empty(Violations(ptx));
+    }
+
+    [Theory]
     [MemberData(nameof(Cases))]
     public void Ptx_assembles_with_ptxas(string kernel, int sm)
     {
         var ptxas = FindPtxas();
-        bool required = Environment.GetEnvironmentVariable("ILGPULLM_REQUIRE_PTXAS") == "1";
-        Assert.False(required && ptxas == null, "ILGPULLM_REQUIRE_PTXAS is set but no ptxas was found (ILGPULLM_PTXAS or .build/cuda)");
-        Skip.If(ptxas == null, "ptxas not installed (.ci/run installs it under .build/cuda)");
+        var named = Environment.GetEnvironmentVariable("ILGPULLM_PTXAS");
+        Assert.True(ptxas != null, string.IsNullOrEmpty(named)
+            ? "NVIDIA's ptxas was not found: `dotnet test` runs .ci/install-ptxas on Linux to put it under .build/cuda (see the build " +
+              "output if that failed); elsewhere set ILGPULLM_PTXAS to a CUDA 12 ptxas"
+            : $"ILGPULLM_PTXAS names {named}, which does not exist");
 
         var ptx = Ptx(kernel, sm);
         if (sm == 90)

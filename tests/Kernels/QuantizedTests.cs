@@ -119,12 +119,20 @@ public unsafe class QuantizedTests
         Bits.Equal(expected, actual, $"{format.Name()} {level.Name()}");
     }
 
-    /// <summary>Rows 1, 3, 17; widths of 1, 2, 5 blocks; out features 13 (an eight-row group, five singles, partial tiles).</summary>
+    /// <summary>
+    /// Rows 1, 3, 17; widths of 1, 2, 5 blocks; out features 13 (an eight-row group, five singles,
+    /// partial tiles). Then out features past one group of the CPU launch profile's 32: 45 (a
+    /// partial second group, odd) and 64 (two whole groups), at 4 rows (one whole row tile of the
+    /// ILGPU kernel) and 33 (the SIMD prefill's two row groups of 16 and one row over).
+    /// </summary>
     static IEnumerable<(int Rows, int Out, int Blocks)> Shapes()
     {
         foreach (int rows in new[] { 1, 3, 17 })
             foreach (int blocks in new[] { 1, 2, 5 })
                 yield return (rows, 13, blocks);
+        yield return (4, 64, 1);
+        yield return (33, 45, 2);
+        yield return (1, 45, 3);
     }
 
     /// <summary>
@@ -137,11 +145,21 @@ public unsafe class QuantizedTests
         return backend.StartsWith("simd", StringComparison.Ordinal) ? shapes.Append((1, 6, 35)) : shapes;
     }
 
+    /// <summary>
+    /// Every shape on every backend (the CPU accelerator with its own launch shapes and with CUDA's,
+    /// CUDA where a device exists, every SIMD level and thread count); and, in CUDA's launch shapes
+    /// only, 2049 outputs of one row: more outputs than the groups the profile makes, so the last
+    /// group's partial share is reached.
+    /// </summary>
     public static IEnumerable<object[]> LinearCases() =>
-        from backend in TestBackends.All.Select(b => (string)b[0])
-        from format in Formats
-        from shape in ShapesFor(format, backend)
-        select new object[] { backend, format, shape.Rows, shape.Out, shape.Blocks };
+        (from backend in TestBackends.All.Select(b => (string)b[0])
+         from format in Formats
+         from shape in ShapesFor(format, backend)
+         select new object[] { backend, format, shape.Rows, shape.Out, shape.Blocks })
+        .Concat(
+         from backend in new[] { TestBackends.GpuShapesOnCpu, "cuda" }.Where(name => name != "cuda" || TestBackends.HasCuda)
+         from format in new[] { StorageType.Q8_0, StorageType.Q4_K }
+         select new object[] { backend, format, 1, 2049, 1 });
 
     /// <summary>Through <see cref="IBackend.Linear"/>, so each backend's routing of block formats is what is tested.</summary>
     [Theory]

@@ -9,9 +9,11 @@ public class RmsNormTests
 {
     public static IEnumerable<object[]> Cases()
     {
-        // Widths around the 32 canonical lanes and the 16/8 vector widths, Gemma 3's q/k norm
-        // (head_dim 256) and a hidden size.
-        (int rows, int width)[] shapes = [(1, 1), (4, 3), (4, 17), (1, 33), (4, 127), (2, 256), (1, 1000), (5, 40)];
+        // Widths around the 32 canonical lanes (one term per lane, whole blocks, a tail) and the 16/8
+        // vector widths, Gemma 3's q/k norm (head_dim 256), hidden sizes (1000, 2048), with the
+        // six row kinds of Input in every shape of more than one row.
+        (int rows, int width)[] shapes =
+            [(1, 1), (6, 3), (6, 17), (6, 31), (6, 32), (6, 33), (7, 40), (6, 64), (6, 127), (6, 256), (6, 512), (6, 1000), (3, 2048)];
         foreach (var backend in TestBackends.All)
             foreach (var type in TestValues.ElementTypes)
                 foreach (var (rows, width) in shapes)
@@ -19,19 +21,24 @@ public class RmsNormTests
     }
 
     /// <summary>
-    /// Rows of different kinds: ordinary values, finite edge values (±0, subnormals, ±1e30 whose
-    /// squares overflow), tiny values whose squares underflow, and rows with NaN and ±inf.
+    /// Rows of different kinds. Most are ordinary values whose magnitudes spread over several
+    /// binades, where every square and every sum rounds (a fused multiply-add against a multiply
+    /// then an add, or another order, changes bits); one holds finite edge values (±0,
+    /// subnormals, ±1e30 whose squares overflow), one tiny values whose squares underflow, one NaN
+    /// and ±inf.
     /// </summary>
     static float[] Input(int rows, int width, int seed)
     {
         var x = new float[rows * width];
         for (int r = 0; r < rows; r++)
         {
-            var row = (r % 4) switch
+            var row = (r % 6) switch
             {
-                0 => TestValues.Random(width, seed + r, scale: 3f),
-                1 => TestValues.WithEdges(width, seed + r, nonFinite: false),
-                2 => TestValues.Random(width, seed + r, scale: 1e-20f).Select((v, i) => i % 3 == 0 ? v * 1e-20f : v).ToArray(),
+                0 => TestValues.Ordinary(width, seed + r),
+                1 => TestValues.Ordinary(width, seed + r, spread: 20),
+                2 => TestValues.WithEdges(width, seed + r, nonFinite: false),
+                3 => TestValues.Random(width, seed + r, scale: 3f),
+                4 => TestValues.Random(width, seed + r, scale: 1e-20f).Select((v, i) => i % 3 == 0 ? v * 1e-20f : v).ToArray(),
                 _ => TestValues.WithEdges(width, seed + r, nonFinite: true),
             };
             row.CopyTo(x, r * width);
@@ -46,7 +53,7 @@ public class RmsNormTests
         var backend = TestBackends.Get(backendName);
         var x = Input(rows, width, seed: rows * 100 + width);
         float[] edges = type == StorageType.F16 ? [0f, -0f, 1e-7f, 65504f, -2.5f] : [0f, -0f, 1e-40f, 1e30f, float.PositiveInfinity, float.NaN];
-        var weights = TestValues.Random(width, seed: width).Select((v, i) => i % 7 == 3 ? edges[i / 7 % edges.Length] : 1f + v).ToArray();
+        var weights = TestValues.Ordinary(width, seed: width, spread: 3).Select((v, i) => i % 7 == 3 ? edges[i / 7 % edges.Length] : v).ToArray();
         var stored = TestValues.Stored(weights, type);
         var xs = backend.Upload(x, "x");
         var w = backend.Allocate(type, width, "w");

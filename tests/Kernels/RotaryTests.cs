@@ -184,22 +184,59 @@ public class RotaryTableTests
             Assert.True(Math.Abs(globalAngles[i] - eighth[i]) <= 1e-6f, $"element {i}: {globalAngles[i]} vs {eighth[i]}");
     }
 
-    [Fact]
-    public void Fill_writes_cos_and_sin_of_position_times_frequency_rounded_once()
+    /// <summary>θ^(−2i/d) as exp(−(2i/d)·ln θ): another double-precision route to the same frequency.</summary>
+    static double ClosedForm(double theta, int headDim, int pair) => Math.Exp(-(2.0 * pair / headDim) * Math.Log(theta));
+
+    /// <summary>Whether <paramref name="actual"/> is the binary32 value nearest to <paramref name="exact"/> (rounded once).</summary>
+    static bool NearestFloat(double exact, float actual) =>
+        Math.Abs(actual - exact) <= Math.Abs(MathF.BitIncrement(actual) - exact) &&
+        Math.Abs(actual - exact) <= Math.Abs(MathF.BitDecrement(actual) - exact);
+
+    public static IEnumerable<object[]> Tables() =>
+    [
+        ["plain θ 10000, head_dim 64", 64, 10000.0, "none"],
+        ["Llama 3.1 scaling, θ 500000, head_dim 128", 128, 500000.0, "llama3"],
+        ["Gemma 3 global: linear factor 8, θ 1e6, head_dim 256", 256, 1000000.0, "linear"],
+        ["Qwen2: θ 1e6, head_dim 16", 16, 1000000.0, "none"],
+    ];
+
+    /// <summary>
+    /// The table holds cos and sin of the exact angle position × frequency, each rounded once to
+    /// binary32, computed here by another route (the frequencies through exp and log, transformers'
+    /// Llama 3 rule written out independently): an angle multiplied in f32, a frequency rounded
+    /// to f32 first, or cos and sin taken in f32 miss the nearest float at the long positions.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Tables))]
+    public void Fill_writes_cos_and_sin_of_the_exact_angle_rounded_once(string name, int headDim, double theta, string scaling)
     {
-        var table = new RotaryTable(64, 10000.0, new RotaryScaling.Llama3(8.0, 1.0, 4.0, 128));
-        int[] positions = [0, 1, 7, 4095, 131071];
-        var angles = new float[positions.Length * 64];
+        var table = new RotaryTable(headDim, theta, scaling switch
+        {
+            "llama3" => new RotaryScaling.Llama3(8.0, 1.0, 4.0, 8192),
+            "linear" => new RotaryScaling.Linear(8.0),
+            _ => null,
+        });
+        var llama3 = TransformersLlama3(headDim, theta, 8.0, 1.0, 4.0, 8192);
+        int[] positions = [0, 1, 2, 7, 100, 4095, 8191, 32767, 131071];
+        int pairs = headDim / 2;
+        var angles = new float[positions.Length * headDim];
         table.Fill(positions, angles);
         for (int r = 0; r < positions.Length; r++)
-            for (int i = 0; i < 32; i++)
+            for (int i = 0; i < pairs; i++)
             {
-                double angle = positions[r] * table.InverseFrequencies[i];
-                Assert.Equal((float)Math.Cos(angle), angles[(r * 32 + i) * 2]);
-                Assert.Equal((float)Math.Sin(angle), angles[(r * 32 + i) * 2 + 1]);
+                double frequency = scaling switch
+                {
+                    "llama3" => llama3[i],
+                    "linear" => ClosedForm(theta, headDim, i) / 8.0,
+                    _ => ClosedForm(theta, headDim, i),
+                };
+                double angle = positions[r] * frequency;
+                float cos = angles[(r * pairs + i) * 2], sin = angles[(r * pairs + i) * 2 + 1];
+                Assert.True(NearestFloat(Math.Cos(angle), cos), $"{name}, position {positions[r]}, pair {i}: cos {cos:R}, exact {Math.Cos(angle):R}");
+                Assert.True(NearestFloat(Math.Sin(angle), sin), $"{name}, position {positions[r]}, pair {i}: sin {sin:R}, exact {Math.Sin(angle):R}");
             }
         // Position 0 is the identity rotation.
-        for (int i = 0; i < 32; i++)
+        for (int i = 0; i < pairs; i++)
         {
             Assert.Equal(1f, angles[2 * i]);
             Assert.Equal(0f, angles[2 * i + 1]);

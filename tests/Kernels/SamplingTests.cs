@@ -43,8 +43,10 @@ public class SamplingTests
     public static IEnumerable<object[]> Cases()
     {
         foreach (var backend in TestBackends.All)
-            foreach (int vocabulary in new[] { 1, 3, 17, 33, 127, 1000 })
-                yield return [backend[0], vocabulary];
+            foreach (int vocabulary in TraceVocabularies)
+                // The trace test runs the ILGPU kernel at every width; through the backend a few suffice.
+                if (!TestBackends.IsCpuAccelerator((string)backend[0]) || vocabulary is 3 or 32 or 1000)
+                    yield return [backend[0], vocabulary];
     }
 
     /// <summary>Ids previously seen, for the penalty: rows 1, 12 and 13 take overlapping ranges of this list.</summary>
@@ -76,7 +78,7 @@ public class SamplingTests
         ];
     }
 
-    /// <summary>Logits of a few kinds: plain, with ties and masked (−inf) entries, and with edge values.</summary>
+    /// <summary>Logits of a few kinds: plain, with ties and masked (−inf) entries, with edge values, and with one NaN per row.</summary>
     static float[] Logits(string kind, int rows, int vocabulary)
     {
         var values = TestValues.Random(rows * vocabulary, seed: vocabulary * 7 + kind.Length, scale: 6f);
@@ -103,6 +105,12 @@ public class SamplingTests
             case "edges":
                 values = TestValues.WithEdges(rows * vocabulary, seed: vocabulary + 3, nonFinite: true);
                 break;
+            case "lone-nan":
+                // One NaN per row, near the end (in the SIMD tail when the width leaves one): the
+                // maximum is NaN, so a maximum that dropped it anywhere would change the path.
+                for (int r = 0; r < rows; r++)
+                    values[r * vocabulary + vocabulary - 1 - r % Math.Min(3, vocabulary)] = float.NaN;
+                break;
         }
         return values;
     }
@@ -113,13 +121,9 @@ public class SamplingTests
     {
         var backend = TestBackends.Get(backendName);
         int[] list = PenalizedList(vocabulary);
-        var allRows = ParameterRows(vocabulary, list.Length);
-        foreach (var kind in new[] { "plain", "ties-and-masks", "edges" })
+        foreach (var kind in new[] { "plain", "ties-and-masks", "edges", "lone-nan" })
         {
-            // Every combination on plain logits; on the special logits the ones whose paths differ
-            // there (argmax ties, top-k ties, top-p, everything at once), which keeps the slow ILGPU
-            // CPU accelerator's share of the test time small.
-            var rows = kind == "plain" ? allRows : allRows.Where((_, r) => r is 0 or 1 or 5 or 6 or 9 or 12 or 15).ToArray();
+            var rows = TraceRows(vocabulary, kind, list.Length);
             var logits = Logits(kind, rows.Length, vocabulary);
             var expected = new int[rows.Length];
             Sampling.Reference(logits, vocabulary, rows, list, expected);
@@ -187,6 +191,270 @@ public class SamplingTests
             warpsPerRow: Sampling.GpuWarps);
         accelerator.Synchronize();
         Assert.Equal(expected, tokens.GetAsArray1D());
+    }
+
+    // ---- the values each draw passes through, bit for bit on every evaluation ----
+
+    /// <summary>
+    /// Every evaluation of the sampler that can report its trace: the SIMD twin at each level with
+    /// 1 and 2 threads, and the ILGPU kernel with the CPU's launch shapes (one warp per row) and
+    /// CUDA's (four), and on CUDA where a device exists.
+    /// </summary>
+    static IEnumerable<string> TraceRunners() =>
+        SimdLevels.Available.SelectMany(level => new[] { $"simd-{level.Name()}-t1", $"simd-{level.Name()}-t2" })
+            .Concat(KernelLibraries.Names);
+
+    /// <summary>
+    /// Widths around the 32 canonical lanes (one term per lane, whole blocks, a tail), the vector
+    /// widths, several blocks, and a real vocabulary (Llama 3's 128256), where sums have thousands
+    /// of terms per lane.
+    /// </summary>
+    static readonly int[] TraceVocabularies = [1, 3, 17, 31, 32, 33, 64, 127, 512, 1000, 128256];
+
+    public static IEnumerable<object[]> TraceCases() =>
+        from runner in TraceRunners()
+        from vocabulary in TraceVocabularies
+        select new object[] { runner, vocabulary };
+
+    const uint Unwritten = 0xDEADBEEF;
+
+    static readonly Dictionary<string, (CpuWorkers Workers, SamplingSimd.Job Job)> SimdRunners = [];
+
+    /// <summary>Draws with one evaluation, returning its trace (slots it does not reach keep <see cref="Unwritten"/>).</summary>
+    static unsafe float[] Traced(string runner, float[] logits, int vocabulary, SamplingRow[] rows, int[] penalized, int[] tokens)
+    {
+        var trace = new float[rows.Length * SamplingTrace.Slots];
+        Array.Fill(trace, BitConverter.UInt32BitsToSingle(Unwritten));
+        if (runner == "reference")
+        {
+            Sampling.Reference(logits, vocabulary, rows, penalized, tokens, trace);
+            return trace;
+        }
+        Sampling.Validate(logits.Length, vocabulary, rows, penalized, tokens.Length);
+        if (runner.StartsWith("simd-", StringComparison.Ordinal))
+        {
+            (CpuWorkers Workers, SamplingSimd.Job Job) simd;
+            lock (SimdRunners)
+                if (!SimdRunners.TryGetValue(runner, out simd))
+                    SimdRunners[runner] = simd = (new CpuWorkers(runner.EndsWith("-t2", StringComparison.Ordinal) ? 2 : 1), new SamplingSimd.Job());
+            var level = SimdLevels.Available.Single(l => runner.StartsWith($"simd-{l.Name()}-", StringComparison.Ordinal));
+            var packedRows = new int[rows.Length * Sampling.ParameterInts];
+            Sampling.PackParameters(rows, packedRows);
+            fixed (float* logitPointer = logits)
+            fixed (int* parameterPointer = packedRows)
+            fixed (int* penalizedPointer = penalized)
+            fixed (int* tokenPointer = tokens)
+            fixed (float* tracePointer = trace)
+                SamplingSimd.Run(simd.Workers, level, simd.Job, logitPointer, vocabulary, parameterPointer, rows.Length,
+                    penalizedPointer, tokenPointer, skip: null, tracePointer);
+            return trace;
+        }
+        var library = KernelLibraries.Get(runner);
+        var accelerator = library.Accelerator;
+        var packed = new int[rows.Length * Sampling.ParameterInts];
+        Sampling.PackParameters(rows, packed);
+        using var logitBuffer = accelerator.Allocate1D(logits);
+        using var weights = accelerator.Allocate1D<float>(logits.Length);
+        using var parameters = accelerator.Allocate1D(packed);
+        using var penalizedBuffer = accelerator.Allocate1D(penalized.Length == 0 ? [0] : penalized);
+        using var tokenBuffer = accelerator.Allocate1D<int>(rows.Length);
+        using var traceBuffer = accelerator.Allocate1D(trace);
+        Sampling.Run(library, logitBuffer.View, weights.View, parameters.View, penalizedBuffer.View, tokenBuffer.View, vocabulary,
+            rows.Length, trace: traceBuffer.View);
+        accelerator.Synchronize();
+        tokenBuffer.GetAsArray1D().CopyTo(tokens, 0);
+        return traceBuffer.GetAsArray1D();
+    }
+
+    static readonly Dictionary<(int, string), (int[] Tokens, float[] Trace)> ReferenceTraces = [];
+
+    /// <summary>
+    /// The rows a trace case draws: on the ordinary logits every parameter combination; on the
+    /// special ones those whose paths differ there; at a real vocabulary a few that reach every
+    /// slot (the ILGPU CPU accelerator's cost grows with the vocabulary).
+    /// </summary>
+    static SamplingRow[] TraceRows(int vocabulary, string kind, int listLength)
+    {
+        var all = ParameterRows(vocabulary, listLength);
+        if (vocabulary > 1000)
+            return kind == "plain" ? all.Where((_, r) => r is 0 or 6 or 9 or 12 or 15).ToArray() : all.Where((_, r) => r is 9 or 12).ToArray();
+        return kind == "plain" ? all : all.Where((_, r) => r is 0 or 1 or 5 or 6 or 9 or 12 or 15).ToArray();
+    }
+
+    /// <summary>
+    /// Top-k's threshold, the maximum, top-p's target and τ, the filtered total, the draw's target
+    /// and the prefix sums on either side of the drawn token are the reference's bits on every
+    /// evaluation: a sum or a search in another order shows here even when the token stays.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(TraceCases))]
+    public void The_trace_of_every_draw_matches_the_reference_bit_for_bit(string runner, int vocabulary)
+    {
+        int[] list = PenalizedList(vocabulary);
+        foreach (var kind in new[] { "plain", "ties-and-masks", "edges", "lone-nan" })
+        {
+            var rows = TraceRows(vocabulary, kind, list.Length);
+            var logits = Logits(kind, rows.Length, vocabulary);
+            (int[] Tokens, float[] Trace) expected;
+            lock (ReferenceTraces)
+                if (!ReferenceTraces.TryGetValue((vocabulary, kind), out expected))
+                {
+                    var referenceTokens = new int[rows.Length];
+                    ReferenceTraces[(vocabulary, kind)] = expected = (referenceTokens, Traced("reference", logits, vocabulary, rows, list, referenceTokens));
+                }
+            var tokens = new int[rows.Length];
+            var trace = Traced(runner, logits, vocabulary, rows, list, tokens);
+            for (int r = 0; r < rows.Length; r++)
+            {
+                string context = $"{runner} vocabulary {vocabulary} {kind} row {r} {rows[r]}";
+                Assert.True(expected.Tokens[r] == tokens[r], $"{context}: token {tokens[r]}, expected {expected.Tokens[r]}");
+                Bits.Equal(expected.Trace.AsSpan(r * SamplingTrace.Slots, SamplingTrace.Slots), trace.AsSpan(r * SamplingTrace.Slots, SamplingTrace.Slots),
+                    $"{context}: trace (slots: top-k key, max, top-p target, tau, total, target, prefix before, prefix through)");
+            }
+        }
+    }
+
+    static readonly Dictionary<int, (float[] Logits, SamplingRow[] Rows)> NearTieRows = [];
+
+    /// <summary>
+    /// Rows whose decisions are near ties, for one row of logits: top-p values whose target p·Σe
+    /// equals the canonical mass of the j largest weights exactly, and (sequence, step) pairs whose
+    /// draw target lies within an ulp of a canonical prefix sum (half of them at a whole block of
+    /// 32 terms). A search that sums in another order decides these differently although random
+    /// draws would almost never notice. Found once per vocabulary (a scan of a few million steps).
+    /// </summary>
+    static (float[] Logits, SamplingRow[] Rows) NearTies(int vocabulary)
+    {
+        lock (NearTieRows)
+        {
+            if (!NearTieRows.TryGetValue(vocabulary, out var found))
+                NearTieRows[vocabulary] = found = FindNearTies(vocabulary);
+            return found;
+        }
+    }
+
+    static (float[] Logits, SamplingRow[] Rows) FindNearTies(int vocabulary)
+    {
+        var x = TestValues.Random(vocabulary, seed: vocabulary + 77, scale: 4f);
+        float max = Canonical.Max(x);
+        var e = x.Select(v => CanonicalMath.Exp(v - max)).ToArray();
+        float total = Canonical.Sum(e);
+        var rows = new List<SamplingRow>();
+        const ulong seed = 4242;
+
+        var descending = e.OrderByDescending(v => v).ToArray();
+        // Small sets, and sets of a large share of the vocabulary, where each lane's masked sum has
+        // many terms and an order change rounds differently.
+        var sizes = new[] { 2, 3 }.Concat(new[] { 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9 }.Select(f => (int)(f * vocabulary)));
+        foreach (int j in sizes.Where(j => j >= 2 && j < vocabulary).Distinct())
+        {
+            float mass = Canonical.Sum(e.Select(v => v >= descending[j - 1] ? v : 0f).ToArray());
+            float p = mass / total;
+            for (int step = 0; step < 8 && p * total != mass; step++)
+                p = p * total < mass ? MathF.BitIncrement(p) : MathF.BitDecrement(p);
+            if (p * total == mass && p > 0f && p < 1f)
+                rows.Add(new SamplingRow(1f, 0, p, 0f, 1f, seed, 1, j, 0, 0));
+        }
+
+        var prefix = new float[vocabulary];
+        var lanes = new float[Canonical.Lanes];
+        for (int k = 0; k < vocabulary; k++)
+        {
+            lanes[k % Canonical.Lanes] += e[k];
+            prefix[k] = Canonical.SumTree(lanes.ToArray());
+        }
+        int atBlocks = 0, elsewhere = 0;
+        for (int step = 0; step < 16_000_000 && (atBlocks < 8 || elsewhere < 8); step++)
+        {
+            float target = Philox.Uniform(seed, 0, step) * total;
+            int k = Array.BinarySearch(prefix, target);
+            k = k < 0 ? Math.Min(~k, vocabulary - 1) : k;
+            foreach (int near in new[] { k - 1, k })
+            {
+                // The target equals the prefix sum or is one ulp below it: one ulp the other way
+                // in that sum flips whether it exceeds the target.
+                if (near < 0 || !(target == prefix[near] || MathF.BitIncrement(target) == prefix[near]))
+                    continue;
+                bool block = (near + 1) % Canonical.Lanes == 0;
+                if (block ? atBlocks++ < 8 : elsewhere++ < 8)
+                    rows.Add(new SamplingRow(1f, 0, 1f, 0f, 1f, seed, 0, step, 0, 0));
+                break;
+            }
+        }
+        return (Enumerable.Repeat(x, rows.Count).SelectMany(v => v).ToArray(), rows.ToArray());
+    }
+
+    public static IEnumerable<object[]> NearTieCases() =>
+        from runner in TraceRunners()
+        from vocabulary in new[] { 256, 1000 }
+        select new object[] { runner, vocabulary };
+
+    [Theory]
+    [MemberData(nameof(NearTieCases))]
+    public void Near_ties_in_top_p_and_the_draw_are_decided_as_the_reference_decides(string runner, int vocabulary)
+    {
+        var (logits, rows) = NearTies(vocabulary);
+        Assert.True(rows.Count(r => r.TopP < 1f) >= 4 && rows.Count(r => r.TopP == 1f) >= 12, $"only {rows.Length} near ties found");
+        var expectedTokens = new int[rows.Length];
+        var expected = Traced("reference", logits, vocabulary, rows, [], expectedTokens);
+        var tokens = new int[rows.Length];
+        var trace = Traced(runner, logits, vocabulary, rows, [], tokens);
+        for (int r = 0; r < rows.Length; r++)
+        {
+            string context = $"{runner} vocabulary {vocabulary} row {r} {rows[r]}";
+            Assert.True(expectedTokens[r] == tokens[r], $"{context}: token {tokens[r]}, expected {expectedTokens[r]}");
+            Bits.Equal(expected.AsSpan(r * SamplingTrace.Slots, SamplingTrace.Slots), trace.AsSpan(r * SamplingTrace.Slots, SamplingTrace.Slots), $"{context}: trace");
+        }
+    }
+
+    /// <summary>
+    /// Min-p keeps a weight equal to its floor (e ≥ min-p): rows whose min-p is exactly the weight
+    /// of the 1st (min-p 1: only the maximum stays), 2nd, 3rd, 5th and 10th largest logit, so the
+    /// kept set ends at a tie with the floor, in the vector part of a row and in its tail (the
+    /// largest logits are moved to indices 5, 40, 250, vocabulary − 3 and vocabulary − 1). A
+    /// strict comparison drops that weight and changes the total the draw scales.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(NearTieCases))]
+    public void Min_p_keeps_weights_equal_to_its_floor(string runner, int vocabulary)
+    {
+        var x = TestValues.Random(vocabulary, seed: vocabulary + 5, scale: 4f);
+        var byValue = Enumerable.Range(0, vocabulary).OrderByDescending(i => x[i]).ToArray();
+        int[] places = [5, 40, 250, vocabulary - 3, vocabulary - 1];
+        for (int j = 0; j < places.Length; j++)
+            (x[places[j]], x[byValue[j]]) = (x[byValue[j]], x[places[j]]);
+        float max = Canonical.Max(x);
+        var descending = x.Select(v => CanonicalMath.Exp(v - max)).OrderByDescending(v => v).ToArray();
+        var rows = new[] { 0, 1, 2, 4, 9 }
+            .Select((rank, r) => new SamplingRow(1f, 0, 1f, descending[rank], 1f, 99, r, rank, 0, 0)).ToArray();
+        var logits = Enumerable.Repeat(x, rows.Length).SelectMany(v => v).ToArray();
+        var expectedTokens = new int[rows.Length];
+        var expected = Traced("reference", logits, vocabulary, rows, [], expectedTokens);
+        var tokens = new int[rows.Length];
+        var trace = Traced(runner, logits, vocabulary, rows, [], tokens);
+        for (int r = 0; r < rows.Length; r++)
+        {
+            string context = $"{runner} vocabulary {vocabulary} row {r} {rows[r]}";
+            Assert.True(expectedTokens[r] == tokens[r], $"{context}: token {tokens[r]}, expected {expectedTokens[r]}");
+            Bits.Equal(expected.AsSpan(r * SamplingTrace.Slots, SamplingTrace.Slots), trace.AsSpan(r * SamplingTrace.Slots, SamplingTrace.Slots), $"{context}: trace");
+        }
+        // Min-p 1 keeps exactly the maximum: its total is the maximum's weight, 1.
+        Assert.Equal(1f, expected[SamplingTrace.Total]);
+    }
+
+    [Fact]
+    public void The_trace_cases_reach_every_slot_and_every_prefix_block()
+    {
+        // A test that never fills a slot cannot see it change: every slot must be written by some
+        // row, and the drawn tokens must lie in more than one block of 32 at the real vocabulary.
+        const int vocabulary = 1000;
+        int[] list = PenalizedList(vocabulary);
+        var rows = TraceRows(vocabulary, "plain", list.Length);
+        var tokens = new int[rows.Length];
+        var trace = Traced("reference", Logits("plain", rows.Length, vocabulary), vocabulary, rows, list, tokens);
+        for (int slot = 0; slot < SamplingTrace.Slots; slot++)
+            Assert.Contains(Enumerable.Range(0, rows.Length), r => BitConverter.SingleToUInt32Bits(trace[r * SamplingTrace.Slots + slot]) != Unwritten);
+        Assert.True(tokens.Select(t => t / Canonical.Lanes).Distinct().Count() > 3, $"tokens {string.Join(", ", tokens)}");
     }
 
     // ---- what the sampler means ----

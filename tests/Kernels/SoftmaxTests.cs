@@ -7,7 +7,14 @@ namespace IlgpuLlm.Tests.Kernels;
 [Collection(BackendCollection.Name)]
 public class SoftmaxTests
 {
-    static readonly (int Width, int Rows)[] Shapes = [(1, 1), (3, 5), (17, 2), (33, 3), (127, 4), (1000, 5)];
+    /// <summary>
+    /// Widths around the 32 canonical lanes (one term per lane, whole blocks with no tail, a tail)
+    /// and the vector widths, several blocks, and a real vocabulary (Llama 3's 128256, a whole
+    /// number of blocks) where each lane sums thousands of terms; every row kind of
+    /// <see cref="Logits"/> in each (the real vocabulary: the ordinary kinds).
+    /// </summary>
+    static readonly (int Width, int Rows)[] Shapes =
+        [(1, 1), (3, 9), (17, 9), (31, 9), (32, 9), (33, 9), (64, 9), (127, 9), (512, 9), (1000, 9), (128256, 3)];
 
     public static IEnumerable<object[]> Cases() =>
         from backend in TestBackends.All
@@ -15,8 +22,13 @@ public class SoftmaxTests
         select new[] { backend[0], shape.Width, shape.Rows };
 
     /// <summary>
-    /// Row r is of kind r: finite values with some −inf, a row of only −inf, edge values (NaN, ±inf,
-    /// ±huge, subnormals), huge magnitudes that overflow when divided by a small temperature, tiny ones.
+    /// Row r is of kind r. The first three are ordinary logits whose weights exp(x − m) spread over
+    /// many binades, so the sum Z rounds differently in any other order: finite values with some
+    /// −inf, values of a typical logit range, and a wide range with whole vectors far below the
+    /// maximum (weights that underflow to zero). Then a row of only −inf, edge values (NaN, ±inf,
+    /// ±huge, subnormals), huge magnitudes that overflow when divided by a small temperature, tiny
+    /// ones, values tied in blocks, and −inf everywhere but one NaN (the maximum is NaN, so every
+    /// probability is; a maximum that dropped NaN would take the row for fully masked and give zeros).
     /// </summary>
     static float[] Logits(int rows, int width)
     {
@@ -32,18 +44,33 @@ public class SoftmaxTests
                         row[i] = i % 5 == 2 ? float.NegativeInfinity : random[i];
                     break;
                 case 1:
-                    row.Fill(float.NegativeInfinity);
+                    TestValues.Ordinary(width, seed: width + 1, spread: 3).CopyTo(row);
                     break;
                 case 2:
-                    TestValues.WithEdges(width, seed: width, nonFinite: true).CopyTo(row);
+                    for (int i = 0; i < width; i++)
+                        row[i] = i / 16 % 3 == 1 ? random[i] - 200f : random[i] * 6f;
                     break;
                 case 3:
+                    row.Fill(float.NegativeInfinity);
+                    break;
+                case 4:
+                    TestValues.WithEdges(width, seed: width, nonFinite: true).CopyTo(row);
+                    break;
+                case 5:
                     for (int i = 0; i < width; i++)
                         row[i] = random[i] * 4e37f;
                     break;
-                default:
+                case 6:
                     for (int i = 0; i < width; i++)
                         row[i] = random[i] * 1e-39f;
+                    break;
+                case 7:
+                    for (int i = 0; i < width; i++)
+                        row[i] = MathF.Round(random[i] / 4f);
+                    break;
+                default:
+                    row.Fill(float.NegativeInfinity);
+                    row[width / 2] = float.NaN;
                     break;
             }
         }

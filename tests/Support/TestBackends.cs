@@ -25,7 +25,7 @@ public static class TestBackends
         {
             ["ilgpu-cpu"] = new(() => IlgpuBackend.CreateCpu(2)),
             // The kernels and launch shapes CUDA gets, proven on the CPU accelerator.
-            ["ilgpu-cpu-gpu-shapes"] = new(() => IlgpuBackend.CreateCpu(2, LaunchProfile.Gpu)),
+            [GpuShapesOnCpu] = new(() => IlgpuBackend.CreateCpu(2, LaunchProfile.Gpu)),
         };
         var cuda = new Lazy<IBackend?>(IlgpuBackend.TryCreateCuda);
         if (CudaPresent.Value)
@@ -35,6 +35,12 @@ public static class TestBackends
                 backends[$"simd-{level.Name()}-t{threads}"] = new(() => new SimdBackend(threads, level));
         return backends;
     }
+
+    /// <summary>ILGPU's CPU accelerator launching every kernel in CUDA's launch shapes.</summary>
+    public const string GpuShapesOnCpu = "ilgpu-cpu-gpu-shapes";
+
+    /// <summary>Whether CUDA is among the backends.</summary>
+    public static bool HasCuda => CudaPresent.Value;
 
     /// <summary>Backend names for [MemberData].</summary>
     public static IEnumerable<object[]> All => Registry.Keys.Select(name => new object[] { name });

@@ -16,6 +16,23 @@ public static class TestValues
     }
 
     /// <summary>
+    /// Ordinary finite values whose magnitudes spread over 2^−spread … 2^spread, with random signs
+    /// and full random mantissas: their products round (so a fused multiply-add and a multiply then
+    /// an add give different bits), and sums of them round differently in every other order.
+    /// </summary>
+    public static float[] Ordinary(int count, int seed, int spread = 6)
+    {
+        var random = new Random(seed);
+        var values = new float[count];
+        for (int i = 0; i < count; i++)
+        {
+            float magnitude = (float)((1 + random.NextDouble()) * Math.Pow(2, random.Next(-spread, spread + 1)));
+            values[i] = random.Next(2) == 0 ? magnitude : -magnitude;
+        }
+        return values;
+    }
+
+    /// <summary>
     /// Random values where some positions hold edge cases: ±0, subnormals, values near the top of
     /// binary32 and of f16, and (when allowed) NaN and ±inf.
     /// </summary>
