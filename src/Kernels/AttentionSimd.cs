@@ -34,30 +34,19 @@ public static unsafe class AttentionSimd
         internal int Longest;
         internal int HeadsPerItem;
 
-        /// <summary>Work buffers of finished chunks, reused by the next (one per concurrent thread at most).</summary>
-        readonly Stack<Work> idle = new();
+        readonly WorkPool<Work> pool = new();
 
-        /// <summary>
-        /// Before a call: work buffers for this call's shape for every thread that may take an
-        /// item, so that what a step allocates depends on the shapes alone, never on how many
-        /// threads happened to run items at once.
-        /// </summary>
+        /// <summary>Before a call: work buffers for this call's shape for every thread that may take an item.</summary>
         internal void Reserve(int threads)
         {
-            lock (idle)
-            {
-                while (idle.Count < threads)
-                    idle.Push(new Work());
-                foreach (var work in idle)
-                    work.Reserve(HeadsPerItem, Math.Max(Longest, Shape.Capacity), Shape.HeadDim, Counters);
-            }
+            pool.Reserve(threads);
+            for (int i = 0; i < pool.Count; i++)
+                pool[i].Reserve(HeadsPerItem, Math.Max(Longest, Shape.Capacity), Shape.HeadDim, Counters);
         }
 
         public void Run(int start, int end)
         {
-            Work work;
-            lock (idle)
-                work = idle.Count > 0 ? idle.Pop() : new Work();
+            var work = pool.Take();
             try
             {
                 // Sized for the cache's capacity, not this call's longest range, so that decode, whose
@@ -67,8 +56,7 @@ public static unsafe class AttentionSimd
             }
             finally
             {
-                lock (idle)
-                    idle.Push(work);
+                pool.Return(work);
             }
         }
     }

@@ -25,30 +25,19 @@ public static unsafe class SamplingSimd
         internal SimdLevel Level;
         internal DeviceCounters Counters = new();
 
-        /// <summary>Work space of finished chunks, reused by the next (one per concurrent thread at most).</summary>
-        readonly Stack<Scratch> idle = new();
+        readonly WorkPool<Scratch> pool = new();
 
-        /// <summary>
-        /// Before a call: work space of a whole vocabulary for every thread that may take a row,
-        /// so that what a step allocates depends on the shapes alone, never on how many threads
-        /// happened to draw rows at once.
-        /// </summary>
+        /// <summary>Before a call: work space of a whole vocabulary for every thread that may take a row.</summary>
         internal void Reserve(int threads)
         {
-            lock (idle)
-            {
-                while (idle.Count < threads)
-                    idle.Push(new Scratch());
-                foreach (var scratch in idle)
-                    scratch.Reserve(Vocabulary, Counters);
-            }
+            pool.Reserve(threads);
+            for (int i = 0; i < pool.Count; i++)
+                pool[i].Reserve(Vocabulary, Counters);
         }
 
         public void Run(int start, int end)
         {
-            Scratch scratch;
-            lock (idle)
-                scratch = idle.Count > 0 ? idle.Pop() : new Scratch();
+            var scratch = pool.Take();
             try
             {
                 var parameters = new ReadOnlySpan<int>(Parameters, RowCount * Sampling.ParameterInts);
@@ -70,8 +59,7 @@ public static unsafe class SamplingSimd
             }
             finally
             {
-                lock (idle)
-                    idle.Push(scratch);
+                pool.Return(scratch);
             }
         }
     }
