@@ -13,19 +13,14 @@ namespace IlgpuLlm.Model.Formats;
 /// </summary>
 public sealed unsafe class ModelTensor
 {
-    readonly TensorStore _store;
-    readonly MappedFile? _file;
-    readonly long _fileOffset;
-    readonly Action<IntPtr>? _materialise;
-    readonly Lock _materialiseLock = new();
-    byte* _materialised;
+    readonly TensorMemory _bytes;
 
     ModelTensor(TensorStore store, string name, string sourceName, string sourcePath, StorageType dataType,
         ImmutableArray<long> shape, MappedFile? file, long fileOffset, Action<IntPtr>? materialise, string? transformation,
-        QuantizedData? quantized = null)
+        QuantizedData? quantized = null, byte* ready = null)
     {
         Quantized = quantized;
-        _store = store;
+        _bytes = new TensorMemory(store, file, fileOffset, materialise, ready);
         Name = name;
         SourceName = sourceName;
         SourcePath = sourcePath;
@@ -33,9 +28,6 @@ public sealed unsafe class ModelTensor
         Shape = shape;
         ElementCount = shape.Aggregate(1L, (a, b) => checked(a * b));
         ByteLength = dataType.ByteLength(ElementCount);
-        _file = file;
-        _fileOffset = fileOffset;
-        _materialise = materialise;
         Transformation = transformation;
     }
 
@@ -50,7 +42,7 @@ public sealed unsafe class ModelTensor
     /// <summary>A tensor whose bytes already sit in native memory the store owns (in-memory checkpoints).</summary>
     internal static ModelTensor InMemory(TensorStore store, string name, string sourcePath, StorageType dataType,
         ImmutableArray<long> shape, byte* data) =>
-        new(store, name, name, sourcePath, dataType, shape, null, 0, null, null) { _materialised = data };
+        new(store, name, name, sourcePath, dataType, shape, null, 0, null, null, ready: data);
 
     /// <summary>A tensor computed from others on first access; <paramref name="fill"/> writes ByteLength bytes.</summary>
     internal static ModelTensor Derived(TensorStore store, string name, string sourceName, string sourcePath,
@@ -114,22 +106,7 @@ public sealed unsafe class ModelTensor
     /// <summary>The first byte; materialises a transformed tensor on first use.</summary>
     public byte* Pointer
     {
-        get
-        {
-            _store.ThrowIfDisposed();
-            if (_file is not null) return _file.PointerAt(_fileOffset);
-            if (_materialised != null) return _materialised;
-            lock (_materialiseLock)
-            {
-                if (_materialised == null)
-                {
-                    byte* buffer = _store.Allocate(ByteLength);
-                    _materialise!((IntPtr)buffer);
-                    _materialised = buffer;
-                }
-                return _materialised;
-            }
-        }
+        get => _bytes.Pointer(ByteLength);
     }
 
     public IntPtr Address => (IntPtr)Pointer;
@@ -194,24 +171,16 @@ public sealed unsafe class ModelTensor
 /// </summary>
 public sealed unsafe class QuantizedData
 {
-    readonly TensorStore _store;
-    readonly MappedFile? _file;
-    readonly long _fileOffset;
-    readonly Action<IntPtr>? _materialise;
-    readonly Lock _materialiseLock = new();
-    byte* _materialised;
+    readonly TensorMemory _bytes;
 
     QuantizedData(TensorStore store, BlockFormat format, ImmutableArray<long> shape, MappedFile? file, long fileOffset, Action<IntPtr>? materialise)
     {
-        _store = store;
+        _bytes = new TensorMemory(store, file, fileOffset, materialise, null);
         Format = format;
         ElementCount = shape.Aggregate(1L, (a, b) => checked(a * b));
         RowLength = shape.IsEmpty ? 1 : shape[^1];
         RowBytes = format.ByteLength(RowLength);
         ByteLength = checked(ElementCount / RowLength * RowBytes);
-        _file = file;
-        _fileOffset = fileOffset;
-        _materialise = materialise;
     }
 
     internal static QuantizedData Mapped(TensorStore store, BlockFormat format, ImmutableArray<long> shape, MappedFile file, long fileOffset, string what)
@@ -228,7 +197,7 @@ public sealed unsafe class QuantizedData
     public BlockFormat Format { get; }
 
     /// <summary>True when the blocks are the file's memory map; false when they are a copy (reordered rows).</summary>
-    public bool IsMapped => _file is not null;
+    public bool IsMapped => _bytes.IsMapped;
 
     public long ElementCount { get; }
 
@@ -242,22 +211,7 @@ public sealed unsafe class QuantizedData
     /// <summary>The first byte of the first block.</summary>
     public byte* Pointer
     {
-        get
-        {
-            _store.ThrowIfDisposed();
-            if (_file is not null) return _file.PointerAt(_fileOffset);
-            if (_materialised != null) return _materialised;
-            lock (_materialiseLock)
-            {
-                if (_materialised == null)
-                {
-                    byte* buffer = _store.Allocate(ByteLength);
-                    _materialise!((IntPtr)buffer);
-                    _materialised = buffer;
-                }
-                return _materialised;
-            }
-        }
+        get => _bytes.Pointer(ByteLength);
     }
 
     /// <summary>A byte range of the blocks.</summary>
@@ -321,5 +275,47 @@ internal sealed unsafe class TensorStore : IDisposable
             _buffers.Clear();
         }
         foreach (var resource in _owned) resource.Dispose();
+    }
+}
+
+/// <summary>
+/// Where a tensor's bytes are: the file's memory map at an offset, native memory the store already
+/// holds, or a copy the store allocates and <c>materialise</c> fills on first access (once, under a lock).
+/// </summary>
+sealed unsafe class TensorMemory
+{
+    readonly TensorStore store;
+    readonly MappedFile? file;
+    readonly long fileOffset;
+    readonly Action<IntPtr>? materialise;
+    readonly Lock materialiseLock = new();
+    byte* materialised;
+
+    public TensorMemory(TensorStore store, MappedFile? file, long fileOffset, Action<IntPtr>? materialise, byte* ready)
+    {
+        this.store = store;
+        this.file = file;
+        this.fileOffset = fileOffset;
+        this.materialise = materialise;
+        materialised = ready;
+    }
+
+    public bool IsMapped => file is not null;
+
+    public byte* Pointer(long byteLength)
+    {
+        store.ThrowIfDisposed();
+        if (file is not null) return file.PointerAt(fileOffset);
+        if (materialised != null) return materialised;
+        lock (materialiseLock)
+        {
+            if (materialised == null)
+            {
+                byte* buffer = store.Allocate(byteLength);
+                materialise!((IntPtr)buffer);
+                materialised = buffer;
+            }
+            return materialised;
+        }
     }
 }
